@@ -1,0 +1,307 @@
+"""The one Flask app core every sidecar shares: HTTP in, ``Backend`` calls out.
+
+Views stay thin: they parse the request (key, range, preconditions), apply
+the mount's policy (``STATE_PREFIX``, LWW drops preconditions) and hand the
+work to the backend. Every failure leaves through one JSON error handler, so
+bad input always gets a 4xx and the worker keeps serving.
+"""
+from __future__ import annotations
+
+import logging
+from email.utils import formatdate
+from typing import Iterator
+
+from flask import Flask, Response, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from sidecars import keys as keyrules
+from sidecars.backend import Backend, ObjectBody, ObjectInfo
+from sidecars.body import RequestBody
+from sidecars.errors import BadRequest, NotFound, RangeNotSatisfiable, SidecarError
+
+log = logging.getLogger("vfs_state.sidecar")
+
+CONSISTENCIES = ("lww", "cas")
+DEFAULT_PAGE = 1000
+MAX_PAGE = 10000
+
+
+def build_app(backend: Backend, *, consistency: str = "cas", prefix: str = "",
+              name: str = "vfs-state-sidecar") -> Flask:
+    """Wrap ``backend`` in the wire protocol of SPEC §6.
+
+    Args:
+        backend: the storage adapter; the app owns it from now on.
+        consistency: ``"cas"`` honours ``If-Match``/``If-None-Match``;
+            ``"lww"`` ignores them on writes and deletes.
+        prefix: ``STATE_PREFIX``; prepended to every key on the way in and
+            stripped from listings on the way out.
+    """
+    if consistency not in CONSISTENCIES:
+        raise ValueError(f"consistency must be one of {CONSISTENCIES}, not {consistency!r}")
+    app = Flask(name)
+    app.url_map.merge_slashes = False  # "a//b" is a bad key, not a redirect
+    app.url_map.strict_slashes = False
+    app.extensions["vfs_state"] = _Core(backend, consistency, keyrules.normalise_prefix(prefix))
+    core: _Core = app.extensions["vfs_state"]
+
+    @app.errorhandler(SidecarError)
+    def _sidecar_error(exc: SidecarError) -> Response:
+        return _error(exc.status, exc.code, exc.message)
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException) -> Response:
+        return _error(exc.code or 400, (exc.name or "http_error").lower().replace(" ", "_"),
+                      exc.description or "")
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception) -> Response:
+        log.exception("unexpected error")
+        return _error(500, "internal", f"{type(exc).__name__}: {exc}")
+
+    app.add_url_rule("/keys/<path:key>", "object", core.object_view,
+                     methods=["GET", "HEAD", "PUT", "DELETE"])
+    app.add_url_rule("/keys/", "listing", core.list_view, methods=["GET"])
+    app.add_url_rule("/keys", "listing_bare", core.list_view, methods=["GET"])
+    app.add_url_rule("/meta/<path:key>", "meta", core.meta_view, methods=["GET", "PUT"])
+    app.add_url_rule("/healthz", "healthz", lambda: jsonify(status="ready"))
+    app.add_url_rule("/readyz", "readyz", core.ready_view)
+    return app
+
+
+def _error(status: int, code: str, message: str) -> Response:
+    response = jsonify(error=code, message=message)
+    response.status_code = status
+    return response
+
+
+def _etag(version: str) -> str:
+    return f'"{version}"'
+
+
+def _info_headers(info: ObjectInfo) -> dict[str, str]:
+    headers = {"ETag": _etag(info.version), "X-Is-File": "true", "Accept-Ranges": "bytes"}
+    if info.modified is not None:
+        headers["Last-Modified"] = formatdate(info.modified, usegmt=True)
+    headers["Content-Type"] = info.content_type or "application/octet-stream"
+    return headers
+
+
+class _Core:
+    """The views, bound to one backend and one mount policy."""
+
+    def __init__(self, backend: Backend, consistency: str, prefix: str) -> None:
+        self.backend = backend
+        self.cas = consistency == "cas"
+        self.prefix = prefix
+
+    # -- helpers ----------------------------------------------------------
+
+    def _store_key(self, key: str) -> str:
+        return self.prefix + keyrules.validate_key(key)
+
+    def _preconditions(self) -> tuple[str | None, bool]:
+        if_match = parse_if_match(request.headers.get("If-Match"))
+        if_none_match = parse_if_none_match(request.headers.get("If-None-Match"))
+        if if_match and if_none_match:
+            raise BadRequest("If-Match and If-None-Match together")
+        return (if_match, if_none_match) if self.cas else (None, False)
+
+    # -- views ------------------------------------------------------------
+
+    def object_view(self, key: str) -> Response:
+        store_key = self._store_key(key)
+        method = request.method
+        if method == "HEAD":
+            return self._head(store_key)
+        if key.endswith("/"):
+            return self._marker(store_key, method)
+        if method == "GET":
+            return self._get(store_key)
+        if method == "PUT":
+            return self._put(store_key)
+        return self._delete(store_key)
+
+    def _head(self, store_key: str) -> Response:
+        info = None if store_key.endswith("/") else self.backend.stat(store_key)
+        if info is not None:
+            response = Response(status=200, headers=_info_headers(info))
+            response.headers["Content-Length"] = str(info.size)
+            return response
+        if store_key.rstrip("/") + "/" != self.prefix and not self.backend.is_dir(store_key):
+            raise NotFound(f"no such key: {self._user_key(store_key)}")
+        response = Response(status=200, headers={"X-Is-File": "false"})
+        response.headers["Content-Length"] = "0"
+        return response
+
+    def _marker(self, store_key: str, method: str) -> Response:
+        """Directory markers: ``PUT key/`` creates, ``DELETE key/`` removes."""
+        if method == "PUT":
+            body = RequestBody(request, limit=0)
+            info = self.backend.write(store_key, body, 0)
+            return Response(status=204, headers={"ETag": _etag(info.version)})
+        if method == "DELETE":
+            self.backend.delete(store_key)
+            return Response(status=204)
+        raise BadRequest("a directory marker has no body to read")
+
+    def _get(self, store_key: str) -> Response:
+        start, length = parse_range(request.headers.get("Range"))
+        if_match = parse_if_match(request.headers.get("If-Match"))
+        if start < 0:  # suffix range: the last -start bytes
+            size = self._stat_or_404(store_key).size
+            start, length = max(0, size + start), None
+        body = self.backend.read(store_key, start, length, if_match=if_match)
+        headers = _info_headers(body.info)
+        headers["Content-Length"] = str(body.length)
+        status = 200
+        if request.headers.get("Range") is not None and body.info.size > 0:
+            status = 206
+            end = body.start + body.length - 1
+            headers["Content-Range"] = f"bytes {body.start}-{end}/{body.info.size}"
+        return Response(_stream(body), status=status, headers=headers, direct_passthrough=True)
+
+    def _stat_or_404(self, store_key: str) -> ObjectInfo:
+        info = self.backend.stat(store_key)
+        if info is None:
+            raise NotFound(f"no such key: {self._user_key(store_key)}")
+        return info
+
+    def _put(self, store_key: str) -> Response:
+        if_match, if_none_match = self._preconditions()
+        length = request.content_length
+        limit = self.backend.max_object_size
+        body = RequestBody(request, limit=limit)
+        info = self.backend.write(store_key, body, length, if_match=if_match,
+                                  if_none_match=if_none_match)
+        body.check_complete()
+        return Response(status=204, headers={"ETag": _etag(info.version)})
+
+    def _delete(self, store_key: str) -> Response:
+        if_match, if_none_match = self._preconditions()
+        if if_none_match:
+            raise BadRequest("If-None-Match makes no sense on DELETE")
+        self.backend.delete(store_key, if_match=if_match)
+        return Response(status=204)
+
+    def list_view(self) -> Response:
+        args = request.args
+        prefix = args.get("prefix", "")
+        keyrules.validate_prefix(prefix)
+        delimiter = args.get("delimiter") or None
+        if delimiter not in (None, "/"):
+            raise BadRequest("only '/' is supported as a delimiter")
+        max_keys = _int_arg("max_keys", DEFAULT_PAGE, 1, MAX_PAGE)
+        start_after = args.get("start_after") or None
+        store_prefix = self.prefix + prefix
+        page = self.backend.list(store_prefix, delimiter,
+                                 self.prefix + start_after if start_after else None, max_keys)
+        cut = len(self.prefix)
+        result: dict[str, object] = {
+            "keys": [k[cut:] for k in page.keys if k != store_prefix],
+            "prefixes": [p[cut:] for p in page.prefixes],
+        }
+        if page.next is not None:
+            result["next"] = page.next[cut:]
+        return jsonify(result)
+
+    def meta_view(self, key: str) -> Response:
+        store_key = self._store_key(key)
+        attr = request.args.get("attr")
+        if request.method == "PUT":
+            if not attr:
+                raise BadRequest("PUT /meta needs ?attr=NAME")
+            value = RequestBody(request, limit=64 * 1024).read_all().decode("utf-8", "strict")
+            self.backend.set_attr(store_key, keyrules.attr_name(attr), value)
+            return Response(status=204)
+        attrs = self.backend.get_attrs(store_key)
+        if not attr:
+            return jsonify(attrs=attrs)
+        name = keyrules.attr_name(attr)
+        if name not in attrs:
+            raise NotFound(f"no attribute {name!r} on {key}", code="no_such_attr")
+        return jsonify(attr=name, value=attrs[name])
+
+    def ready_view(self) -> Response:
+        self.backend.ping()
+        return jsonify(status="ready")
+
+    def _user_key(self, store_key: str) -> str:
+        return store_key[len(self.prefix):]
+
+
+def _stream(body: ObjectBody) -> Iterator[bytes]:
+    try:
+        yield from body.chunks
+    finally:
+        if body.close is not None:
+            body.close()
+
+
+def _int_arg(name: str, default: int, low: int, high: int) -> int:
+    raw = request.args.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise BadRequest(f"{name} must be an integer") from None
+    if not low <= value:
+        raise BadRequest(f"{name} must be at least {low}")
+    return min(value, high)
+
+
+def parse_range(header: str | None) -> tuple[int, int | None]:
+    """``Range`` to ``(start, length)``; a suffix range gives ``(-n, None)``.
+
+    Only one ``bytes=`` range is supported; anything else is a 400.
+    """
+    if header is None:
+        return 0, None
+    unit, _, spec = header.partition("=")
+    if unit.strip().lower() != "bytes" or "," in spec:
+        raise BadRequest(f"unsupported Range: {header!r}")
+    first, dash, last = spec.strip().partition("-")
+    try:
+        if not dash:
+            raise ValueError
+        if first == "":
+            suffix = int(last)
+            if suffix <= 0:
+                raise RangeNotSatisfiable(0, "empty suffix range")
+            return -suffix, None
+        start = int(first)
+        end = int(last) if last != "" else None
+    except ValueError:
+        raise BadRequest(f"malformed Range: {header!r}") from None
+    if start < 0 or (end is not None and end < start):
+        raise BadRequest(f"malformed Range: {header!r}")
+    return start, None if end is None else end - start + 1
+
+
+def _strip_quotes(value: str) -> str:
+    value = value.strip()
+    if value.startswith("W/"):
+        value = value[2:]
+    if len(value) >= 2 and value[0] == value[-1] == '"':
+        return value[1:-1]
+    if not value or any(c in value for c in '", '):
+        raise BadRequest(f"malformed entity tag: {value!r}")
+    return value
+
+
+def parse_if_match(header: str | None) -> str | None:
+    """``If-Match: "v"`` to ``v``. ``*`` is accepted and means "any version"."""
+    if header is None or header.strip() == "*":
+        return None
+    return _strip_quotes(header)
+
+
+def parse_if_none_match(header: str | None) -> bool:
+    """Only ``If-None-Match: *`` (create-only) is meaningful for writes."""
+    if header is None:
+        return False
+    if header.strip() != "*":
+        raise BadRequest("only 'If-None-Match: *' is supported")
+    return True
+

@@ -1,0 +1,133 @@
+"""The interface every storage backend implements for the app core.
+
+The core (``sidecars.app``) owns HTTP: routing, header parsing, ranges,
+preconditions policy (LWW drops them, CAS passes them on), key validation,
+``STATE_PREFIX`` and JSON errors. A backend only moves bytes and versions for
+*store keys* (the prefix already applied) and raises ``sidecars.errors``
+exceptions. Keys are ``/``-separated; a key ending in ``/`` is a directory
+marker with an empty body.
+"""
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from typing import BinaryIO, Callable, Iterable, Iterator
+
+from sidecars.errors import Forbidden, NotFound
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """What a stat observes. ``version`` is opaque, quoted into the ETag."""
+
+    size: int
+    version: str
+    modified: float | None = None  # seconds since the epoch
+    content_type: str | None = None
+
+
+@dataclass
+class ObjectBody:
+    """A (possibly ranged) read: the object's info, the served slice, the bytes.
+
+    ``chunks`` is consumed by the response; ``close`` releases the backend
+    stream if the client goes away early.
+    """
+
+    info: ObjectInfo
+    start: int
+    length: int
+    chunks: Iterable[bytes]
+    close: Callable[[], None] | None = None
+
+
+@dataclass
+class ListPage:
+    """One page of a listing. ``next`` is a cursor for ``start_after``."""
+
+    keys: list[str] = field(default_factory=list)
+    prefixes: list[str] = field(default_factory=list)
+    next: str | None = None
+
+
+class Backend(abc.ABC):
+    """Adapter from the core's calls to one storage service.
+
+    Preconditions: ``if_match`` is a version the object must have;
+    ``if_none_match`` demands the key be absent. A failed check raises
+    ``PreconditionFailed`` and changes nothing.
+    """
+
+    #: Largest object accepted, in bytes (None: unlimited). Larger bodies get 413.
+    max_object_size: int | None = None
+
+    @abc.abstractmethod
+    def stat(self, key: str) -> ObjectInfo | None:
+        """Info of the object at ``key``, or None when absent."""
+
+    @abc.abstractmethod
+    def read(self, key: str, start: int = 0, length: int | None = None,
+             if_match: str | None = None) -> ObjectBody:
+        """Bytes ``[start, start+length)`` (to the end when ``length`` is None).
+
+        Raises ``NotFound``; ``RangeNotSatisfiable`` when ``start`` is at or
+        past the end of the object (``start == 0`` is always satisfiable, an
+        empty object reads as empty); ``PreconditionFailed`` when
+        ``if_match`` is given and differs from the stored version.
+        """
+
+    @abc.abstractmethod
+    def write(self, key: str, body: BinaryIO, length: int | None,
+              if_match: str | None = None, if_none_match: bool = False) -> ObjectInfo:
+        """Replace the object with ``body`` (``length`` bytes, None: until EOF).
+
+        ``body.read(n)`` streams the request; a backend keeps memory bounded
+        for large bodies. If reading the body raises, nothing is stored and
+        no partial upload is left behind. Returns the new object's info.
+        """
+
+    @abc.abstractmethod
+    def delete(self, key: str, if_match: str | None = None) -> None:
+        """Remove ``key``; ``NotFound`` if absent."""
+
+    @abc.abstractmethod
+    def list(self, prefix: str, delimiter: str | None, start_after: str | None,
+             max_keys: int) -> ListPage:
+        """Keys under ``prefix`` in sorted order, grouped by ``delimiter``.
+
+        With a delimiter, keys that continue past it are rolled up into
+        ``prefixes`` (each ending in the delimiter). ``start_after`` is a
+        cursor: items up to and including it are skipped, and when it is a
+        prefix its whole subtree is skipped.
+        """
+
+    def is_dir(self, key: str) -> bool:
+        """A directory exists when a marker or any key lies under ``key/``."""
+        page = self.list(key.rstrip("/") + "/", None, None, 1)
+        return bool(page.keys or page.prefixes)
+
+    def get_attrs(self, key: str) -> dict[str, str]:
+        """Backend attributes of ``key`` (xattrs as handlers see them)."""
+        info = self.stat(key)
+        if info is None:
+            raise NotFound(f"no such key: {key}")
+        return {"version": info.version, "size": str(info.size)}
+
+    def set_attr(self, key: str, name: str, value: str) -> None:
+        """Set a writable attribute; read-only ones raise ``Forbidden``."""
+        raise Forbidden(f"attribute {name!r} is not writable on this backend")
+
+    def ping(self) -> None:
+        """Raise ``BackendUnavailable`` when the service cannot be reached."""
+
+    def close(self) -> None:
+        """Release clients and threads (worker shutdown)."""
+
+
+def iter_stream(stream: BinaryIO, chunk_size: int = 1 << 20) -> Iterator[bytes]:
+    """Yield ``stream`` in chunks until EOF."""
+    while True:
+        chunk = stream.read(chunk_size)
+        if not chunk:
+            return
+        yield chunk

@@ -1,0 +1,52 @@
+"""Sidecar configuration from the environment, failing early and clearly."""
+from __future__ import annotations
+
+import os
+
+
+class ConfigError(RuntimeError):
+    """A required setting is missing or malformed; the message names it."""
+
+
+def require(name: str) -> str:
+    value = os.environ.get(name, "").strip()
+    if not value:
+        raise ConfigError(f"missing required environment variable {name}")
+    return value
+
+
+def optional(name: str, default: str = "") -> str:
+    return os.environ.get(name, default).strip() or default
+
+
+def flag(name: str, default: bool = False) -> bool:
+    raw = os.environ.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be true or false, not {raw!r}")
+
+
+def integer(name: str, default: int | None) -> int | None:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, not {raw!r}") from None
+
+
+def consistency(explicit: str | None) -> str:
+    """``lww`` or ``cas``: the argument, else ``VFS_STATE_CONSISTENCY``, else cas.
+
+    CAS is the safe default: a client that never observed a key sends no
+    precondition, so CAS only differs from LWW where it prevents a lost write.
+    """
+    value = (explicit or os.environ.get("VFS_STATE_CONSISTENCY", "") or "cas").strip().lower()
+    if value not in ("lww", "cas"):
+        raise ConfigError(f"VFS_STATE_CONSISTENCY must be lww or cas, not {value!r}")
+    return value

@@ -1,0 +1,68 @@
+"""What a key may be, checked once at the edge so backends can trust keys.
+
+Keys are ``/``-separated UTF-8 paths relative to the mount. Empty, ``.`` and
+``..`` segments are refused (they would alias or escape); a trailing ``/``
+names a directory marker. Names beginning ``.vfs-state`` are reserved for the
+local backend's bookkeeping.
+"""
+from __future__ import annotations
+
+from sidecars.errors import BadRequest
+
+MAX_KEY_BYTES = 1024
+RESERVED_PREFIX = ".vfs-state"
+ATTR_PREFIXES = ("user.vfs.", "user.asya.")
+
+
+def validate_key(key: str) -> str:
+    """Return ``key`` unchanged, or raise ``BadRequest`` saying what is wrong."""
+    if not key:
+        raise BadRequest("empty key", code="bad_key")
+    if len(key.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES:
+        raise BadRequest(f"key longer than {MAX_KEY_BYTES} bytes", code="bad_key")
+    body = key[:-1] if key.endswith("/") else key
+    for segment in body.split("/"):
+        _check_segment(segment, key)
+    return key
+
+
+def validate_prefix(prefix: str) -> str:
+    """A listing prefix: empty, or key-shaped (a partial last segment is fine)."""
+    if prefix:
+        segments = prefix.split("/")
+        for segment in segments[:-1]:
+            _check_segment(segment, prefix)
+        if segments[-1] in (".", "..") or "\x00" in segments[-1]:
+            raise BadRequest(f"bad prefix {prefix!r}", code="bad_key")
+    return prefix
+
+
+def _check_segment(segment: str, key: str) -> None:
+    if segment in ("", ".", ".."):
+        raise BadRequest(f"bad key {key!r}: empty, '.' or '..' segment", code="bad_key")
+    if "\x00" in segment:
+        raise BadRequest(f"bad key {key!r}: NUL byte", code="bad_key")
+    if segment.startswith(RESERVED_PREFIX):
+        raise BadRequest(f"bad key {key!r}: names starting {RESERVED_PREFIX!r} are reserved",
+                         code="bad_key")
+    try:
+        segment.encode("utf-8")
+    except UnicodeEncodeError:
+        raise BadRequest(f"bad key {key!r}: not valid UTF-8", code="bad_key") from None
+
+
+def normalise_prefix(prefix: str) -> str:
+    """``STATE_PREFIX`` as a store prefix: no leading slash, one trailing slash."""
+    prefix = prefix.strip("/")
+    return prefix + "/" if prefix else ""
+
+
+def attr_name(name: str) -> str:
+    """Accept ``ttl``, ``user.vfs.ttl`` or ``user.asya.ttl``; return ``ttl``."""
+    for known in ATTR_PREFIXES:
+        if name.startswith(known):
+            name = name[len(known):]
+            break
+    if not name or not all(c.isalnum() or c in "_-." for c in name):
+        raise BadRequest(f"bad attribute name {name!r}", code="bad_attr")
+    return name
