@@ -1,0 +1,57 @@
+"""``vfs-state-sidecar CONNECTOR``: run one connector under gunicorn.
+
+The connector name picks the backend module and the consistency; the socket
+comes from ``CONNECTOR_SOCKET``. Our defaults live in
+``sidecars.gunicorn_conf``, so ``GUNICORN_CMD_ARGS`` (``--workers 3``) and
+extra command-line arguments override them as usual.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from sidecars.config import ConfigError, require
+from sidecars.connectors import CONNECTORS, get_connector
+
+
+def gunicorn_argv(connector_name: str, extra: list[str]) -> list[str]:
+    """The gunicorn command line for ``connector_name`` (config already checked)."""
+    connector = get_connector(connector_name)
+    return [sys.executable, "-m", "gunicorn", "-c", "python:sidecars.gunicorn_conf",
+            *extra, f"{connector.module}:create_app()"]
+
+
+def check_environment(connector_name: str) -> dict[str, str]:
+    """The environment gunicorn runs with; raises ``ConfigError`` naming what is missing."""
+    connector = get_connector(connector_name)
+    require("CONNECTOR_SOCKET")
+    for name in connector.required_env:
+        require(name)
+    env = dict(os.environ)
+    env["VFS_STATE_CONSISTENCY"] = connector.consistency
+    return env
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="vfs-state-sidecar",
+        description="Serve one storage connector over HTTP on $CONNECTOR_SOCKET.")
+    parser.add_argument("connector", choices=sorted(CONNECTORS), metavar="CONNECTOR",
+                        help="one of: " + ", ".join(sorted(CONNECTORS)))
+    parser.add_argument("gunicorn_args", nargs=argparse.REMAINDER,
+                        help="extra gunicorn arguments (after --)")
+    args = parser.parse_args(argv)
+    extra = [a for a in args.gunicorn_args if a != "--"]
+    try:
+        env = check_environment(args.connector)
+    except ConfigError as exc:
+        print(f"vfs-state-sidecar: {exc}", file=sys.stderr)
+        return 2
+    command = gunicorn_argv(args.connector, extra)
+    os.execvpe(command[0], command, env)
+    return 0  # not reached
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,46 @@
+"""Default gunicorn settings for a sidecar; ``GUNICORN_CMD_ARGS`` overrides them.
+
+gthread workers stream request and response bodies and keep client
+connections alive between requests (the client holds one per thread).
+"""
+from __future__ import annotations
+
+import os
+import socket
+
+bind = [f"unix:{os.environ.get('CONNECTOR_SOCKET', '/var/run/asya/state/sidecar.sock')}"]
+worker_class = "gthread"
+workers = int(os.environ.get("VFS_STATE_SIDECAR_WORKERS", "2"))
+threads = int(os.environ.get("VFS_STATE_SIDECAR_THREADS", "8"))
+keepalive = 75
+timeout = 120
+graceful_timeout = 10
+accesslog = None
+loglevel = "warning"
+SOCKET_MODE = 0o660
+
+
+def _socket_paths(server) -> list[str]:  # noqa: ANN001 - gunicorn Arbiter
+    return [b[len("unix:"):] for b in server.cfg.bind if b.startswith("unix:")]
+
+
+def on_starting(server) -> None:  # noqa: ANN001
+    """Remove a stale socket file, but never one a live sidecar is serving."""
+    for path in _socket_paths(server):
+        if not os.path.exists(path):
+            os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+            continue
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            probe.connect(path)
+        except OSError:
+            os.unlink(path)  # nobody listens: stale
+        else:
+            raise SystemExit(f"vfs-state-sidecar: {path} is in use by a running sidecar")
+        finally:
+            probe.close()
+
+
+def when_ready(server) -> None:  # noqa: ANN001
+    for path in _socket_paths(server):
+        os.chmod(path, SOCKET_MODE)
