@@ -158,10 +158,8 @@ class LocalBackend(Backend):
         if key.endswith("/"):
             try:
                 os.rmdir(path)
-            except FileNotFoundError:
-                raise NotFound(f"no such directory: {key}") from None
-            except NotADirectoryError:
-                raise Conflict(f"{key!r} is not a directory") from None
+            except (FileNotFoundError, NotADirectoryError):
+                raise NotFound(f"no such directory marker: {key}") from None
             except OSError as exc:
                 if exc.errno == errno.ENOTEMPTY:
                     raise Conflict(f"directory {key!r} is not empty",

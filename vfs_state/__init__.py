@@ -1,0 +1,11 @@
+"""vfs-state: plain Python file operations on mount paths, stored by sidecars.
+
+Handlers need no import: ``VFS_STATE_MOUNTS`` activates the shim at
+interpreter start. Scripts and tests may use the pieces directly.
+"""
+from __future__ import annotations
+
+from vfs_state.statefs import StateFS
+from vfs_state.versions import retry_on_conflict, session
+
+__all__ = ["StateFS", "session", "retry_on_conflict"]

@@ -1,0 +1,182 @@
+"""The sidecar protocol as Python calls, and where observations are recorded.
+
+``SidecarClient`` knows the routes of SPEC §6 and nothing of filesystems.
+Each call that *observes* a key (read, stat, write, delete) records the
+version in the active ``VersionStore`` unless the caller passes
+``observe=False`` (checks the library makes on its own must not refresh what
+the handler saw).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from typing import BinaryIO, Iterator
+from urllib.parse import urlencode
+
+from vfs_state.transport import Reply, Transport, key_path
+from vfs_state.versions import ABSENT, current_store
+
+LIST_PAGE = 1000
+
+
+@dataclass(frozen=True)
+class Stat:
+    """What a HEAD tells about a key."""
+
+    is_file: bool
+    size: int = 0
+    version: str | None = None
+    modified: float | None = None
+    content_type: str | None = None
+
+
+def _modified(reply: Reply) -> float | None:
+    raw = reply.headers.get("last-modified")
+    if not raw:
+        return None
+    try:
+        return parsedate_to_datetime(raw).timestamp()
+    except (TypeError, ValueError):
+        return None
+
+
+def _total_size(reply: Reply) -> int:
+    """Object size from ``Content-Range: bytes a-b/N`` (206) or the length (200)."""
+    content_range = reply.headers.get("content-range")
+    if content_range and "/" in content_range:
+        return int(content_range.rsplit("/", 1)[1])
+    return len(reply.body)
+
+
+class SidecarClient:
+    """Typed calls to one sidecar; ``store_id`` scopes remembered versions."""
+
+    def __init__(self, socket_path: str, timeout: float = 60.0, name: str | None = None) -> None:
+        where = f"mount {name!r} at {socket_path}" if name else f"sidecar {socket_path}"
+        self.transport = Transport(socket_path, timeout=timeout, where=where)
+        self.store_id = socket_path
+        self.where = where
+
+    # -- observations ---------------------------------------------------------
+
+    def observe(self, key: str, version: str | None) -> None:
+        """Record what the caller saw of ``key`` (a version, or ``ABSENT``)."""
+        current_store().observe(self.store_id, key, version)
+
+    def preconditions(self, key: str) -> dict[str, str]:
+        """Headers that make a write of ``key`` conditional on what was observed."""
+        return current_store().preconditions(self.store_id, key)
+
+    # -- objects --------------------------------------------------------------
+
+    def stat(self, key: str, observe: bool = True) -> Stat | None:
+        """HEAD ``key``; None when neither a file nor a directory is there."""
+        reply = self.transport.request("HEAD", key_path("/keys/", key), key=key, ok=(404,))
+        if reply.status == 404:
+            if observe:
+                self.observe(key, ABSENT)
+            return None
+        if reply.headers.get("x-is-file", "true").lower() == "false":
+            return Stat(is_file=False)
+        stat = Stat(is_file=True, size=int(reply.headers.get("content-length", 0)),
+                    version=reply.etag(), modified=_modified(reply),
+                    content_type=reply.headers.get("content-type"))
+        if observe:
+            self.observe(key, stat.version)
+        return stat
+
+    def read_head(self, key: str, length: int, observe: bool = True) -> tuple[Stat, bytes]:
+        """The first ``length`` bytes, the size and the version in one GET.
+
+        Raises ``FileNotFoundError`` (recorded as absent when observing).
+        """
+        try:
+            reply = self.transport.request("GET", key_path("/keys/", key),
+                                           {"Range": f"bytes=0-{length - 1}"}, key=key)
+        except FileNotFoundError:
+            if observe:
+                self.observe(key, ABSENT)
+            raise
+        stat = Stat(is_file=True, size=_total_size(reply), version=reply.etag(),
+                    modified=_modified(reply), content_type=reply.headers.get("content-type"))
+        if observe:
+            self.observe(key, stat.version)
+        return stat, reply.body
+
+    def read_range(self, key: str, start: int, length: int, version: str | None) -> bytes:
+        """Bytes ``[start, start+length)`` of the version opened (412 if it changed)."""
+        headers = {"Range": f"bytes={start}-{start + length - 1}"}
+        if version is not None:
+            headers["If-Match"] = f'"{version}"'
+        return self.transport.request("GET", key_path("/keys/", key), headers, key=key).body
+
+    def write(self, key: str, body: bytes | BinaryIO, size: int,
+              conditions: dict[str, str] | None = None) -> str | None:
+        """PUT ``size`` bytes; returns and records the new version.
+
+        ``conditions`` defaults to what the active store remembers for ``key``.
+        """
+        headers = self.preconditions(key) if conditions is None else dict(conditions)
+        headers["Content-Length"] = str(size)
+        reply = self.transport.request("PUT", key_path("/keys/", key), headers, body, key=key)
+        version = reply.etag()
+        self.observe(key, version)
+        return version
+
+    def delete(self, key: str, conditional: bool = True) -> None:
+        """DELETE ``key`` (conditional on the remembered version); records absent."""
+        headers = self.preconditions(key) if conditional else {}
+        headers.pop("If-None-Match", None)  # "seen absent" cannot guard a delete
+        self.transport.request("DELETE", key_path("/keys/", key), headers, key=key)
+        self.observe(key, ABSENT)
+
+    # -- directories ------------------------------------------------------------
+
+    def make_marker(self, key: str) -> None:
+        """Create the directory marker ``key/``."""
+        marker = key.rstrip("/") + "/"
+        self.transport.request("PUT", key_path("/keys/", marker), {"Content-Length": "0"},
+                               b"", key=key)
+
+    def remove_marker(self, key: str) -> bool:
+        """Delete ``key/``; False when there was no marker."""
+        marker = key.rstrip("/") + "/"
+        reply = self.transport.request("DELETE", key_path("/keys/", marker), key=key, ok=(404,))
+        return reply.status != 404
+
+    def list(self, prefix: str, delimiter: str | None = "/",
+             page_size: int = LIST_PAGE) -> Iterator[tuple[list[str], list[str]]]:
+        """Yield ``(keys, prefixes)`` pages until the listing is complete."""
+        cursor: str | None = None
+        while True:
+            query = {"prefix": prefix, "max_keys": str(page_size)}
+            if delimiter:
+                query["delimiter"] = delimiter
+            if cursor:
+                query["start_after"] = cursor
+            reply = self.transport.request("GET", "/keys/?" + urlencode(query), key=prefix)
+            data = json.loads(reply.body)
+            yield data.get("keys", []), data.get("prefixes", [])
+            cursor = data.get("next")
+            if not cursor:
+                return
+
+    # -- attributes ---------------------------------------------------------------
+
+    def get_attrs(self, key: str) -> dict[str, str]:
+        reply = self.transport.request("GET", key_path("/meta/", key), key=key)
+        return dict(json.loads(reply.body).get("attrs", {}))
+
+    def get_attr(self, key: str, name: str) -> str:
+        reply = self.transport.request("GET", key_path("/meta/", key) + "?" +
+                                       urlencode({"attr": name}), key=key)
+        return str(json.loads(reply.body)["value"])
+
+    def set_attr(self, key: str, name: str, value: str) -> None:
+        data = value.encode("utf-8")
+        self.transport.request("PUT", key_path("/meta/", key) + "?" + urlencode({"attr": name}),
+                               {"Content-Length": str(len(data))}, data, key=key)
+
+    def close(self) -> None:
+        self.transport.close()

@@ -1,0 +1,64 @@
+"""Where HTTP statuses become the exceptions a handler expects (SPEC §6).
+
+Every exception raised from a sidecar reply is a built-in ``OSError``
+subclass with ``errno`` and the key as ``filename``, so ``except
+FileNotFoundError`` in handler code works without importing anything.
+"""
+from __future__ import annotations
+
+import errno
+import json
+import os
+
+# status -> (exception class, errno)
+_STATUS: dict[int, tuple[type[OSError] | type[ValueError], int]] = {
+    400: (ValueError, errno.EINVAL),
+    403: (PermissionError, errno.EACCES),
+    404: (FileNotFoundError, errno.ENOENT),
+    409: (FileExistsError, errno.EEXIST),
+    412: (FileExistsError, errno.EEXIST),
+    413: (OSError, errno.EFBIG),
+    416: (OSError, errno.EINVAL),
+    500: (OSError, errno.EIO),
+    503: (ConnectionError, errno.ECONNREFUSED),
+    504: (TimeoutError, errno.ETIMEDOUT),
+}
+
+# sidecar error codes that carry a more precise errno than their status
+_CODES: dict[str, tuple[type[OSError], int]] = {
+    "directory_not_empty": (OSError, errno.ENOTEMPTY),
+    "no_such_attr": (OSError, errno.ENODATA),
+}
+
+
+def error_for_status(status: int, body: bytes, key: str, where: str) -> Exception:
+    """The exception for a failed reply; ``where`` names the mount in messages."""
+    code, message = _parse_error(body)
+    if code in _CODES:
+        cls, number = _CODES[code]
+    elif status in _STATUS:
+        cls, number = _STATUS[status]
+    elif 400 <= status < 500:
+        cls, number = ValueError, errno.EINVAL
+    else:
+        cls, number = OSError, errno.EIO
+    text = f"{message or os.strerror(number)} [{where}, HTTP {status}]"
+    if cls is ValueError:
+        return ValueError(f"{key!r}: {text}")
+    exc = cls(number, text, key)
+    exc.status = status  # type: ignore[attr-defined]
+    exc.code = code  # type: ignore[attr-defined]
+    return exc
+
+
+def _parse_error(body: bytes) -> tuple[str, str]:
+    try:
+        data = json.loads(body or b"{}")
+        return str(data.get("error", "")), str(data.get("message", ""))
+    except (ValueError, AttributeError):
+        return "", body[:200].decode("utf-8", "replace")
+
+
+def unreachable(where: str, exc: BaseException) -> ConnectionError:
+    """The sidecar's socket could not be reached at all."""
+    return ConnectionError(errno.ECONNREFUSED, f"sidecar unreachable [{where}]: {exc}")

@@ -1,0 +1,108 @@
+"""What the client remembers for compare-and-set (SPEC §4).
+
+For each key the client has *observed* (read, stat, write, delete) the store
+keeps the version it saw, or that the key was absent. A later write sends
+that back as ``If-Match`` / ``If-None-Match: *``; the sidecar refuses with
+412 if the stored object moved on. The memory lives here in the client, so
+CAS holds across gunicorn workers, sidecar restarts and several clients.
+
+``session()`` scopes the memory to one message; outside a session a
+per-process store is used.
+"""
+from __future__ import annotations
+
+import contextvars
+import random
+import threading
+import time
+from contextlib import contextmanager
+from typing import Callable, Iterator, TypeVar
+
+T = TypeVar("T")
+
+#: Marker for "observed absent" (distinct from "never observed").
+ABSENT = None
+_UNSEEN = object()
+
+
+class VersionStore:
+    """Versions observed per ``(store, key)``; ``store`` names one sidecar."""
+
+    def __init__(self) -> None:
+        self._seen: dict[tuple[str, str], str | None] = {}
+        self._lock = threading.Lock()
+
+    def observe(self, store: str, key: str, version: str | None) -> None:
+        """Remember ``version`` (``ABSENT`` for a key seen missing)."""
+        with self._lock:
+            self._seen[(store, key)] = version
+
+    def forget(self, store: str, key: str) -> None:
+        with self._lock:
+            self._seen.pop((store, key), None)
+
+    def lookup(self, store: str, key: str) -> object:
+        """The remembered version, ``ABSENT``, or ``UNSEEN`` when never observed."""
+        return self._seen.get((store, key), _UNSEEN)
+
+    def preconditions(self, store: str, key: str) -> dict[str, str]:
+        """Headers making a write conditional on what was observed (if anything)."""
+        return precondition_headers(self.lookup(store, key))
+
+    def __len__(self) -> int:
+        return len(self._seen)
+
+
+UNSEEN = _UNSEEN
+
+
+def precondition_headers(seen: object) -> dict[str, str]:
+    """``If-Match`` for a version, ``If-None-Match: *`` for absent, nothing if unseen."""
+    if seen is _UNSEEN:
+        return {}
+    if seen is ABSENT:
+        return {"If-None-Match": "*"}
+    return {"If-Match": f'"{seen}"'}
+
+
+_process_store = VersionStore()
+_current: contextvars.ContextVar[VersionStore | None] = contextvars.ContextVar(
+    "vfs_state_versions", default=None)
+
+
+def current_store() -> VersionStore:
+    """The active session's store, or the per-process one."""
+    return _current.get() or _process_store
+
+
+@contextmanager
+def session() -> Iterator[VersionStore]:
+    """Scope remembered versions to a block (one message, one attempt)."""
+    store = VersionStore()
+    token = _current.set(store)
+    try:
+        yield store
+    finally:
+        _current.reset(token)
+
+
+def retry_on_conflict(fn: Callable[[], T], attempts: int = 5, backoff: float = 0.05,
+                      max_backoff: float = 2.0) -> T:
+    """Run ``fn`` in a fresh ``session()``; on ``FileExistsError`` run it again.
+
+    Each attempt starts with no remembered versions, so ``fn`` re-reads what
+    it depends on. Waits between attempts grow exponentially with full jitter
+    (a random time up to ``backoff * 2**attempt``, capped at ``max_backoff``)
+    so contending writers spread out. The last conflict is re-raised.
+    """
+    if attempts < 1:
+        raise ValueError("attempts must be at least 1")
+    for attempt in range(attempts):
+        with session():
+            try:
+                return fn()
+            except FileExistsError:
+                if attempt == attempts - 1:
+                    raise
+        time.sleep(random.uniform(0, min(max_backoff, backoff * (2 ** attempt))))
+    raise AssertionError("unreachable")  # pragma: no cover

@@ -1,0 +1,193 @@
+"""Raw files that write to the sidecar: buffered (one PUT) and passthrough (chunked).
+
+Both are ``io.RawIOBase`` so the usual ``io.BufferedWriter`` /
+``io.TextIOWrapper`` stack sits on top and handlers get real ``io`` objects.
+"""
+from __future__ import annotations
+
+import errno
+import http.client
+import io
+import tempfile
+from typing import BinaryIO, Callable
+
+from vfs_state.client import SidecarClient
+from vfs_state.errors import error_for_status, unreachable
+from vfs_state.transport import UnixHTTPConnection, key_path
+
+SPILL_SIZE = 4 * 1024 * 1024
+
+#: ``commit(spool, size)`` sends the finished content; raises on failure.
+Commit = Callable[[BinaryIO, int], None]
+
+
+class SpooledFile(io.RawIOBase):
+    """Buffered write mode: a ``SpooledTemporaryFile`` (RAM to 4 MiB, then disk).
+
+    Seek, tell, truncate and reading back work as on a local file. ``close()``
+    commits with one PUT carrying ``Content-Length`` when anything changed
+    (or always, for ``w``/``x`` modes, which create the file).
+    """
+
+    def __init__(self, commit: Commit, *, name: str, mode: str, readable: bool,
+                 append: bool = False, initial: BinaryIO | bytes | None = None,
+                 dirty: bool = True) -> None:
+        super().__init__()
+        self._commit = commit
+        self._spool = tempfile.SpooledTemporaryFile(max_size=SPILL_SIZE)
+        if isinstance(initial, bytes):
+            self._spool.write(initial)
+        elif initial is not None:
+            while chunk := initial.read(1 << 20):
+                self._spool.write(chunk)
+        self._spool.seek(0, io.SEEK_END if append else io.SEEK_SET)
+        self._readable = readable
+        self._append = append
+        self._dirty = dirty
+        self.name = name
+        self.mode = mode
+
+    @property
+    def rolled_to_disk(self) -> bool:
+        """True once the content spilled past the in-memory limit."""
+        return bool(getattr(self._spool, "_rolled", False))
+
+    def readable(self) -> bool:
+        return self._readable
+
+    def writable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview | bytearray) -> int:  # type: ignore[override]
+        self._checkClosed()
+        if not self._readable:
+            raise io.UnsupportedOperation("not readable")
+        return self._spool.readinto(buffer)
+
+    def write(self, data: bytes | memoryview) -> int:  # type: ignore[override]
+        self._checkClosed()
+        if self._append:
+            self._spool.seek(0, io.SEEK_END)
+        self._dirty = True
+        return self._spool.write(data)
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        self._checkClosed()
+        return self._spool.seek(offset, whence)
+
+    def tell(self) -> int:
+        self._checkClosed()
+        return self._spool.tell()
+
+    def truncate(self, size: int | None = None) -> int:
+        self._checkClosed()
+        self._dirty = True
+        position = self._spool.tell()
+        size = position if size is None else size
+        end = self._spool.seek(0, io.SEEK_END)
+        if size > end:  # growing pads with zeros, as on a local file (BytesIO won't)
+            self._spool.write(bytes(size - end))
+        else:
+            self._spool.truncate(size)
+        self._spool.seek(position)
+        return size
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        try:
+            if self._dirty:
+                size = self._spool.seek(0, io.SEEK_END)
+                self._spool.seek(0)
+                self._commit(self._spool, size)
+        finally:
+            self._spool.close()
+            super().close()
+
+
+class ChunkedUpload(io.RawIOBase):
+    """Passthrough write mode: every ``write()`` goes out as an HTTP chunk.
+
+    Memory stays bounded by the caller's write size. ``close()`` sends the
+    last chunk and waits for the sidecar's verdict; ``abort()`` (or a broken
+    connection) ends the request without the last chunk, so the sidecar
+    discards the upload and the old object stays. Not seekable.
+    """
+
+    def __init__(self, client: SidecarClient, key: str, conditions: dict[str, str],
+                 *, name: str, mode: str = "wb") -> None:
+        super().__init__()
+        self._client = client
+        self._key = key
+        self.name = name
+        self.mode = mode
+        transport = client.transport
+        self._conn = UnixHTTPConnection(transport.socket_path, transport.timeout)
+        try:
+            self._conn.putrequest("PUT", key_path("/keys/", key), skip_accept_encoding=True)
+            self._conn.putheader("Transfer-Encoding", "chunked")
+            for header, value in conditions.items():
+                self._conn.putheader(header, value)
+            self._conn.endheaders()
+        except OSError as exc:
+            self._conn.close()
+            raise unreachable(client.where, exc) from exc
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: bytes | memoryview) -> int:  # type: ignore[override]
+        self._checkClosed()
+        size = len(data)
+        if size:
+            try:
+                self._conn.send(b"%X\r\n" % size)
+                self._conn.send(data)
+                self._conn.send(b"\r\n")
+            except OSError:
+                self._fail()
+        return size
+
+    def _fail(self) -> None:
+        """The sidecar stopped reading: report its answer if it sent one."""
+        try:
+            response = self._conn.getresponse()
+            body = response.read()
+        except (OSError, http.client.HTTPException) as exc:
+            self._abandon()
+            raise unreachable(self._client.where, exc) from exc
+        self._abandon()
+        if response.status >= 400:
+            raise error_for_status(response.status, body, self._key, self._client.where)
+        raise OSError(errno.EIO, "sidecar ended the upload early", self.name)
+
+    def _abandon(self) -> None:
+        self._conn.close()
+        super().close()
+
+    def abort(self) -> None:
+        """Drop the upload without committing; the stored object is unchanged."""
+        if not self.closed:
+            self._abandon()
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        try:
+            self._conn.send(b"0\r\n\r\n")
+        except OSError:
+            self._fail()
+        try:
+            response = self._conn.getresponse()
+            body = response.read()
+        except (OSError, http.client.HTTPException) as exc:
+            self._abandon()
+            raise unreachable(self._client.where, exc) from exc
+        self._abandon()
+        if response.status >= 400:
+            raise error_for_status(response.status, body, self._key, self._client.where)
+        etag = response.getheader("ETag")
+        self._client.observe(self._key, etag.strip('"') if etag else None)
