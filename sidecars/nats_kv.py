@@ -1,0 +1,505 @@
+"""NATS JetStream KV backend (``nats-kv-buffered-cas``).
+
+nats-py is asyncio-only and the sidecar is a threaded WSGI app, so every
+worker process runs one event loop on a daemon thread (started lazily and
+again after a fork) and the request threads submit coroutines to it with
+``run_coroutine_threadsafe``, each waiting a bounded time. The connection
+reconnects forever, so a restarted server is picked up without restarting
+the sidecar; while it is away, calls fail fast with 503.
+
+A version is the KV revision (the stream sequence), so CAS maps onto the
+server's own ``Nats-Expected-Last-Subject-Sequence`` check and holds across
+workers and sidecars. Keys are encoded by ``sidecars.nats_keys``; listings
+read one subject subtree through a short-lived headers-only consumer.
+"""
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import os
+import threading
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, BinaryIO, Coroutine, TypeVar
+
+import nats.errors
+import nats.js.errors
+from flask import Flask
+from nats.aio.client import Client as NATS
+from nats.js import JetStreamContext
+from nats.js.api import Header, KeyValueConfig, RawStreamMsg
+from nats.js.kv import KV_DEL, KV_MARKER_REASON, KV_OP, KV_PURGE, KeyValue
+
+from sidecars import config
+from sidecars.app import build_app
+from sidecars.backend import Backend, ListPage, ObjectBody, ObjectInfo
+from sidecars.errors import (BackendTimeout, BackendUnavailable, NotFound, PayloadTooLarge,
+                             PreconditionFailed, RangeNotSatisfiable, SidecarError)
+from sidecars.nats_keys import decode_key, encode_key, subtree_filter
+
+log = logging.getLogger("vfs_state.sidecar.nats_kv")
+
+T = TypeVar("T")
+
+#: Bytes kept free for the headers we send: the server counts them against
+#: both ``max_payload`` and the bucket's ``max_value_size``, and a message
+#: over ``max_payload`` makes the server drop the whole connection.
+HEADER_ROOM = 128
+RECONNECT_WAIT = 0.5           # seconds between reconnect attempts
+CONSUMER_IDLE_CLEANUP = 5.0    # seconds before the server drops a finished listing consumer
+WRONG_LAST_SEQUENCE = (10071, 10164)
+MESSAGE_TOO_LARGE = 10054
+STREAM_NAME_IN_USE = 10058
+
+
+@dataclass(frozen=True)
+class NatsSettings:
+    url: str
+    bucket: str
+    history: int = 1
+    max_value_size: int | None = None  # None: the server's max payload
+    timeout: float = 5.0
+
+
+@dataclass(frozen=True)
+class _Bucket:
+    """A bound bucket: the clients and the names needed to address it."""
+
+    js: JetStreamContext
+    kv: KeyValue
+    stream: str
+    subject_prefix: str   # "$KV.<bucket>."
+    direct: bool
+    limit: int            # largest value accepted, bytes
+
+
+class _Session:
+    """One process's event loop thread, NATS connection and bound bucket."""
+
+    def __init__(self, settings: NatsSettings) -> None:
+        self.settings = settings
+        self.pid = os.getpid()
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever,
+                                        name="nats-kv-loop", daemon=True)
+        self._thread.start()
+        self._nc: NATS | None = None
+        self._connecting: asyncio.Future[None] | None = None
+        self._bucket: _Bucket | None = None
+        self._bind_lock: asyncio.Lock | None = None
+
+    def run(self, coro: Coroutine[Any, Any, T], budget: float) -> T:
+        """Run ``coro`` on the loop; translate failures; give up after ``budget`` s."""
+        future = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        try:
+            return future.result(budget)
+        except SidecarError:
+            raise
+        except concurrent.futures.TimeoutError as exc:
+            future.cancel()
+            raise BackendTimeout(f"NATS did not answer within {budget:g}s") from exc
+        except Exception as exc:
+            mapped = translate(exc)
+            if mapped is exc:
+                raise
+            raise mapped from exc
+
+    async def connection(self) -> NATS:
+        """The live connection; connects in the background, never blocks past the timeout."""
+        if self._connecting is None or (self._connecting.done()
+                                        and self._connecting.exception() is not None):
+            self._nc = NATS()
+            self._connecting = asyncio.ensure_future(self._nc.connect(
+                servers=self.settings.url, name="vfs-state-sidecar",
+                allow_reconnect=True, max_reconnect_attempts=-1,  # forever
+                reconnect_time_wait=RECONNECT_WAIT,  # type: ignore[arg-type]
+                connect_timeout=min(2.0, self.settings.timeout),  # type: ignore[arg-type]
+                ping_interval=20, error_cb=self._on_error,
+                disconnected_cb=self._on_disconnect, reconnected_cb=self._on_reconnect))
+        if not self._connecting.done():
+            try:
+                await asyncio.wait_for(asyncio.shield(self._connecting), self.settings.timeout)
+            except asyncio.TimeoutError:
+                raise BackendUnavailable(
+                    f"cannot connect to NATS at {self.settings.url} (still trying)") from None
+        self._connecting.result()
+        assert self._nc is not None
+        if not self._nc.is_connected:
+            raise BackendUnavailable(f"lost the connection to NATS at {self.settings.url};"
+                                     " reconnecting")
+        return self._nc
+
+    async def bucket(self) -> _Bucket:
+        """The bucket, bound (and created if missing) on first use."""
+        nc = await self.connection()
+        if self._bucket is None:
+            self._bind_lock = self._bind_lock or asyncio.Lock()
+            async with self._bind_lock:
+                if self._bucket is None:
+                    self._bucket = await self._bind(nc)
+        return self._bucket
+
+    async def _bind(self, nc: NATS) -> _Bucket:
+        """Find or create the bucket; settings only apply when it is created."""
+        s = self.settings
+        js = nc.jetstream(timeout=s.timeout)
+        try:
+            kv = await js.key_value(s.bucket)
+        except nats.js.errors.BucketNotFoundError:
+            msg_size = min(s.max_value_size + HEADER_ROOM, nc.max_payload) \
+                if s.max_value_size else nc.max_payload
+            cfg = KeyValueConfig(bucket=s.bucket, history=s.history,
+                                 max_value_size=msg_size, direct=True)
+            try:
+                kv = await js.create_key_value(cfg)
+                log.info("created NATS KV bucket %s (history=%d, max message %d bytes)",
+                         s.bucket, s.history, msg_size)
+            except nats.js.errors.APIError as exc:
+                if exc.err_code != STREAM_NAME_IN_USE:
+                    raise
+                kv = await js.key_value(s.bucket)  # another worker won the race
+        stream = f"KV_{s.bucket}"
+        info = await js.stream_info(stream)
+        caps = [nc.max_payload - HEADER_ROOM]
+        if info.config.max_msg_size and info.config.max_msg_size > 0:
+            caps.append(info.config.max_msg_size - HEADER_ROOM)
+        if s.max_value_size:
+            caps.append(s.max_value_size)
+        return _Bucket(js, kv, stream, f"$KV.{s.bucket}.", bool(info.config.allow_direct),
+                       max(0, min(caps)))
+
+    async def close(self) -> None:
+        if self._nc is not None and not self._nc.is_closed:
+            await self._nc.close()
+
+    async def _on_error(self, exc: Exception) -> None:
+        log.debug("nats: %s: %s", type(exc).__name__, exc)
+
+    async def _on_disconnect(self) -> None:
+        log.warning("disconnected from NATS at %s; reconnecting", self.settings.url)
+
+    async def _on_reconnect(self) -> None:
+        log.warning("reconnected to NATS at %s", self.settings.url)
+
+
+def translate(exc: BaseException) -> BaseException:
+    """A nats-py failure as the ``SidecarError`` the client should see."""
+    if isinstance(exc, SidecarError):
+        return exc
+    code = getattr(exc, "err_code", None)
+    if isinstance(exc, nats.js.errors.KeyWrongLastSequenceError) or code in WRONG_LAST_SEQUENCE:
+        return PreconditionFailed("stored revision differs from If-Match")
+    if isinstance(exc, nats.errors.MaxPayloadError) or code == MESSAGE_TOO_LARGE:
+        return PayloadTooLarge(f"value too large for the NATS KV bucket: {exc}")
+    if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
+        return BackendTimeout(f"NATS timed out: {type(exc).__name__}")
+    if isinstance(exc, (nats.errors.Error, OSError)):
+        # no responders, connection closed/reconnecting, JetStream errors
+        return BackendUnavailable(f"NATS: {type(exc).__name__}: {exc}")
+    return exc
+
+
+def _is_tombstone(msg: RawStreamMsg) -> bool:
+    headers = msg.headers or {}
+    return headers.get(KV_OP) in (KV_DEL, KV_PURGE) or KV_MARKER_REASON in headers
+
+
+def _revision(if_match: str) -> int:
+    """The revision an ``If-Match`` names; one that cannot exist fails the check."""
+    try:
+        revision = int(if_match)
+    except ValueError:
+        raise PreconditionFailed(f"no revision {if_match!r} in NATS KV") from None
+    if revision <= 0:
+        raise PreconditionFailed(f"no revision {if_match!r} in NATS KV")
+    return revision
+
+
+def _info(msg: RawStreamMsg) -> ObjectInfo:
+    modified = msg.time.timestamp() if isinstance(msg.time, datetime) else None
+    return ObjectInfo(size=len(msg.data or b""), version=str(msg.seq), modified=modified)
+
+
+class NatsKvBackend(Backend):
+    """Objects as values in one JetStream KV bucket."""
+
+    def __init__(self, settings: NatsSettings) -> None:
+        self.settings = settings
+        self._lock = threading.Lock()
+        self._session: _Session | None = None
+
+    # -- bridge -------------------------------------------------------------
+
+    def _current(self) -> _Session:
+        """This process's session; a forked child starts its own loop and connection."""
+        session = self._session
+        if session is None or session.pid != os.getpid():
+            with self._lock:
+                session = self._session
+                if session is None or session.pid != os.getpid():
+                    session = self._session = _Session(self.settings)
+        return session
+
+    def _run(self, work: Any, *args: Any, budget: float | None = None) -> Any:
+        """Call ``work(bucket, *args)`` on the loop, bounded by ``budget`` seconds."""
+        session = self._current()
+
+        async def call() -> Any:
+            return await work(await session.bucket(), *args)
+
+        return session.run(call(), budget or 2 * self.settings.timeout + 1)
+
+    @property  # type: ignore[override]
+    def max_object_size(self) -> int:
+        """Largest value accepted; known once the bucket is bound (so the core can 413 early)."""
+        return self._run(_limit)
+
+    # -- Backend ------------------------------------------------------------
+
+    def stat(self, key: str) -> ObjectInfo | None:
+        msg = self._run(_live, encode_key(key))
+        return None if msg is None else _info(msg)
+
+    def read(self, key: str, start: int = 0, length: int | None = None,
+             if_match: str | None = None) -> ObjectBody:
+        msg = self._run(_live, encode_key(key))
+        if msg is None:
+            raise NotFound(f"no such key: {key}")
+        info = _info(msg)
+        if if_match is not None and info.version != if_match:
+            raise PreconditionFailed("object changed since it was observed")
+        if start and start >= info.size:
+            raise RangeNotSatisfiable(info.size)
+        available = info.size - start
+        length = available if length is None else min(length, available)
+        data = msg.data or b""
+        return ObjectBody(info, start, length, [data[start:start + length]])
+
+    def write(self, key: str, body: BinaryIO, length: int | None,
+              if_match: str | None = None, if_none_match: bool = False) -> ObjectInfo:
+        limit = self.max_object_size
+        data = _read_limited(body, limit)
+        revision = self._run(_write, encode_key(key), data, limit,
+                             None if if_match is None else _revision(if_match), if_none_match)
+        return ObjectInfo(size=len(data), version=str(revision))
+
+    def delete(self, key: str, if_match: str | None = None) -> None:
+        expected = None if if_match is None else _revision(if_match)
+        self._run(_delete, encode_key(key), expected, self.settings.history == 1)
+
+    def list(self, prefix: str, delimiter: str | None, start_after: str | None,
+             max_keys: int) -> ListPage:
+        directory = prefix[: prefix.rfind("/") + 1]
+        keys = self._run(_scan, directory, False, budget=6 * self.settings.timeout)
+        return paginate(keys, prefix, delimiter, start_after, max_keys)
+
+    def is_dir(self, key: str) -> bool:
+        return bool(self._run(_scan, key.rstrip("/") + "/", True))
+
+    def get_attrs(self, key: str) -> dict[str, str]:
+        msg = self._run(_live, encode_key(key))
+        if msg is None:
+            raise NotFound(f"no such key: {key}")
+        attrs = {"version": str(msg.seq), "revision": str(msg.seq),
+                 "size": str(len(msg.data or b"")), "bucket": self.settings.bucket}
+        if isinstance(msg.time, datetime):
+            attrs["created"] = msg.time.isoformat().replace("+00:00", "Z")
+        return attrs
+
+    def ping(self) -> None:
+        self._run(_status)
+
+    def close(self) -> None:
+        session, self._session = self._session, None
+        if session is None or session.pid != os.getpid():
+            return
+        try:
+            session.run(session.close(), self.settings.timeout)
+        except Exception:  # noqa: BLE001 - shutting down anyway
+            log.debug("closing the NATS connection failed", exc_info=True)
+        session.loop.call_soon_threadsafe(session.loop.stop)
+
+
+# -- coroutines run on the session loop ---------------------------------------
+
+async def _limit(b: _Bucket) -> int:
+    return b.limit
+
+
+async def _status(b: _Bucket) -> None:
+    await b.kv.status()
+
+
+async def _last(b: _Bucket, nkey: str) -> RawStreamMsg | None:
+    """The newest message for ``nkey``, tombstones included."""
+    try:
+        return await b.js.get_msg(b.stream, subject=b.subject_prefix + nkey, direct=b.direct)
+    except nats.js.errors.NotFoundError:
+        return None
+
+
+async def _live(b: _Bucket, nkey: str) -> RawStreamMsg | None:
+    msg = await _last(b, nkey)
+    return None if msg is None or _is_tombstone(msg) else msg
+
+
+async def _write(b: _Bucket, nkey: str, data: bytes, limit: int, expected: int | None,
+                 create: bool) -> int:
+    if len(data) > limit:  # the session may have rebound to a smaller bucket
+        raise PayloadTooLarge(f"value of {len(data)} bytes exceeds the limit of {limit}")
+    if create:
+        return await _create(b, nkey, data)
+    if expected is not None:
+        return await b.kv.update(nkey, data, last=expected)
+    return await b.kv.put(nkey, data)
+
+
+async def _create(b: _Bucket, nkey: str, data: bytes) -> int:
+    """Write only if no live value exists; a tombstone counts as absent."""
+    last = 0
+    for _ in range(5):
+        try:
+            return await b.kv.update(nkey, data, last=last)
+        except nats.js.errors.KeyWrongLastSequenceError:
+            current = await _last(b, nkey)
+            if current is not None and not _is_tombstone(current):
+                raise PreconditionFailed("key exists (If-None-Match: *)") from None
+            last = 0 if current is None else current.seq  # retry over the tombstone
+    raise PreconditionFailed("key kept changing while it was being created")
+
+
+async def _delete(b: _Bucket, nkey: str, expected: int | None, compact: bool) -> None:
+    """Tombstone the key atomically against ``expected`` (or its current revision).
+
+    An unconditional delete still pins the revision it read, so a 404 means
+    the key really was absent. With history 1 the tombstone is then purged
+    (only sequences up to it: a newer write survives), so deleted keys cost
+    nothing in later listings.
+    """
+    subject = b.subject_prefix + nkey
+    for _ in range(5):
+        revision = expected
+        if revision is None:
+            current = await _live(b, nkey)
+            if current is None:
+                raise NotFound(f"no such key: {decode_key(nkey)}")
+            revision = current.seq
+        headers = {KV_OP: KV_DEL, Header.EXPECTED_LAST_SUBJECT_SEQUENCE: str(revision)}
+        try:
+            ack = await b.js.publish(subject, b"", headers=headers)
+        except nats.js.errors.APIError as exc:
+            if exc.err_code not in WRONG_LAST_SEQUENCE:
+                raise
+            if expected is None:
+                continue  # changed under us: read again
+            if await _live(b, nkey) is None:
+                raise NotFound(f"no such key: {decode_key(nkey)}") from None
+            raise PreconditionFailed("stored revision differs from If-Match") from None
+        if compact:
+            try:
+                await b.js.purge_stream(b.stream, seq=ack.seq + 1, subject=subject)
+            except (nats.errors.Error, asyncio.TimeoutError) as exc:
+                log.debug("could not purge the tombstone of %s: %s", nkey, exc)
+        return
+    raise PreconditionFailed("key kept changing while it was being deleted")
+
+
+async def _scan(b: _Bucket, directory: str, first_only: bool) -> list[str]:
+    """Live keys under ``directory``, read with one headers-only subtree consumer.
+
+    The server filters by subject and sends the last message per key, so the
+    cost follows the size of the subtree, not of the bucket. Keys that do not
+    decode (written by other tools in another scheme) are skipped.
+    """
+    watcher = await b.kv.watch(subtree_filter(directory), meta_only=True, ignore_deletes=True,
+                               inactive_threshold=CONSUMER_IDLE_CLEANUP)
+    keys: list[str] = []
+    try:
+        while (entry := await watcher.updates(timeout=b.js._timeout)) is not None:
+            if entry.operation in (KV_DEL, KV_PURGE):
+                continue
+            try:
+                keys.append(decode_key(entry.key))
+            except ValueError:
+                continue
+            if first_only:
+                break
+    finally:
+        try:
+            await watcher.stop()
+        except Exception:  # noqa: BLE001 - the consumer expires on its own
+            log.debug("could not stop a listing consumer", exc_info=True)
+    return keys
+
+
+# -- helpers --------------------------------------------------------------------
+
+def _read_limited(body: BinaryIO, limit: int) -> bytes:
+    """The whole body, refusing more than ``limit`` bytes before anything is sent."""
+    parts: list[bytes] = []
+    size = 0
+    while chunk := body.read(min(1 << 20, limit + 1 - size)):
+        parts.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"value exceeds the NATS KV limit of {limit} bytes")
+    return b"".join(parts)
+
+
+def paginate(keys: list[str], prefix: str, delimiter: str | None, start_after: str | None,
+             max_keys: int) -> ListPage:
+    """Sorted keys/prefixes under ``prefix``, rolled up at ``delimiter``, one page of them."""
+    items: dict[str, bool] = {}
+    for key in keys:
+        if not key.startswith(prefix):
+            continue
+        rest = key[len(prefix):]
+        cut = rest.find(delimiter) if delimiter else -1
+        if cut >= 0:
+            items[prefix + rest[:cut + 1]] = True
+        else:
+            items.setdefault(key, False)
+    page = ListPage()
+    last = None
+    for name in sorted(items):
+        is_prefix = items[name]
+        if start_after is not None and (name <= start_after or
+                                        (is_prefix and start_after.startswith(name))):
+            continue
+        if len(page.keys) + len(page.prefixes) == max_keys:
+            page.next = last
+            break
+        (page.prefixes if is_prefix else page.keys).append(name)
+        last = name
+    return page
+
+
+def settings_from_env() -> NatsSettings:
+    """``NATS_*`` variables, checked so a bad value fails at start, naming itself."""
+    url = config.require("NATS_URL")
+    bucket = config.require("NATS_KV_BUCKET")
+    if not all(c.isalnum() or c in "_-" for c in bucket):
+        raise config.ConfigError(f"NATS_KV_BUCKET may only use letters, digits, _ and -,"
+                                 f" not {bucket!r}")
+    history = config.integer("NATS_KV_HISTORY", 1) or 1
+    if not 1 <= history <= 64:
+        raise config.ConfigError(f"NATS_KV_HISTORY must be 1..64, not {history}")
+    max_value_size = config.integer("NATS_KV_MAX_VALUE_SIZE", None)
+    if max_value_size is not None and max_value_size <= 0:
+        raise config.ConfigError(f"NATS_KV_MAX_VALUE_SIZE must be positive, not {max_value_size}")
+    raw_timeout = config.optional("NATS_TIMEOUT", "5")
+    try:
+        timeout = float(raw_timeout)
+    except ValueError:
+        raise config.ConfigError(f"NATS_TIMEOUT must be seconds, not {raw_timeout!r}") from None
+    if timeout <= 0:
+        raise config.ConfigError(f"NATS_TIMEOUT must be positive, not {raw_timeout!r}")
+    return NatsSettings(url, bucket, history, max_value_size, timeout)
+
+
+def create_app(consistency: str | None = None) -> Flask:
+    """WSGI factory: ``gunicorn 'sidecars.nats_kv:create_app()'``."""
+    backend = NatsKvBackend(settings_from_env())
+    return build_app(backend, consistency=config.consistency(consistency),
+                     prefix=config.optional("STATE_PREFIX", ""), name="vfs-state-nats-kv")

@@ -1,0 +1,105 @@
+"""Mount configuration: ``NAME:/ABS/PATH:opt=val,opt=val`` entries, ``;``-separated.
+
+Read from ``VFS_STATE_MOUNTS`` (or, for compatibility, ``ASYA_STATE_PROXY_MOUNTS``).
+Options: ``write=buffered|passthrough`` and ``socket=/path.sock`` (default
+``$VFS_STATE_SOCKET_DIR/NAME.sock``, the directory defaulting to
+``/var/run/asya/state``). A malformed entry raises ``ValueError`` naming it.
+"""
+from __future__ import annotations
+
+import os
+import posixpath
+import re
+from dataclasses import dataclass
+
+ENV_VARS = ("VFS_STATE_MOUNTS", "ASYA_STATE_PROXY_MOUNTS")
+SOCKET_DIR_ENV = "VFS_STATE_SOCKET_DIR"
+DEFAULT_SOCKET_DIR = "/var/run/asya/state"
+WRITE_MODES = ("buffered", "passthrough")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+@dataclass(frozen=True)
+class Mount:
+    """One mount: files under ``path`` live behind the sidecar at ``socket``."""
+
+    name: str
+    path: str
+    write_mode: str = "buffered"
+    socket: str = ""
+
+    def __post_init__(self) -> None:
+        if not _NAME.match(self.name):
+            raise ValueError(f"mount name {self.name!r} must be letters, digits, '_', '-', '.'")
+        if not self.path.startswith("/"):
+            raise ValueError(f"mount {self.name!r}: path {self.path!r} must be absolute")
+        normal = posixpath.normpath(self.path)
+        if normal == "/":
+            raise ValueError(f"mount {self.name!r}: cannot mount over '/'")
+        object.__setattr__(self, "path", normal)
+        if self.write_mode not in WRITE_MODES:
+            raise ValueError(f"mount {self.name!r}: write must be one of {WRITE_MODES}, "
+                             f"not {self.write_mode!r}")
+        if not self.socket:
+            directory = os.environ.get(SOCKET_DIR_ENV) or DEFAULT_SOCKET_DIR
+            object.__setattr__(self, "socket", os.path.join(directory, f"{self.name}.sock"))
+
+
+def parse_mounts(text: str) -> list[Mount]:
+    """Parse the mount list format; raises ``ValueError`` naming the bad entry."""
+    mounts: list[Mount] = []
+    for entry in text.split(";"):
+        entry = entry.strip()
+        if not entry:
+            continue
+        try:
+            mounts.append(_parse_entry(entry))
+        except ValueError as exc:
+            raise ValueError(f"malformed mount entry {entry!r}: {exc}") from None
+    names = [m.name for m in mounts]
+    paths = [m.path for m in mounts]
+    for label, values in (("name", names), ("path", paths)):
+        duplicates = {v for v in values if values.count(v) > 1}
+        if duplicates:
+            raise ValueError(f"duplicate mount {label}: {', '.join(sorted(duplicates))}")
+    for a in paths:
+        for b in paths:
+            if a != b and b.startswith(a + "/"):
+                raise ValueError(f"mount path {b!r} is nested inside {a!r}")
+    return mounts
+
+
+def _parse_entry(entry: str) -> Mount:
+    parts = entry.split(":", 2)
+    if len(parts) < 2 or not parts[0] or not parts[1]:
+        raise ValueError("expected NAME:/ABS/PATH[:opt=val,...]")
+    name, path = parts[0].strip(), parts[1].strip()
+    options: dict[str, str] = {}
+    if len(parts) == 3 and parts[2].strip():
+        for item in parts[2].split(","):
+            key, eq, value = item.partition("=")
+            key, value = key.strip(), value.strip()
+            if not eq or not key or not value:
+                raise ValueError(f"option {item!r} is not opt=val")
+            if key not in ("write", "socket"):
+                raise ValueError(f"unknown option {key!r} (known: write, socket)")
+            if key in options:
+                raise ValueError(f"option {key!r} given twice")
+            options[key] = value
+    return Mount(name=name, path=path, write_mode=options.get("write", "buffered"),
+                 socket=options.get("socket", ""))
+
+
+def mounts_from_env(environ: dict[str, str] | None = None) -> list[Mount]:
+    """Mounts from ``VFS_STATE_MOUNTS``, else ``ASYA_STATE_PROXY_MOUNTS``; [] if unset."""
+    env = os.environ if environ is None else environ
+    for name in ENV_VARS:
+        value = env.get(name, "").strip()
+        if value:
+            return parse_mounts(value)
+    return []
+
+
+def format_mounts(mounts: list[Mount]) -> str:
+    """The inverse of ``parse_mounts`` (for passing mounts to a child process)."""
+    return ";".join(f"{m.name}:{m.path}:write={m.write_mode},socket={m.socket}" for m in mounts)
