@@ -14,6 +14,7 @@ from typing import Iterator
 from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
+from sidecars import config
 from sidecars import keys as keyrules
 from sidecars.backend import Backend, ObjectBody, ObjectInfo
 from sidecars.body import RequestBody
@@ -94,6 +95,9 @@ class _Core:
         self.backend = backend
         self.cas = consistency == "cas"
         self.prefix = prefix
+        limits = [x for x in (backend.max_object_size,
+                              config.integer("STATE_MAX_OBJECT_SIZE", None)) if x is not None]
+        self.max_object_size = min(limits) if limits else None
 
     # -- helpers ----------------------------------------------------------
 
@@ -170,8 +174,7 @@ class _Core:
     def _put(self, store_key: str) -> Response:
         if_match, if_none_match = self._preconditions()
         length = request.content_length
-        limit = self.backend.max_object_size
-        body = RequestBody(request, limit=limit)
+        body = RequestBody(request, limit=self.max_object_size)
         info = self.backend.write(store_key, body, length, if_match=if_match,
                                   if_none_match=if_none_match)
         body.check_complete()

@@ -15,7 +15,6 @@ read one subject subtree through a short-lived headers-only consumer.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import logging
 import os
 import threading
@@ -72,6 +71,7 @@ class _Bucket:
     subject_prefix: str   # "$KV.<bucket>."
     direct: bool
     limit: int            # largest value accepted, bytes
+    timeout: float
 
 
 class _Session:
@@ -88,6 +88,7 @@ class _Session:
         self._connecting: asyncio.Future[None] | None = None
         self._bucket: _Bucket | None = None
         self._bind_lock: asyncio.Lock | None = None
+        self._closing = False
 
     def run(self, coro: Coroutine[Any, Any, T], budget: float) -> T:
         """Run ``coro`` on the loop; translate failures; give up after ``budget`` s."""
@@ -96,10 +97,10 @@ class _Session:
             return future.result(budget)
         except SidecarError:
             raise
-        except concurrent.futures.TimeoutError as exc:
-            future.cancel()
-            raise BackendTimeout(f"NATS did not answer within {budget:g}s") from exc
         except Exception as exc:
+            if not future.done():  # our budget ran out, not a call inside
+                future.cancel()
+                raise BackendTimeout(f"NATS did not answer within {budget:g}s") from exc
             mapped = translate(exc)
             if mapped is exc:
                 raise
@@ -107,8 +108,7 @@ class _Session:
 
     async def connection(self) -> NATS:
         """The live connection; connects in the background, never blocks past the timeout."""
-        if self._connecting is None or (self._connecting.done()
-                                        and self._connecting.exception() is not None):
+        if self._connecting is None or _failed(self._connecting):
             self._nc = NATS()
             self._connecting = asyncio.ensure_future(self._nc.connect(
                 servers=self.settings.url, name="vfs-state-sidecar",
@@ -167,9 +167,10 @@ class _Session:
         if s.max_value_size:
             caps.append(s.max_value_size)
         return _Bucket(js, kv, stream, f"$KV.{s.bucket}.", bool(info.config.allow_direct),
-                       max(0, min(caps)))
+                       max(0, min(caps)), s.timeout)
 
     async def close(self) -> None:
+        self._closing = True
         if self._nc is not None and not self._nc.is_closed:
             await self._nc.close()
 
@@ -177,7 +178,8 @@ class _Session:
         log.debug("nats: %s: %s", type(exc).__name__, exc)
 
     async def _on_disconnect(self) -> None:
-        log.warning("disconnected from NATS at %s; reconnecting", self.settings.url)
+        if not self._closing:
+            log.warning("disconnected from NATS at %s; reconnecting", self.settings.url)
 
     async def _on_reconnect(self) -> None:
         log.warning("reconnected to NATS at %s", self.settings.url)
@@ -198,6 +200,10 @@ def translate(exc: BaseException) -> BaseException:
         # no responders, connection closed/reconnecting, JetStream errors
         return BackendUnavailable(f"NATS: {type(exc).__name__}: {exc}")
     return exc
+
+
+def _failed(future: asyncio.Future[Any]) -> bool:
+    return future.done() and (future.cancelled() or future.exception() is not None)
 
 
 def _is_tombstone(msg: RawStreamMsg) -> bool:
@@ -416,7 +422,7 @@ async def _scan(b: _Bucket, directory: str, first_only: bool) -> list[str]:
                                inactive_threshold=CONSUMER_IDLE_CLEANUP)
     keys: list[str] = []
     try:
-        while (entry := await watcher.updates(timeout=b.js._timeout)) is not None:
+        while (entry := await watcher.updates(timeout=b.timeout)) is not None:
             if entry.operation in (KV_DEL, KV_PURGE):
                 continue
             try:
@@ -482,8 +488,8 @@ def settings_from_env() -> NatsSettings:
     if not all(c.isalnum() or c in "_-" for c in bucket):
         raise config.ConfigError(f"NATS_KV_BUCKET may only use letters, digits, _ and -,"
                                  f" not {bucket!r}")
-    history = config.integer("NATS_KV_HISTORY", 1) or 1
-    if not 1 <= history <= 64:
+    history = config.integer("NATS_KV_HISTORY", 1)
+    if history is None or not 1 <= history <= 64:
         raise config.ConfigError(f"NATS_KV_HISTORY must be 1..64, not {history}")
     max_value_size = config.integer("NATS_KV_MAX_VALUE_SIZE", None)
     if max_value_size is not None and max_value_size <= 0:

@@ -72,6 +72,8 @@ class Transport:
         self.where = where or socket_path
         self._pid = os.getpid()
         self._local = threading.local()
+        #: Response body bytes received (for tests and benchmarks of ranged reads).
+        self.bytes_received = 0
 
     def _idle(self) -> list[UnixHTTPConnection]:
         if os.getpid() != self._pid:  # forked: forget the parent's sockets
@@ -126,6 +128,7 @@ class Transport:
                     raise unreachable(self.where, exc) from exc
                 if response.will_close:
                     conn.close()
+            self.bytes_received += len(data)
             reply = Reply(response.status, {k.lower(): v for k, v in response.getheaders()}, data)
             if reply.status >= 400 and reply.status not in ok:
                 raise error_for_status(reply.status, data, key, self.where)

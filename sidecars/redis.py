@@ -1,0 +1,465 @@
+"""Redis backend (``redis-buffered-cas``).
+
+A value is a plain Redis string at its store key, so any Redis client can
+``GET`` it. Beside it the sidecar keeps, under the reserved ``.vfs-state:``
+namespace (no store key can start with it):
+
+* ``.vfs-state:m:<key>``: a hash ``{v: version, t: mtime}``; the version
+  comes from the global counter ``.vfs-state:seq``, so it changes on every
+  write and never repeats after a delete (no ABA);
+* ``.vfs-state:d:<dir>``: a sorted set (all scores 0, ordered by name) of the
+  entries of one directory, ``name`` for a value and ``name/`` for a
+  subdirectory, so listings page with ``ZRANGEBYLEX`` and never scan the
+  keyspace.
+
+Every mutation is one Lua script (checked and applied atomically on the
+server, one round trip). Keys can expire (xattr ``ttl``) without the index
+hearing about it, so scripts treat index entries as hints: listings check
+them and drop the stale ones in the same atomic step. Scripts touch keys
+they compute themselves, so Redis Cluster is not supported.
+"""
+from __future__ import annotations
+
+import math
+import os
+import threading
+import uuid
+from contextlib import contextmanager
+from itertools import islice
+from typing import Any, BinaryIO, Iterator
+
+import redis
+from flask import Flask
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from sidecars import config
+from sidecars.app import build_app
+from sidecars.backend import Backend, ListPage, ObjectBody, ObjectInfo, iter_stream
+from sidecars.errors import (BackendTimeout, BackendUnavailable, BadRequest, Conflict,
+                             Forbidden, NotFound, PayloadTooLarge, PreconditionFailed,
+                             RangeNotSatisfiable, SidecarError)
+from sidecars.keys import RESERVED_PREFIX
+
+NS = RESERVED_PREFIX + ":"
+META, INDEX, SEQ, STAGING = NS + "m:", NS + "d:", NS + "seq", NS + "tmp:"
+CHUNK = 1 << 20
+STAGING_TTL_MS = 3600 * 1000  # an abandoned upload vanishes on its own
+DEFAULT_MAX_OBJECT_SIZE = 512 << 20  # Redis' own string limit
+
+# Helpers shared by every script. ``split`` gives (parent dir, entry name):
+# "a/b/c" -> "a/b/", "c"; the marker "a/b/" -> "a/", "b/".
+_LIB = """
+local IDX, META, SEQ = '@INDEX@', '@META@', '@SEQ@'
+local function fail(code, msg) return redis.error_reply('VFS_' .. code .. ' ' .. msg) end
+local function split(key) return string.match(key, '^(.-)([^/]+/?)$') end
+local function version(meta) return redis.call('HGET', meta, 'v') or '0' end
+local has_children
+local function alive(dir)
+  return redis.call('EXISTS', dir) == 1 or has_children(dir)
+end
+local function entry_kind(dir, name)  -- 'f' value, 'm' marked dir, 'd' dir, nil stale
+  if string.sub(name, -1) ~= '/' then
+    if redis.call('EXISTS', dir .. name) == 1 then return 'f' end
+  elseif redis.call('EXISTS', dir .. name) == 1 then return 'm'
+  elseif has_children(dir .. name) then return 'd' end
+  return nil
+end
+has_children = function(dir)  -- drops stale entries until a live one shows up
+  local idx = IDX .. dir
+  while true do
+    local batch = redis.call('ZRANGE', idx, 0, 31)
+    if #batch == 0 then return false end
+    for _, name in ipairs(batch) do
+      if entry_kind(dir, name) then return true end
+      redis.call('ZREM', idx, name)
+    end
+  end
+end
+local function link(key)
+  repeat
+    local parent, name = split(key)
+    redis.call('ZADD', IDX .. parent, 0, name)
+    key = parent
+  until key == ''
+end
+local function unlink(key)  -- and every directory the removal leaves empty
+  repeat
+    local parent, name = split(key)
+    redis.call('ZREM', IDX .. parent, name)
+    if parent == '' or redis.call('EXISTS', parent) == 1 or redis.call('ZCARD', IDX .. parent) > 0 then
+      return
+    end
+    key = parent
+  until key == ''
+end
+"""
+
+_WRITE = """
+local key, meta, staged = KEYS[1], KEYS[2], KEYS[3]
+local function abort(code, msg)
+  if staged then redis.call('DEL', staged) end
+  return fail(code, msg)
+end
+local kind = redis.call('TYPE', key).ok
+if kind ~= 'none' and kind ~= 'string' then return abort('CONFLICT', 'key holds a Redis ' .. kind) end
+if ARGV[2] == '1' and kind ~= 'none' then return abort('PRECONDITION', 'key exists') end
+if ARGV[1] ~= '' and (kind == 'none' or version(meta) ~= ARGV[1]) then
+  return abort('PRECONDITION', 'stored version differs from If-Match')
+end
+if string.sub(key, -1) == '/' then
+  if redis.call('EXISTS', string.sub(key, 1, -2)) == 1 then return abort('CONFLICT', 'a value has this name') end
+elseif alive(key .. '/') then
+  return abort('CONFLICT', 'a directory has this name')
+end
+local parent = split(key)
+while parent ~= '' do
+  if redis.call('EXISTS', string.sub(parent, 1, -2)) == 1 then
+    return abort('CONFLICT', 'a parent is a value: ' .. string.sub(parent, 1, -2))
+  end
+  parent = split(parent)
+end
+local pttl = redis.call('PTTL', key)  -- a rewrite keeps the key's TTL
+if staged then redis.call('RENAME', staged, key) else redis.call('SET', key, ARGV[3]) end
+local v = redis.call('INCR', SEQ)
+local now = redis.call('TIME')
+local mtime = now[1] .. '.' .. string.format('%06d', tonumber(now[2]))
+redis.call('HSET', meta, 'v', v, 't', mtime)
+for _, k in ipairs({key, meta}) do
+  if pttl > 0 then redis.call('PEXPIRE', k, pttl) else redis.call('PERSIST', k) end
+end
+link(key)
+return {v, mtime, redis.call('STRLEN', key)}
+"""
+
+_DELETE = """
+local key, meta = KEYS[1], KEYS[2]
+local kind = redis.call('TYPE', key).ok
+if string.sub(key, -1) == '/' and has_children(key) then return fail('NOTEMPTY', 'directory not empty') end
+if kind == 'none' then return fail('NOTFOUND', 'no such key') end
+if kind ~= 'string' then return fail('CONFLICT', 'key holds a Redis ' .. kind) end
+if ARGV[1] ~= '' and version(meta) ~= ARGV[1] then
+  return fail('PRECONDITION', 'stored version differs from If-Match')
+end
+redis.call('DEL', key, meta)
+unlink(key)
+return 1
+"""
+
+_STAT = """
+local kind = redis.call('TYPE', KEYS[1]).ok
+if kind ~= 'string' then return {kind} end
+local m = redis.call('HMGET', KEYS[2], 'v', 't')
+return {kind, redis.call('STRLEN', KEYS[1]), m[1] or '0', m[2] or '', redis.call('PTTL', KEYS[1])}
+"""
+
+# ARGV: start, count, If-Match ('' none), version the earlier chunks had ('' first).
+_READ = """
+if redis.call('TYPE', KEYS[1]).ok ~= 'string' then return fail('NOTFOUND', 'no such key') end
+local v = version(KEYS[2])
+if ARGV[3] ~= '' and v ~= ARGV[3] then return fail('PRECONDITION', 'stored version differs from If-Match') end
+if ARGV[4] ~= '' and v ~= ARGV[4] then return fail('PRECONDITION', 'value changed while being read') end
+local size, start = redis.call('STRLEN', KEYS[1]), tonumber(ARGV[1])
+if start > 0 and start >= size then return fail('RANGE', tostring(size)) end
+local n = math.min(tonumber(ARGV[2]), size - start)
+local data = ''
+if n > 0 then data = redis.call('GETRANGE', KEYS[1], start, start + n - 1) end
+return {v, redis.call('HGET', KEYS[2], 't') or '', size, data}
+"""
+
+# ARGV: dir, min, max, limit. Returns name, kind pairs of live entries.
+_LIST = """
+local dir, lo, hi, limit = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
+local idx, out = IDX .. dir, {}
+while #out < 2 * limit do
+  local batch = redis.call('ZRANGEBYLEX', idx, lo, hi, 'LIMIT', 0, limit - #out / 2)
+  if #batch == 0 then break end
+  for _, name in ipairs(batch) do
+    local kind = entry_kind(dir, name)
+    if kind then out[#out + 1] = name; out[#out + 1] = kind else redis.call('ZREM', idx, name) end
+  end
+  lo = '(' .. batch[#batch]
+end
+return out
+"""
+
+_IS_DIR = "return alive(ARGV[1]) and 1 or 0"
+
+# ARGV: milliseconds; 0 or less removes the TTL.
+_TTL = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return fail('NOTFOUND', 'no such key') end
+local ms = tonumber(ARGV[1])
+for _, k in ipairs(KEYS) do
+  if ms > 0 then redis.call('PEXPIRE', k, ms) else redis.call('PERSIST', k) end
+end
+return 1
+"""
+
+_LIB = _LIB.replace("@INDEX@", INDEX).replace("@META@", META).replace("@SEQ@", SEQ)
+_SCRIPTS = {"write": _WRITE, "delete": _DELETE, "stat": _STAT, "read": _READ,
+            "list": _LIST, "is_dir": _IS_DIR, "ttl": _TTL}
+_SCRIPT_ERRORS: dict[str, type[SidecarError]] = {
+    "VFS_PRECONDITION": PreconditionFailed, "VFS_NOTFOUND": NotFound,
+    "VFS_CONFLICT": Conflict}
+
+
+@contextmanager
+def _translated() -> Iterator[None]:
+    """Redis client errors to the statuses the core answers with."""
+    try:
+        yield
+    except redis.exceptions.TimeoutError as exc:
+        raise BackendTimeout(f"redis timed out: {exc}") from None
+    except redis.exceptions.ConnectionError as exc:  # includes LOADING
+        raise BackendUnavailable(f"redis unavailable: {exc}") from None
+    except (redis.exceptions.ReadOnlyError, redis.exceptions.OutOfMemoryError) as exc:
+        raise BackendUnavailable(f"redis refused the write: {exc}") from None
+    except redis.exceptions.ResponseError as exc:
+        code, _, text = str(exc).partition(" ")
+        if code == "VFS_RANGE":
+            raise RangeNotSatisfiable(int(text)) from None
+        if code == "VFS_NOTEMPTY":
+            raise Conflict(text, code="directory_not_empty") from None
+        if code in _SCRIPT_ERRORS:
+            raise _SCRIPT_ERRORS[code](text) from None
+        if "maximum allowed size" in str(exc):
+            raise PayloadTooLarge(f"redis: {exc}") from None
+        raise
+
+
+class RedisBackend(Backend):
+    """Values as Redis strings, versions and directory indexes beside them."""
+
+    def __init__(self, url: str, max_object_size: int | None = DEFAULT_MAX_OBJECT_SIZE,
+                 timeout: float = 5.0) -> None:
+        self.url = url
+        self.max_object_size = max_object_size
+        self.timeout = timeout
+        self._lock = threading.Lock()
+        self._pid = -1
+        self._client = self._connect()  # checks the URL now; connects lazily
+
+    # -- connection ---------------------------------------------------------
+
+    def _connect(self) -> redis.Redis:
+        """A pool for this process: sockets must not be shared across fork.
+
+        One immediate retry on a connection error covers a socket the server
+        closed while idle; timeouts are not retried (a write may have landed).
+        """
+        pool = redis.ConnectionPool.from_url(
+            self.url, socket_timeout=self.timeout, socket_connect_timeout=self.timeout,
+            retry=Retry(NoBackoff(), 1, supported_errors=(redis.exceptions.ConnectionError,)))
+        client = redis.Redis(connection_pool=pool)
+        self._scripts = {name: client.register_script(_LIB + src)
+                         for name, src in _SCRIPTS.items()}
+        self._pid = os.getpid()
+        return client
+
+    def _redis(self) -> redis.Redis:
+        if self._pid != os.getpid():
+            with self._lock:
+                if self._pid != os.getpid():
+                    self._client = self._connect()
+        return self._client
+
+    def _run(self, script: str, keys: list[str], args: list[Any]) -> Any:
+        client = self._redis()
+        with _translated():
+            return self._scripts[script](keys=keys, args=args, client=client)
+
+    # -- Backend ------------------------------------------------------------
+
+    def stat(self, key: str) -> ObjectInfo | None:
+        result = self._run("stat", [key, META + key], [])
+        if result[0] != b"string":
+            return None
+        return ObjectInfo(size=result[1], version=result[2].decode(),
+                          modified=float(result[3]) if result[3] else None)
+
+    def is_dir(self, key: str) -> bool:
+        return bool(self._run("is_dir", [], [key.rstrip("/") + "/"]))
+
+    def read(self, key: str, start: int = 0, length: int | None = None,
+             if_match: str | None = None) -> ObjectBody:
+        keys = [key, META + key]
+        want = CHUNK if length is None else min(length, CHUNK)
+        raw_version, mtime, size, data = self._run("read", keys, [start, want, if_match or "", ""])
+        version = raw_version.decode()
+        total = max(0, size - start if length is None else min(length, size - start))
+        info = ObjectInfo(size=size, version=version, modified=float(mtime) if mtime else None)
+        return ObjectBody(info, start, total, self._chunks(keys, version, start, total, data))
+
+    def _chunks(self, keys: list[str], version: str, start: int, total: int,
+                first: bytes) -> Iterator[bytes]:
+        """The rest of a large value; each chunk checks the version is unchanged."""
+        if first:
+            yield first
+        position, end = start + len(first), start + total
+        while position < end:
+            data = self._run("read", keys, [position, min(CHUNK, end - position), "", version])[3]
+            if not data:
+                return
+            yield data
+            position += len(data)
+
+    def write(self, key: str, body: BinaryIO, length: int | None,
+              if_match: str | None = None, if_none_match: bool = False) -> ObjectInfo:
+        keys = [key, META + key]
+        args = [if_match or "", "1" if if_none_match else "0"]
+        head, rest = _read_head(body)
+        if not rest:  # small value: one round trip
+            result = self._run("write", keys, args + [head])
+        else:
+            staging = f"{STAGING}{uuid.uuid4().hex}"
+            try:
+                self._stage(staging, head, rest, body)
+            except BaseException:
+                self._discard(staging)
+                raise
+            result = self._run("write", keys + [staging], args + [b""])
+        version, mtime, size = result  # INCR's integer: the version
+        return ObjectInfo(size=size, version=str(version), modified=float(mtime))
+
+    def _stage(self, staging: str, head: bytes, rest: bytes, body: BinaryIO) -> None:
+        """Stream a large body into a staging key; the write script renames it."""
+        client = self._redis()
+        with _translated():
+            pipe = client.pipeline(transaction=False)
+            pipe.append(staging, head).pexpire(staging, STAGING_TTL_MS).append(staging, rest)
+            pipe.execute()
+            for chunk in iter_stream(body, CHUNK):
+                client.append(staging, chunk)
+
+    def _discard(self, staging: str) -> None:
+        try:
+            self._redis().delete(staging)
+        except redis.exceptions.RedisError:
+            pass  # the staging TTL removes it
+
+    def delete(self, key: str, if_match: str | None = None) -> None:
+        self._run("delete", [key, META + key], [if_match or ""])
+
+    def list(self, prefix: str, delimiter: str | None, start_after: str | None,
+             max_keys: int) -> ListPage:
+        base = prefix[:prefix.rfind("/") + 1]
+        name_start = prefix[len(base):]
+        recursive = delimiter is None
+        high = b"[" + name_start.encode() + b"\xff" if name_start else b"+"
+        low = _lower_bound(base, name_start, start_after, recursive)
+        if low is None:
+            return ListPage()
+        if recursive:
+            batch = min(max_keys + 1, 1000)
+            items = [(k, False) for k in islice(
+                self._walk(base, low, high, start_after, batch), max_keys + 1)]
+        else:
+            items = [(base + name, name.endswith("/"))
+                     for name, _ in self._entries(base, low, high, max_keys + 1)]
+        page = ListPage()
+        for full, is_prefix in items[:max_keys]:
+            (page.prefixes if is_prefix else page.keys).append(full)
+        if len(items) > max_keys:
+            page.next = items[max_keys - 1][0]
+        return page
+
+    def _entries(self, base: str, low: bytes, high: bytes, limit: int) -> list[tuple[str, str]]:
+        flat = self._run("list", [], [base, low, high, limit])
+        return [(flat[i].decode(), flat[i + 1].decode()) for i in range(0, len(flat), 2)]
+
+    def _walk(self, base: str, low: bytes, high: bytes, start_after: str | None,
+              batch: int) -> Iterator[str]:
+        """Keys under ``base`` in order, depth first; markers come as keys."""
+        while True:
+            entries = self._entries(base, low, high, batch)
+            for name, kind in entries:
+                full = base + name
+                if kind == "f":
+                    yield full
+                    continue
+                if kind == "m" and (start_after is None or full > start_after):
+                    yield full
+                sub_low = _lower_bound(full, "", start_after, True)
+                if sub_low is not None:
+                    yield from self._walk(full, sub_low, b"+", start_after, batch)
+            if len(entries) < batch:
+                return
+            low = b"(" + entries[-1][0].encode()
+
+    def get_attrs(self, key: str) -> dict[str, str]:
+        result = self._run("stat", [key, META + key], [])
+        if result[0] != b"string":
+            raise NotFound(f"no such key: {key}")
+        _, size, version, mtime, pttl = result
+        ttl = str(math.ceil(pttl / 1000)) if pttl >= 0 else "-1"
+        return {"version": version.decode(), "size": str(size), "mtime": mtime.decode(),
+                "ttl": ttl}
+
+    def set_attr(self, key: str, name: str, value: str) -> None:
+        """``ttl``: seconds until the value expires; ``0`` or ``-1`` keeps it forever."""
+        if name != "ttl":
+            raise Forbidden(f"attribute {name!r} is not writable on redis (only 'ttl')")
+        try:
+            seconds = float(value.strip())
+        except ValueError:
+            raise BadRequest(f"ttl must be a number of seconds, not {value!r}") from None
+        if not math.isfinite(seconds):
+            raise BadRequest(f"ttl must be finite, not {value!r}")
+        millis = max(1, round(seconds * 1000)) if seconds > 0 else -1
+        self._run("ttl", [key, META + key], [millis])
+
+    def ping(self) -> None:
+        client = self._redis()
+        with _translated():
+            client.ping()
+
+    def close(self) -> None:
+        self._client.connection_pool.disconnect()
+
+
+def _read_head(body: BinaryIO) -> tuple[bytes, bytes]:
+    """The first ``CHUNK`` bytes and, if the body goes on, the next chunk."""
+    parts, size = [], 0
+    while size < CHUNK:
+        data = body.read(CHUNK - size)
+        if not data:
+            return b"".join(parts), b""
+        parts.append(data)
+        size += len(data)
+    return b"".join(parts), body.read(CHUNK)
+
+
+def _lower_bound(base: str, name_start: str, start_after: str | None,
+                 recursive: bool) -> bytes | None:
+    """The ``ZRANGEBYLEX`` min for entries of ``base`` after ``start_after``.
+
+    None when ``start_after`` lies past the whole directory. Recursively, a
+    cursor inside subdirectory ``x/`` must still visit ``x/`` itself.
+    """
+    floor = b"[" + name_start.encode() if name_start else b"-"
+    if start_after is None or start_after < base:
+        return floor
+    if not start_after.startswith(base):
+        return None
+    rest = start_after[len(base):]
+    if not rest or rest < name_start:
+        return floor
+    if recursive and "/" in rest:
+        return b"[" + rest[:rest.index("/") + 1].encode()
+    return b"(" + rest.encode()
+
+
+def create_app(consistency: str | None = None) -> Flask:
+    """WSGI factory: ``gunicorn 'sidecars.redis:create_app()'``."""
+    url = config.require("REDIS_URL")
+    prefix = config.optional("STATE_PREFIX", "")
+    if prefix.strip("/").startswith(RESERVED_PREFIX):
+        raise config.ConfigError(f"STATE_PREFIX must not start with {RESERVED_PREFIX!r}")
+    timeout = config.optional("REDIS_TIMEOUT", "5")
+    try:
+        backend = RedisBackend(url, config.integer("REDIS_MAX_OBJECT_SIZE",
+                                                   DEFAULT_MAX_OBJECT_SIZE), float(timeout))
+    except ValueError as exc:
+        raise config.ConfigError(f"REDIS_URL or REDIS_TIMEOUT is malformed: {exc}") from None
+    return build_app(backend, consistency=config.consistency(consistency), prefix=prefix,
+                     name="vfs-state-redis")

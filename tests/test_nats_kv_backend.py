@@ -1,0 +1,389 @@
+"""``nats-kv-buffered-cas`` end to end: a private nats-server, a gunicorn sidecar, raw HTTP.
+
+Everything goes through the wire protocol (SPEC §6) so the tests see what a
+client sees: statuses, ETags, ranges, listings. The fault test at the end
+stops the server under the running sidecar and expects it to recover alone.
+"""
+from __future__ import annotations
+
+import http.client
+import json
+import re
+import socket
+import threading
+import time
+import urllib.parse
+import uuid
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from sidecars.nats_keys import decode_key, encode_key, subtree_filter
+from tests.harness.nats_server import NatsServer, sidecar_env
+from tests.harness.sidecar import Sidecar
+
+CONNECTOR = "nats-kv-buffered-cas"
+NATS_KEY_RE = re.compile(r"^[-/_=.a-zA-Z0-9]+$")
+
+
+class UnixHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, path: str, timeout: float = 20.0) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self._path = path
+
+    def connect(self) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(self.timeout)
+        self.sock.connect(self._path)
+
+
+class Client:
+    """Raw HTTP to one sidecar socket; a fresh connection per request."""
+
+    def __init__(self, socket_path: str) -> None:
+        self.socket_path = socket_path
+
+    def request(self, method: str, path: str, body: object = None,
+                headers: dict[str, str] | None = None,
+                chunked: bool = False) -> tuple[int, http.client.HTTPMessage, bytes]:
+        conn = UnixHTTPConnection(self.socket_path)
+        try:
+            conn.request(method, path, body=body, headers=headers or {},
+                         encode_chunked=chunked)
+            response = conn.getresponse()
+            return response.status, response.headers, response.read()
+        finally:
+            conn.close()
+
+    def put(self, key: str, data: bytes, **headers: str):
+        return self.request("PUT", _path(key), data, _headers(headers))
+
+    def get(self, key: str, **headers: str):
+        return self.request("GET", _path(key), None, _headers(headers))
+
+    def head(self, key: str):
+        return self.request("HEAD", _path(key))
+
+    def delete(self, key: str, **headers: str):
+        return self.request("DELETE", _path(key), None, _headers(headers))
+
+    def list(self, prefix: str, delimiter: str | None = "/", **params: object) -> dict:
+        query = {"prefix": prefix, **params}
+        if delimiter:
+            query["delimiter"] = delimiter
+        status, _, body = self.request("GET", "/keys/?" + urllib.parse.urlencode(query))
+        assert status == 200, body
+        return json.loads(body)
+
+    def list_all(self, prefix: str, delimiter: str | None = "/", max_keys: int = 1000):
+        """Follow ``next`` cursors; returns (keys, prefixes, pages)."""
+        keys: list[str] = []
+        prefixes: list[str] = []
+        cursor, pages = None, 0
+        while True:
+            params: dict[str, object] = {"max_keys": max_keys}
+            if cursor:
+                params["start_after"] = cursor
+            page = self.list(prefix, delimiter, **params)
+            keys += page["keys"]
+            prefixes += page["prefixes"]
+            pages += 1
+            cursor = page.get("next")
+            if not cursor:
+                return keys, prefixes, pages
+
+
+def _path(key: str) -> str:
+    return "/keys/" + urllib.parse.quote(key, safe="/")
+
+
+def _headers(given_headers: dict[str, str]) -> dict[str, str]:
+    return {name.replace("_", "-"): value for name, value in given_headers.items()}
+
+
+def _unique(name: str) -> str:
+    return f"{name}-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture(scope="module")
+def nats_server():
+    with NatsServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def sidecar(nats_server):
+    env = sidecar_env(nats_server, bucket="state", prefix="mnt")
+    env["NATS_TIMEOUT"] = "2"
+    with Sidecar(CONNECTOR, env, workers=2) as running:
+        yield running
+
+
+@pytest.fixture()
+def client(sidecar) -> Client:
+    return Client(sidecar.socket_path)
+
+
+# -- key codec ------------------------------------------------------------------
+
+SEGMENT_CHARS = st.characters(blacklist_categories=("Cs",), blacklist_characters="/\x00")
+SEGMENTS = st.text(SEGMENT_CHARS, min_size=1, max_size=12).filter(
+    lambda s: s not in (".", "..") and not s.startswith(".vfs-state"))
+TRICKY = st.sampled_from(["a b", "#", "?", "%", "%20", ".hidden", "end.", "..x", "a..b", "=", "=D", "=2E",
+                          "ü", "日本", "*", ">", "x.y", "-_", "e\u0301"])
+KEYS = st.lists(st.one_of(SEGMENTS, TRICKY), min_size=1, max_size=4).map("/".join)
+# The app core's routes use werkzeug's ``path`` converter, whose ``.`` stops at
+# a line feed, so a key holding "\n" is a 404 before it reaches the backend
+# (a core bug, reported); the codec itself is tested with it above.
+WIRE_KEYS = KEYS.filter(lambda key: "\n" not in key)
+
+
+@given(key=KEYS, marker=st.booleans())
+def test_codec_round_trips_and_stays_in_the_nats_alphabet(key: str, marker: bool) -> None:
+    key = key + "/" if marker else key
+    encoded = encode_key(key)
+    assert NATS_KEY_RE.match(encoded)
+    assert "" not in encoded.split(".")
+    assert decode_key(encoded) == key
+
+
+def test_codec_examples_and_foreign_keys() -> None:
+    assert encode_key("a/b c") == "a.b=20c"
+    assert encode_key("a.b/=") == "a=2Eb.=3D"
+    assert encode_key("dir/") == "dir.=D"
+    assert encode_key("€") == "=E2=82=AC"
+    assert subtree_filter("") == ">"
+    assert subtree_filter("a b/c/") == "a=20b.c.>"
+    assert decode_key("config.app") == "config/app"
+    for foreign in ["a/b", "a=2", "a=2e", "=41", "=D", "a..b", "=FF"]:
+        with pytest.raises(ValueError):
+            decode_key(foreign)
+
+
+# -- objects ------------------------------------------------------------------
+
+def test_put_get_head_delete(client: Client) -> None:
+    key = _unique("basic") + "/obj.json"
+    status, headers, _ = client.put(key, b'{"a": 1}')
+    assert status == 204
+    etag = headers["ETag"]
+    assert re.fullmatch(r'"\d+"', etag)
+
+    status, headers, body = client.get(key)
+    assert (status, body, headers["ETag"]) == (200, b'{"a": 1}', etag)
+
+    status, headers, _ = client.head(key)
+    assert status == 200
+    assert headers["Content-Length"] == "8"
+    assert headers["X-Is-File"] == "true"
+    assert headers["ETag"] == etag
+    assert headers["Last-Modified"].endswith("GMT")
+
+    status, headers, _ = client.put(key, b"v2")
+    assert int(headers["ETag"].strip('"')) > int(etag.strip('"'))
+
+    assert client.delete(key)[0] == 204
+    assert client.get(key)[0] == 404
+    assert client.head(key)[0] == 404
+    assert client.delete(key)[0] == 404
+
+
+def test_attributes(client: Client) -> None:
+    key = _unique("attrs")
+    _, headers, _ = client.put(key, b"12345")
+    status, _, body = client.request("GET", "/meta/" + key)
+    attrs = json.loads(body)["attrs"]
+    assert status == 200
+    assert attrs["revision"] == headers["ETag"].strip('"')
+    assert attrs["size"] == "5" and attrs["bucket"] == "state"
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT.*Z", attrs["created"])
+    status, _, body = client.request("GET", f"/meta/{key}?attr=user.vfs.size")
+    assert json.loads(body)["value"] == "5"
+    assert client.request("PUT", f"/meta/{key}?attr=size", b"9")[0] == 403
+
+
+def test_ranges(client: Client) -> None:
+    key = _unique("range")
+    client.put(key, b"0123456789")
+    status, headers, body = client.get(key, Range="bytes=2-5")
+    assert (status, body, headers["Content-Range"]) == (206, b"2345", "bytes 2-5/10")
+    assert client.get(key, Range="bytes=8-")[2] == b"89"
+    assert client.get(key, Range="bytes=-3")[2] == b"789"
+    assert client.get(key, Range="bytes=7-100")[2] == b"789"
+    assert client.get(key, Range="bytes=10-")[0] == 416
+    assert client.get(key, Range="bytes=10-20")[0] == 416
+
+
+def test_empty_value(client: Client) -> None:
+    key = _unique("empty")
+    assert client.put(key, b"")[0] == 204
+    status, _, body = client.get(key)
+    assert (status, body) == (200, b"")
+    assert client.head(key)[1]["Content-Length"] == "0"
+    assert client.get(key, Range="bytes=0-")[:3:2] == (200, b"")
+
+
+# -- CAS ------------------------------------------------------------------------
+
+def test_stale_if_match_is_412_and_keeps_the_value(client: Client) -> None:
+    key = _unique("cas")
+    etag1 = client.put(key, b"one")[1]["ETag"]
+    status, headers, _ = client.put(key, b"two", If_Match=etag1)
+    assert status == 204
+    etag2 = headers["ETag"]
+    assert client.put(key, b"three", If_Match=etag1)[0] == 412
+    assert client.put(key, b"three", If_Match='"not-a-revision"')[0] == 412
+    assert client.put(key, b"three", If_Match='"0"')[0] == 412
+    status, headers, body = client.get(key)
+    assert (body, headers["ETag"]) == (b"two", etag2)
+    assert client.get(key, If_Match=etag1)[0] == 412
+    assert client.put(_unique("never"), b"x", If_Match=etag2)[0] == 412
+
+
+def test_create_race_has_one_winner(client: Client) -> None:
+    key = _unique("race")
+    results: list[int] = []
+
+    def create(value: bytes) -> None:
+        results.append(client.put(key, value, If_None_Match="*")[0])
+
+    threads = [threading.Thread(target=create, args=(f"w{i}".encode(),)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(results) == [204] + [412] * 7
+    winner = client.get(key)[2]
+    assert client.put(key, b"late", If_None_Match="*")[0] == 412
+    assert client.get(key)[2] == winner
+    # a deleted key counts as absent again (its tombstone is not a value)
+    assert client.delete(key)[0] == 204
+    assert client.put(key, b"reborn", If_None_Match="*")[0] == 204
+    assert client.get(key)[2] == b"reborn"
+
+
+def test_conditional_delete(client: Client) -> None:
+    key = _unique("cdel")
+    etag1 = client.put(key, b"one")[1]["ETag"]
+    etag2 = client.put(key, b"two")[1]["ETag"]
+    assert client.delete(key, If_Match=etag1)[0] == 412
+    assert client.get(key)[2] == b"two"
+    assert client.delete(key, If_Match=etag2)[0] == 204
+    assert client.get(key)[0] == 404
+    assert client.delete(key, If_Match=etag2)[0] == 404
+    # a write after the delete is not undone by the tombstone clean-up
+    etag3 = client.put(key, b"three")[1]["ETag"]
+    assert client.get(key)[1]["ETag"] == etag3
+
+
+# -- keys through the sidecar ---------------------------------------------------
+
+@settings(max_examples=30, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(key=WIRE_KEYS)
+def test_arbitrary_keys_round_trip_through_the_sidecar(client: Client, key: str) -> None:
+    base = _unique("keys")
+    full = f"{base}/{key}"
+    data = key.encode("utf-8")
+    assert client.put(full, data)[0] == 204
+    status, _, body = client.get(full)
+    assert (status, body) == (200, data)
+    assert client.head(full)[1]["X-Is-File"] == "true"
+    keys, _, _ = client.list_all(base + "/", delimiter=None)
+    assert keys == [full]
+    parent = full.rsplit("/", 1)[0] + "/"
+    assert full in client.list(parent)["keys"]
+    assert client.delete(full)[0] == 204
+    assert client.list_all(base + "/", delimiter=None)[0] == []
+
+
+# -- listings --------------------------------------------------------------------
+
+def test_listing_with_delimiter_paging_markers_and_deletes(client: Client) -> None:
+    d = _unique("list") + "/"
+    for name in ["a", "b/c", "b/e", "x.y", "z", "gone", "q/gone2", "b2", "a b"]:
+        assert client.put(d + name, name.encode())[0] == 204
+    assert client.put(d + "m/", b"")[0] == 204           # explicit empty directory
+    assert client.delete(d + "gone")[0] == 204
+    assert client.delete(d + "q/gone2")[0] == 204
+
+    page = client.list(d)
+    assert page["keys"] == [d + "a", d + "a b", d + "b2", d + "x.y", d + "z"]
+    assert page["prefixes"] == [d + "b/", d + "m/"]
+    assert "next" not in page
+
+    keys, prefixes, pages = client.list_all(d, max_keys=2)
+    assert pages == 4
+    assert keys == page["keys"] and prefixes == page["prefixes"]
+
+    keys, prefixes, _ = client.list_all(d, delimiter=None, max_keys=3)
+    assert prefixes == []
+    assert keys == sorted(d + n for n in ["a", "a b", "b/c", "b/e", "b2", "m/", "x.y", "z"])
+
+    assert client.list(d + "b")["prefixes"] == [d + "b/"]      # partial last segment
+    assert client.list(d + "b")["keys"] == [d + "b2"]
+    assert client.list(d + "m/") == {"keys": [], "prefixes": []}
+
+    assert client.head(d + "b")[1]["X-Is-File"] == "false"
+    assert client.head(d + "m")[1]["X-Is-File"] == "false"    # marker only
+    assert client.head(d + "q")[0] == 404                     # its only key was deleted
+    assert client.delete(d + "m/")[0] == 204
+    assert client.head(d + "m")[0] == 404
+
+
+# -- limits ------------------------------------------------------------------------
+
+def test_oversize_values_get_413_and_the_sidecar_keeps_serving(client: Client) -> None:
+    key = _unique("big")
+    assert client.put(key, b"s" * 512 * 1024)[0] == 204
+    assert client.put(key, b"x" * (1024 * 1024 + 1))[0] == 413
+    chunks = iter([b"y" * 65536] * 20)  # 1.25 MiB, chunked: no Content-Length up front
+    assert client.request("PUT", _path(key), chunks, chunked=True)[0] == 413
+    status, _, body = client.get(key)
+    assert (status, len(body)) == (200, 512 * 1024)
+    assert client.put(key + "-after", b"ok")[0] == 204
+
+
+def test_configured_value_size_is_exact(nats_server) -> None:
+    env = sidecar_env(nats_server, bucket="small")
+    env["NATS_KV_MAX_VALUE_SIZE"] = "1000"
+    with Sidecar(CONNECTOR, env, workers=1) as small:
+        c = Client(small.socket_path)
+        assert c.put("k", b"a" * 1000)[0] == 204
+        assert c.put("k", b"b" * 1001)[0] == 413
+        etag = c.head("k")[1]["ETag"]
+        assert c.put("k", b"c" * 1000, If_Match=etag)[0] == 204
+        assert c.get("k")[2] == b"c" * 1000
+
+
+# -- faults (last: stops the shared server) ------------------------------------------
+
+def test_server_restart_fails_fast_then_recovers(nats_server, sidecar, client: Client) -> None:
+    key = _unique("restart")
+    client.put(key, b"survives")
+    assert client.request("GET", "/readyz")[0] == 200
+    pid = sidecar.proc.pid
+
+    nats_server.stop()
+    try:
+        for _ in range(4):
+            started = time.monotonic()
+            status = client.get(key)[0]
+            assert status in (503, 504)
+            assert time.monotonic() - started < 15
+        assert client.request("GET", "/readyz")[0] in (503, 504)
+        assert client.put(key, b"lost")[0] in (503, 504)
+    finally:
+        nats_server.start()
+
+    deadline = time.monotonic() + 20
+    while client.get(key)[0] != 200:
+        assert time.monotonic() < deadline, "sidecar did not recover after the restart"
+        time.sleep(0.2)
+    assert sidecar.proc.pid == pid
+    for _ in range(6):  # both workers, several threads
+        status, _, body = client.get(key)
+        assert (status, body) == (200, b"survives")
+    assert client.put(key, b"after")[0] == 204
+    assert client.request("GET", "/readyz")[0] == 200

@@ -1,0 +1,287 @@
+"""The wire protocol of SPEC §6, spoken raw to a real gunicorn sidecar (local backend)."""
+from __future__ import annotations
+
+import json
+import tempfile
+
+import pytest
+
+from tests.harness.sidecar import Sidecar
+from tests.rawhttp import error_code, key_url, request, send_raw, status_of
+
+
+@pytest.fixture()
+def sock(local_sidecar) -> str:
+    return local_sidecar.socket_path
+
+
+@pytest.fixture()
+def key(request_id) -> str:
+    return f"proto-{request_id}/obj.bin"
+
+
+@pytest.fixture()
+def request_id(request) -> str:
+    return request.node.name.replace("[", "-").replace("]", "")
+
+
+def put(sock: str, key: str, body: bytes, **headers: str) -> tuple[int, dict, bytes]:
+    return request(sock, "PUT", key_url(key), body, {k.replace("_", "-"): v
+                                                     for k, v in headers.items()})
+
+
+def get(sock: str, key: str) -> bytes:
+    status, _, body = request(sock, "GET", key_url(key))
+    assert status == 200
+    return body
+
+
+def test_health_and_readiness(sock):
+    assert request(sock, "GET", "/healthz")[0] == 200
+    status, _, body = request(sock, "GET", "/readyz")
+    assert status == 200 and json.loads(body) == {"status": "ready"}
+
+
+def test_put_get_head_delete(sock, key):
+    status, headers, _ = put(sock, key, b"hello world")
+    assert status in (200, 201, 204) and headers["etag"].startswith('"')
+    status, got, body = request(sock, "GET", key_url(key))
+    assert (status, body) == (200, b"hello world")
+    assert got["etag"] == headers["etag"] and got["content-length"] == "11"
+    assert "last-modified" in got
+    status, head, body = request(sock, "HEAD", key_url(key))
+    assert (status, body) == (200, b"")
+    assert head["content-length"] == "11" and head["x-is-file"] == "true"
+    assert head["etag"] == headers["etag"]
+    assert request(sock, "DELETE", key_url(key))[0] == 204
+    status, _, body = request(sock, "DELETE", key_url(key))
+    assert status == 404 and error_code(body) == "not_found"
+    assert request(sock, "GET", key_url(key))[0] == 404
+    assert request(sock, "HEAD", key_url(key))[0] == 404
+
+
+def test_head_of_directory_prefix(sock, key):
+    put(sock, key, b"x")
+    status, headers, _ = request(sock, "HEAD", key_url(key.split("/")[0]))
+    assert status == 200 and headers["x-is-file"] == "false"
+
+
+@pytest.mark.parametrize("header, status, body, content_range", [
+    ("bytes=2-5", 206, b"2345", "bytes 2-5/10"),
+    ("bytes=7-", 206, b"789", "bytes 7-9/10"),
+    ("bytes=-3", 206, b"789", "bytes 7-9/10"),
+    ("bytes=8-100", 206, b"89", "bytes 8-9/10"),
+])
+def test_range_reads(sock, key, header, status, body, content_range):
+    put(sock, key, b"0123456789")
+    got_status, headers, got = request(sock, "GET", key_url(key), headers={"Range": header})
+    assert (got_status, got) == (status, body)
+    assert headers["content-range"] == content_range
+
+
+@pytest.mark.parametrize("header, status", [
+    ("bytes=10-", 416), ("bytes=50-60", 416), ("bytes=x-1", 400), ("items=0-1", 400),
+    ("bytes=5-2", 400), ("bytes=0-1,3-4", 400),
+])
+def test_bad_ranges_are_4xx(sock, key, header, status):
+    put(sock, key, b"0123456789")
+    got, _, body = request(sock, "GET", key_url(key), headers={"Range": header})
+    assert got == status and "error" in json.loads(body)
+
+
+def test_range_on_empty_object_from_zero_reads_empty(sock, key):
+    put(sock, key, b"")
+    status, _, body = request(sock, "GET", key_url(key), headers={"Range": "bytes=0-65535"})
+    assert status in (200, 206) and body == b""
+
+
+def test_stale_if_match_is_412_and_value_unchanged(sock, key):
+    _, first, _ = put(sock, key, b"v1")
+    put(sock, key, b"v2")
+    status, _, body = put(sock, key, b"v3", If_Match=first["etag"])
+    assert status == 412 and error_code(body) == "precondition_failed"
+    assert get(sock, key) == b"v2"
+
+
+def test_matching_if_match_writes(sock, key):
+    _, first, _ = put(sock, key, b"v1")
+    status, second, _ = put(sock, key, b"v2", If_Match=first["etag"])
+    assert status == 204 and second["etag"] != first["etag"]
+    assert get(sock, key) == b"v2"
+
+
+def test_create_only_race(sock, key):
+    assert put(sock, key, b"first", If_None_Match="*")[0] == 204
+    status, _, _ = put(sock, key, b"second", If_None_Match="*")
+    assert status == 412
+    assert get(sock, key) == b"first"
+
+
+def test_conditional_delete(sock, key):
+    _, first, _ = put(sock, key, b"v1")
+    put(sock, key, b"v2")
+    assert request(sock, "DELETE", key_url(key), headers={"If-Match": first["etag"]})[0] == 412
+    assert get(sock, key) == b"v2"
+    _, head, _ = request(sock, "HEAD", key_url(key))
+    assert request(sock, "DELETE", key_url(key), headers={"If-Match": head["etag"]})[0] == 204
+
+
+def test_lww_ignores_preconditions(tmp_path):
+    with Sidecar("local-buffered-lww", {"STATE_ROOT": str(tmp_path)}, workers=1) as lww:
+        _, first, _ = put(lww.socket_path, "k", b"v1")
+        put(lww.socket_path, "k", b"v2")
+        assert put(lww.socket_path, "k", b"v3", If_Match=first["etag"])[0] == 204
+        assert get(lww.socket_path, "k") == b"v3"
+
+
+def test_chunked_upload(sock, key):
+    payload = bytes(range(256)) * 4096 * 3  # 3 MiB
+    chunks = [payload[i:i + 100_000] for i in range(0, len(payload), 100_000)]
+    body = b"".join(b"%X\r\n%s\r\n" % (len(c), c) for c in chunks) + b"0\r\n\r\n"
+    head = (f"PUT {key_url(key)} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+            "Connection: close\r\n\r\n").encode()
+    assert status_of(send_raw(sock, head + body)) == 204
+    assert get(sock, key) == payload
+
+
+@pytest.mark.parametrize("body", [
+    b"5\r\nhello\r\nZZ\r\nbad\r\n0\r\n\r\n",      # not a hex size
+    b"5\r\nhelloXX3\r\nabc\r\n0\r\n\r\n",        # missing CRLF after data
+    b"A\r\nshort",                                 # connection ends mid-chunk
+])
+def test_malformed_chunking_keeps_old_value_and_server(sock, key, body):
+    put(sock, key, b"old")
+    head = (f"PUT {key_url(key)} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+            "Connection: close\r\n\r\n").encode()
+    reply = send_raw(sock, head + body)
+    assert status_of(reply) in (0, 400), reply[:200]  # 0: server dropped a truncated request
+    assert get(sock, key) == b"old"
+    assert request(sock, "GET", "/healthz")[0] == 200
+
+
+def test_short_content_length_body_keeps_old_value(sock, key):
+    put(sock, key, b"old")
+    head = (f"PUT {key_url(key)} HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n").encode()
+    reply = send_raw(sock, head + b"only ten b")
+    assert status_of(reply) in (0, 400)
+    assert get(sock, key) == b"old"
+    assert request(sock, "GET", "/healthz")[0] == 200
+
+
+@pytest.mark.parametrize("path", ["a//b", "a/../b", "./a", "a/./b", ".vfs-state.lock",
+                                  "a/.vfs-state-tmp-x"])
+def test_bad_keys_are_400(sock, path):
+    status, _, body = request(sock, "PUT", "/keys/" + path, b"x")
+    assert status == 400, body
+    assert request(sock, "GET", "/keys/" + path)[0] in (400, 404)
+
+
+@pytest.mark.parametrize("headers", [{"If-Match": 'no"quotes'}, {"If-None-Match": '"v1"'},
+                                     {"If-Match": '"a"', "If-None-Match": "*"}])
+def test_bad_precondition_headers_are_400(sock, key, headers):
+    assert request(sock, "PUT", key_url(key), b"x", headers)[0] == 400
+
+
+def test_oversize_body_is_413(tmp_path):
+    env = {"STATE_ROOT": str(tmp_path), "STATE_MAX_OBJECT_SIZE": "1000"}
+    with Sidecar("local-buffered-cas", env, workers=1) as small:
+        assert put(small.socket_path, "k", b"x" * 1000)[0] == 204
+        status, _, body = put(small.socket_path, "k", b"y" * 1001)
+        assert status == 413 and error_code(body) == "payload_too_large"
+        chunked = (b"PUT /keys/k HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+                   b"Connection: close\r\n\r\n" + b"3E8\r\n" + b"z" * 1000 + b"\r\n"
+                   b"3E8\r\n" + b"z" * 1000 + b"\r\n0\r\n\r\n")
+        assert status_of(send_raw(small.socket_path, chunked)) == 413
+        assert get(small.socket_path, "k") == b"x" * 1000
+        assert request(small.socket_path, "GET", "/healthz")[0] == 200
+
+
+def test_unknown_route_and_method_are_json_4xx(sock):
+    status, _, body = request(sock, "GET", "/nope")
+    assert status == 404 and "error" in json.loads(body)
+    status, _, body = request(sock, "POST", "/keys/x", b"")
+    assert status == 405 and "error" in json.loads(body)
+
+
+def test_keys_with_special_characters_round_trip(sock, request_id):
+    names = ["with space.txt", "hash#tag", "what?.json", "100%", "ünïcødé-名前", "a..b"]
+    for name in names:
+        key = f"{request_id}/{name}"
+        assert put(sock, key, name.encode())[0] == 204
+        assert get(sock, key) == name.encode()
+    status, _, body = request(sock, "GET", f"/keys/?prefix={request_id}/&delimiter=/")
+    listed = sorted(k.split("/", 1)[1] for k in json.loads(body)["keys"])
+    assert listed == sorted(names)
+
+
+def test_listing_with_delimiter_and_paging(sock, request_id):
+    base = f"{request_id}/"
+    for i in range(7):
+        put(sock, f"{base}f{i}", b"x")
+    put(sock, f"{base}sub/deep/x", b"x")
+    put(sock, f"{base}marker/", b"")
+    seen_keys, seen_prefixes, cursor, pages = [], [], None, 0
+    while True:
+        query = f"/keys/?prefix={base}&delimiter=/&max_keys=3"
+        if cursor:
+            query += f"&start_after={cursor}"
+        status, _, body = request(sock, "GET", query)
+        assert status == 200
+        data = json.loads(body)
+        assert len(data["keys"]) + len(data["prefixes"]) <= 3
+        seen_keys += data["keys"]
+        seen_prefixes += data["prefixes"]
+        pages += 1
+        cursor = data.get("next")
+        if not cursor:
+            break
+    assert pages == 3
+    assert seen_keys == [f"{base}f{i}" for i in range(7)]
+    assert seen_prefixes == [f"{base}marker/", f"{base}sub/"]
+    status, _, body = request(sock, "GET", f"/keys/?prefix={base}sub/")
+    assert json.loads(body)["keys"] == [f"{base}sub/deep/", f"{base}sub/deep/x"]
+
+
+@pytest.mark.parametrize("query", ["max_keys=abc", "max_keys=0", "delimiter=%7C",
+                                   "prefix=a//b", "prefix=../x"])
+def test_bad_listing_queries_are_400(sock, query):
+    assert request(sock, "GET", f"/keys/?{query}")[0] == 400
+
+
+def test_meta_route(sock, key):
+    put(sock, key, b"12345")
+    status, _, body = request(sock, "GET", "/meta/" + key)
+    attrs = json.loads(body)["attrs"]
+    assert status == 200 and attrs["size"] == "5" and attrs["version"]
+    status, _, body = request(sock, "GET", f"/meta/{key}?attr=user.vfs.size")
+    assert json.loads(body) == {"attr": "size", "value": "5"}
+    status, _, body = request(sock, "GET", f"/meta/{key}?attr=user.asya.size")
+    assert json.loads(body)["value"] == "5"
+    status, _, body = request(sock, "GET", f"/meta/{key}?attr=nothing")
+    assert status == 404 and error_code(body) == "no_such_attr"
+    assert request(sock, "PUT", f"/meta/{key}?attr=size", b"9")[0] == 403
+    assert request(sock, "GET", "/meta/missing-key")[0] == 404
+
+
+def test_sidecar_keeps_serving_after_bad_requests(sock, key):
+    for raw in (b"GARBAGE\r\n\r\n", b"GET /keys/x HTTP/1.1\r\nHost: x\r\nRange: \xff\r\n\r\n",
+                b"PUT /keys/x HTTP/1.1\r\nContent-Length: -5\r\n\r\n"):
+        reply = send_raw(sock, raw)
+        assert status_of(reply) in (0, 400, 404), reply[:100]
+    put(sock, key, b"still fine")
+    assert get(sock, key) == b"still fine"
+
+
+def test_missing_config_is_one_clear_line(tmp_path):
+    import subprocess
+    import sys
+    import os
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {"PATH": "/usr/bin:/bin", "CONNECTOR_SOCKET": str(tmp_path / "s.sock"),
+           "PYTHONPATH": root}
+    proc = subprocess.run([sys.executable, "-m", "sidecars.cli", "s3-buffered-cas"], env=env,
+                          capture_output=True, text=True, cwd=tempfile.gettempdir(),
+                          check=False)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == ("vfs-state-sidecar: missing required environment variable "
+                                   "STATE_BUCKET")
