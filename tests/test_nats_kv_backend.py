@@ -49,8 +49,11 @@ class Client:
                 chunked: bool = False) -> tuple[int, http.client.HTTPMessage, bytes]:
         conn = UnixHTTPConnection(self.socket_path)
         try:
-            conn.request(method, path, body=body, headers=headers or {},
-                         encode_chunked=chunked)
+            try:
+                conn.request(method, path, body=body, headers=headers or {},
+                             encode_chunked=chunked)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # answered early (413) and closed: the answer is still readable
             response = conn.getresponse()
             return response.status, response.headers, response.read()
         finally:
@@ -187,6 +190,14 @@ def test_put_get_head_delete(client: Client) -> None:
     assert client.get(key)[0] == 404
     assert client.head(key)[0] == 404
     assert client.delete(key)[0] == 404
+
+
+def test_longest_keys_fit_in_a_nats_subject(client: Client) -> None:
+    key = _unique("long") + "/" + "€" * 330 + "/" + "é." * 4   # ~1010 UTF-8 bytes
+    assert len(key.encode()) <= 1024
+    assert client.put(key, b"long")[0] == 204
+    assert client.get(key)[2] == b"long"
+    assert client.list(key.rsplit("/", 1)[0] + "/")["keys"] == [key]
 
 
 def test_attributes(client: Client) -> None:
@@ -358,6 +369,27 @@ def test_configured_value_size_is_exact(nats_server) -> None:
 
 
 # -- faults (last: stops the shared server) ------------------------------------------
+
+def test_sidecar_started_before_the_server_connects_when_it_appears() -> None:
+    server = NatsServer()  # a port and a store, not started yet
+    env = sidecar_env(server, bucket="late")
+    env["NATS_TIMEOUT"] = "1"
+    try:
+        with Sidecar(CONNECTOR, env, workers=1) as early:
+            c = Client(early.socket_path)
+            started = time.monotonic()
+            assert c.put("k", b"v")[0] == 503
+            assert time.monotonic() - started < 5
+            server.start()
+            deadline = time.monotonic() + 15
+            while (status := c.put("k", b"v")[0]) != 204:
+                assert status in (503, 504)
+                assert time.monotonic() < deadline, "never connected"
+                time.sleep(0.2)
+            assert c.get("k")[2] == b"v"
+    finally:
+        server.close()
+
 
 def test_server_restart_fails_fast_then_recovers(nats_server, sidecar, client: Client) -> None:
     key = _unique("restart")

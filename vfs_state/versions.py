@@ -72,7 +72,8 @@ _current: contextvars.ContextVar[VersionStore | None] = contextvars.ContextVar(
 
 def current_store() -> VersionStore:
     """The active session's store, or the per-process one."""
-    return _current.get() or _process_store
+    store = _current.get()
+    return _process_store if store is None else store
 
 
 @contextmanager

@@ -1,0 +1,500 @@
+"""Google Cloud Storage backend (``gcs-buffered-lww``, ``gcs-buffered-cas``).
+
+A version is the object's *generation*, so CAS maps onto GCS preconditions:
+``If-Match`` becomes ``ifGenerationMatch=<generation>`` and ``If-None-Match: *``
+becomes ``ifGenerationMatch=0``. Reads are one streaming ``alt=media`` request
+whose headers carry generation and size, so a read never mixes two versions
+and needs no separate stat. Writes of at most ``CHUNK`` bytes are one
+multipart upload; larger or unknown-length bodies go through a resumable
+upload, ``CHUNK`` bytes at a time, cancelled if the request body breaks, so
+the old object stays. Every call has a timeout and a bounded retry deadline.
+
+fake-gcs-server (the emulator) ignores preconditions on delete and on
+resumable uploads; with ``STORAGE_EMULATOR_HOST`` set those are checked here
+first (best effort, racy). Real GCS enforces them itself.
+"""
+from __future__ import annotations
+
+import io
+import os
+import threading
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+from email.utils import parsedate_to_datetime
+from typing import BinaryIO, Iterator
+
+import requests
+from flask import Flask
+from google.api_core import exceptions as gexc
+from google.auth import exceptions as auth_exc
+from google.auth.credentials import AnonymousCredentials, Credentials, Signing
+from google.cloud import storage
+from google.cloud.storage.retry import DEFAULT_RETRY
+
+from sidecars import config
+from sidecars.app import build_app
+from sidecars.backend import Backend, ListPage, ObjectBody, ObjectInfo
+from sidecars.errors import (BackendTimeout, BackendUnavailable, BadRequest, Conflict,
+                             Forbidden, NotFound, PreconditionFailed, RangeNotSatisfiable,
+                             SidecarError)
+
+CHUNK = 8 << 20          # upload part: a multiple of 256 KiB, as resumable uploads demand
+READ_CHUNK = 1 << 20     # bytes per yield when streaming a download
+CONNECT_TIMEOUT = 3.0
+OCTET = "application/octet-stream"
+SIGNED_URL_TTL = timedelta(hours=1)
+LIST_FIELDS = "items(name),prefixes,nextPageToken"
+SCOPES = ("https://www.googleapis.com/auth/devstorage.read_write",)
+
+
+def _generation(version: str) -> int:
+    """A client's version as a generation; anything else can never match."""
+    if not version.isdigit():
+        raise PreconditionFailed(f"version {version!r} is not a GCS generation")
+    return int(version)
+
+
+def _blob_info(blob: storage.Blob) -> ObjectInfo:
+    return ObjectInfo(size=int(blob.size or 0), version=str(blob.generation),
+                      modified=blob.updated.timestamp() if blob.updated else None,
+                      content_type=blob.content_type)
+
+
+def _resource_info(resource: dict) -> ObjectInfo:
+    updated = resource.get("updated")
+    modified = datetime.fromisoformat(updated.replace("Z", "+00:00")).timestamp() if updated else None
+    return ObjectInfo(size=int(resource.get("size", 0)), version=str(resource["generation"]),
+                      modified=modified, content_type=resource.get("contentType"))
+
+
+def _translate(exc: BaseException, key: str) -> SidecarError | None:
+    """The sidecar error for a client exception, or None to let it through as a 500."""
+    if isinstance(exc, SidecarError):
+        return exc
+    if isinstance(exc, gexc.RetryError):  # the deadline ran out: report the last failure
+        cause = _translate(exc.cause, key) if exc.cause is not None else None
+        return cause or BackendUnavailable(f"GCS retries exhausted: {exc.message}")
+    if isinstance(exc, auth_exc.TransportError) and exc.args and isinstance(exc.args[0], Exception):
+        return _translate(exc.args[0], key)
+    if isinstance(exc, gexc.NotFound):
+        return NotFound(f"no such key: {key}")
+    if isinstance(exc, (gexc.Forbidden, gexc.Unauthorized, auth_exc.RefreshError)):
+        return Forbidden(f"GCS refused access to {key!r}: {exc}")
+    if isinstance(exc, gexc.PreconditionFailed):
+        return PreconditionFailed("stored generation differs from the precondition")
+    if isinstance(exc, gexc.BadRequest):
+        return BadRequest(f"GCS rejected the request for {key!r}: {exc}")
+    if isinstance(exc, gexc.Conflict):
+        return Conflict(f"GCS conflict on {key!r}: {exc}")
+    if isinstance(exc, gexc.GatewayTimeout):
+        return BackendTimeout(f"GCS timed out: {exc}")
+    if isinstance(exc, gexc.GoogleAPICallError):  # 429, 5xx after retries, oddities
+        return BackendUnavailable(f"GCS error: {exc}")
+    if isinstance(exc, (requests.Timeout, TimeoutError)):
+        return BackendTimeout(f"GCS did not answer in time: {exc}")
+    if isinstance(exc, (requests.RequestException, ConnectionError, auth_exc.TransportError)):
+        return BackendUnavailable(f"cannot reach GCS: {exc}")
+    return None
+
+
+def _read_exact(body: BinaryIO, size: int) -> bytes:
+    """Exactly ``size`` bytes unless the body ends: short reads would end a resumable upload."""
+    parts: list[bytes] = []
+    got = 0
+    while got < size:
+        data = body.read(size - got)
+        if not data:
+            break
+        parts.append(data)
+        got += len(data)
+    return b"".join(parts)
+
+
+class GcsBackend(Backend):
+    """Objects in one GCS bucket; store keys are object names."""
+
+    max_object_size = 5 << 40  # GCS's own object size limit (5 TiB)
+
+    def __init__(self, bucket: str, project: str | None = None,
+                 emulator_host: str | None = None, timeout: float = 10.0,
+                 retry_deadline: float = 5.0, emulate_preconditions: bool | None = None) -> None:
+        self.bucket_name = bucket
+        self.project = project
+        if emulator_host and "://" not in emulator_host:
+            emulator_host = "http://" + emulator_host
+        self.emulator_host = emulator_host
+        self.emulate_preconditions = (bool(emulator_host) if emulate_preconditions is None
+                                      else emulate_preconditions)
+        self.timeout = (min(CONNECT_TIMEOUT, timeout), timeout)
+        self.retry = DEFAULT_RETRY.with_delay(initial=0.2, maximum=2.0).with_timeout(retry_deadline)
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._pid = os.getpid()
+        self._credentials: Credentials | None = None
+        self._clients: list[storage.Client] = []
+
+    # -- clients: one per thread, rebuilt after fork ---------------------------
+
+    def _client(self) -> storage.Client:
+        local = self._local
+        if getattr(local, "pid", None) != os.getpid():
+            local.client = self._new_client()
+            local.pid = os.getpid()
+        return local.client
+
+    def _new_client(self) -> storage.Client:
+        with self._lock:
+            if self._pid != os.getpid():  # forked: the parent's clients are not ours
+                self._pid, self._clients, self._credentials = os.getpid(), [], None
+            if self.emulator_host:
+                client = storage.Client(project=self.project or "local",
+                                        credentials=AnonymousCredentials(),
+                                        client_options={"api_endpoint": self.emulator_host})
+            else:
+                client = storage.Client(project=self.project, credentials=self._default_credentials())
+            self._clients.append(client)
+            return client
+
+    def _default_credentials(self) -> Credentials:
+        """Application default credentials, looked up once per process (may hit the network)."""
+        if self._credentials is None:
+            import google.auth
+
+            try:
+                self._credentials, _ = google.auth.default(scopes=list(SCOPES))
+            except auth_exc.DefaultCredentialsError as exc:
+                raise Forbidden(f"no GCS credentials: {exc}") from None
+        return self._credentials
+
+    def _bucket(self) -> storage.Bucket:
+        return self._client().bucket(self.bucket_name)
+
+    @contextmanager
+    def _errors(self, key: str) -> Iterator[None]:
+        try:
+            yield
+        except Exception as exc:
+            mapped = _translate(exc, key)
+            if mapped is None or mapped is exc:
+                raise
+            raise mapped from exc
+
+    # -- Backend -----------------------------------------------------------------
+
+    def stat(self, key: str) -> ObjectInfo | None:
+        with self._errors(key):
+            blob = self._bucket().get_blob(key, timeout=self.timeout, retry=self.retry)
+        return None if blob is None else _blob_info(blob)
+
+    def read(self, key: str, start: int = 0, length: int | None = None,
+             if_match: str | None = None) -> ObjectBody:
+        want = None if if_match is None else _generation(if_match)
+        client = self._client()
+        blob = client.bucket(self.bucket_name).blob(key)
+        url = f"{client.api_endpoint}/download/storage/v1{blob.path}?alt=media"
+        params = {} if want is None else {"ifGenerationMatch": str(want)}
+        headers = {"Accept-Encoding": "gzip"}  # bytes as stored: ranges and sizes agree
+        if start or length is not None:
+            end = "" if length is None else str(start + length - 1)
+            headers["Range"] = f"bytes={start}-{end}"
+
+        def attempt() -> requests.Response:
+            response = client._http.get(url, params=params, headers=headers, stream=True,
+                                        timeout=self.timeout)
+            if response.status_code >= 400:
+                response.close()
+                raise gexc.from_http_response(response)
+            return response
+
+        try:
+            with self._errors(key):
+                response = self.retry(attempt)()
+        except RangeNotSatisfiable:
+            raise
+        except SidecarError as exc:
+            if not isinstance(exc.__cause__, gexc.RequestRangeNotSatisfiable):
+                raise
+            return self._unsatisfiable(key, start)
+        try:
+            info, served, total = self._response_info(response, key)
+            if want is not None and info.version != str(want):
+                raise PreconditionFailed("object changed since it was observed")
+            skip = start - served  # a server that ignores Range sends from 0
+            if start and start >= total:
+                raise RangeNotSatisfiable(total)
+            available = total - start
+            length = available if length is None else min(length, available)
+        except BaseException:
+            response.close()
+            raise
+        return ObjectBody(info, start, length, self._stream(response, key, skip, length),
+                          response.close)
+
+    def _unsatisfiable(self, key: str, start: int) -> ObjectBody:
+        """A 416: an empty object read from 0 is empty; otherwise past the end."""
+        info = self.stat(key)
+        if info is None:
+            raise NotFound(f"no such key: {key}")
+        if start == 0 and info.size == 0:
+            return ObjectBody(info, 0, 0, iter(()))
+        raise RangeNotSatisfiable(info.size)
+
+    @staticmethod
+    def _response_info(response: requests.Response, key: str) -> tuple[ObjectInfo, int, int]:
+        """Info, first served offset and object size from download headers."""
+        h = response.headers
+        generation = h.get("X-Goog-Generation")
+        if not generation:
+            raise BackendUnavailable(f"download of {key!r} carried no X-Goog-Generation")
+        if response.status_code == 206:
+            span, _, size = h.get("Content-Range", "").partition("/")
+            served, total = int(span.split()[-1].split("-")[0]), int(size)
+        else:
+            served = 0
+            total = int(h.get("X-Goog-Stored-Content-Length") or h.get("Content-Length") or 0)
+        modified = None
+        if h.get("Last-Modified"):
+            modified = parsedate_to_datetime(h["Last-Modified"]).timestamp()
+        info = ObjectInfo(size=total, version=generation, modified=modified,
+                          content_type=h.get("Content-Type"))
+        return info, served, total
+
+    def _stream(self, response: requests.Response, key: str, skip: int,
+                length: int) -> Iterator[bytes]:
+        """The served bytes, ``length`` of them after ``skip``, in bounded pieces."""
+        remaining = length
+        with self._errors(key):
+            for piece in response.raw.stream(READ_CHUNK, decode_content=False):
+                if skip:
+                    cut = min(skip, len(piece))
+                    piece, skip = piece[cut:], skip - cut
+                if remaining <= 0:
+                    break
+                piece = piece[:remaining]
+                remaining -= len(piece)
+                if piece:
+                    yield piece
+            if remaining > 0:
+                raise BackendUnavailable(f"download of {key!r} ended {remaining} bytes early")
+
+    def write(self, key: str, body: BinaryIO, length: int | None,
+              if_match: str | None = None, if_none_match: bool = False) -> ObjectInfo:
+        generation = 0 if if_none_match else (None if if_match is None else _generation(if_match))
+        first = _read_exact(body, CHUNK if length is None else min(length, CHUNK))
+        if (length is not None and length <= CHUNK) or len(first) < CHUNK:
+            blob = self._bucket().blob(key)
+            with self._errors(key):
+                blob.upload_from_file(io.BytesIO(first), size=len(first), content_type=OCTET,
+                                      if_generation_match=generation, timeout=self.timeout,
+                                      retry=self.retry)
+            return _blob_info(blob)  # the upload response carries generation and times
+        return self._write_resumable(key, body, first, length, generation)
+
+    def _write_resumable(self, key: str, body: BinaryIO, chunk: bytes, length: int | None,
+                         generation: int | None) -> ObjectInfo:
+        """Stream ``body`` into a resumable session; cancel it on any failure."""
+        client = self._client()
+        blob = client.bucket(self.bucket_name).blob(key)
+        with self._errors(key):
+            url = blob.create_resumable_upload_session(
+                content_type=OCTET, size=length, if_generation_match=generation,
+                timeout=self.timeout, retry=self.retry)
+        offset = 0
+        try:
+            with self._errors(key):
+                while True:
+                    final = len(chunk) < CHUNK or (length is not None and offset + len(chunk) == length)
+                    if final and generation is not None and self.emulate_preconditions:
+                        self._check_version(key, generation, missing=PreconditionFailed)
+                    response = self._put_chunk(client, url, chunk, offset,
+                                               offset + len(chunk) if final else None)
+                    offset += len(chunk)
+                    if final:
+                        return _resource_info(response.json())
+                    chunk = _read_exact(body, CHUNK)
+        except BaseException:
+            self._cancel(client, url)
+            raise
+
+    def _put_chunk(self, client: storage.Client, url: str, chunk: bytes, offset: int,
+                   total: int | None) -> requests.Response:
+        """Send one part; on a retry, ask what GCS already has and send only the rest."""
+        tries = 0
+
+        def attempt() -> requests.Response:
+            nonlocal tries
+            tries += 1
+            skip = 0
+            if tries > 1:
+                committed = self._committed(client, url)
+                if isinstance(committed, requests.Response):
+                    return committed  # the final part landed; its answer was lost
+                skip = committed - offset
+                if not 0 <= skip <= len(chunk):
+                    raise BackendUnavailable("resumable upload lost bytes; giving up")
+            data = chunk[skip:]
+            size = "*" if total is None else str(total)
+            span = f"{offset + skip}-{offset + len(chunk) - 1}" if data else "*"
+            response = client._http.put(url, data=data, timeout=self.timeout,
+                                        headers={"Content-Range": f"bytes {span}/{size}"})
+            if response.status_code in (200, 201, 308):
+                return response
+            raise gexc.from_http_response(response)
+
+        return self.retry(attempt)()
+
+    def _committed(self, client: storage.Client, url: str) -> int | requests.Response:
+        """Bytes persisted in a session (a 308's ``Range``), or the final response."""
+        response = client._http.put(url, data=b"", timeout=self.timeout,
+                                    headers={"Content-Range": "bytes */*"})
+        if response.status_code in (200, 201):
+            return response
+        if response.status_code != 308:
+            raise gexc.from_http_response(response)
+        persisted = response.headers.get("Range", "")
+        return int(persisted.rpartition("-")[2]) + 1 if persisted else 0
+
+    def _cancel(self, client: storage.Client, url: str) -> None:
+        """Abandon a session (GCS answers 499) so no half upload lingers."""
+        try:
+            client._http.delete(url, timeout=self.timeout)
+        except requests.RequestException:
+            pass  # unreachable now: GCS drops idle sessions after a week anyway
+
+    def _check_version(self, key: str, generation: int, missing: type[SidecarError]) -> None:
+        """Client-side precondition for emulators that ignore it (racy: best effort)."""
+        current = self.stat(key)
+        if current is None:
+            if generation != 0:
+                raise missing(f"no such key: {key}")
+        elif current.version != str(generation):
+            raise PreconditionFailed("stored generation differs from the precondition")
+
+    def delete(self, key: str, if_match: str | None = None) -> None:
+        generation = None if if_match is None else _generation(if_match)
+        if generation is not None and self.emulate_preconditions:
+            self._check_version(key, generation, missing=NotFound)
+        with self._errors(key):
+            self._bucket().blob(key).delete(if_generation_match=generation,
+                                            timeout=self.timeout, retry=self.retry)
+
+    def list(self, prefix: str, delimiter: str | None, start_after: str | None,
+             max_keys: int) -> ListPage:
+        offset = None
+        if start_after is not None:  # GCS's startOffset is inclusive; "a/" -> "a0" skips a/*
+            offset = start_after[:-1] + "0" if start_after.endswith("/") else start_after
+        with self._errors(prefix):
+            pages = self._client().list_blobs(
+                self.bucket_name, prefix=prefix or None, delimiter=delimiter,
+                start_offset=offset, page_size=min(max_keys + 1, 1000), fields=LIST_FIELDS,
+                timeout=self.timeout, retry=self.retry).pages
+            entries = _merge_pages(pages, start_after, max_keys + 1)
+        page = ListPage()
+        for name, is_prefix in entries[:max_keys]:
+            (page.prefixes if is_prefix else page.keys).append(name)
+        if len(entries) > max_keys:
+            page.next = entries[max_keys - 1][0]
+        return page
+
+    def get_attrs(self, key: str) -> dict[str, str]:
+        with self._errors(key):
+            blob = self._bucket().get_blob(key, timeout=self.timeout, retry=self.retry)
+        if blob is None:
+            raise NotFound(f"no such key: {key}")
+        attrs = {"url": f"gs://{self.bucket_name}/{key}", "version": str(blob.generation),
+                 "generation": str(blob.generation), "size": str(blob.size or 0),
+                 "metageneration": str(blob.metageneration or ""),
+                 "content_type": blob.content_type or OCTET,
+                 "storage_class": blob.storage_class or ""}
+        signed = self._signed_url(blob)
+        if signed:
+            attrs["signed_url"] = signed
+        return attrs
+
+    def _signed_url(self, blob: storage.Blob) -> str | None:
+        """A V4 GET URL, where the credentials can sign (not anonymous, not bare tokens)."""
+        if self.emulator_host:
+            return None
+        credentials = self._default_credentials()
+        if not isinstance(credentials, Signing):
+            return None
+        try:
+            return blob.generate_signed_url(version="v4", expiration=SIGNED_URL_TTL,
+                                            method="GET", credentials=credentials)
+        except (AttributeError, TypeError, ValueError, auth_exc.GoogleAuthError):
+            return None
+
+    def set_attr(self, key: str, name: str, value: str) -> None:
+        if name != "content_type":
+            raise Forbidden(f"attribute {name!r} is not writable on GCS (only content_type)")
+        with self._errors(key):
+            blob = self._bucket().get_blob(key, timeout=self.timeout, retry=self.retry)
+            if blob is None:
+                raise NotFound(f"no such key: {key}")
+            blob.content_type = value
+            blob.patch(if_metageneration_match=blob.metageneration, timeout=self.timeout,
+                       retry=self.retry)
+
+    def ping(self) -> None:
+        """List one object: proves bucket, credentials and objects.list permission."""
+        try:
+            with self._errors(""):
+                pages = self._client().list_blobs(self.bucket_name, max_results=1,
+                                                  fields=LIST_FIELDS, timeout=self.timeout,
+                                                  retry=self.retry).pages
+                next(iter(pages), None)
+        except NotFound:
+            raise BackendUnavailable(f"bucket {self.bucket_name!r} does not exist") from None
+
+    def close(self) -> None:
+        with self._lock:
+            clients, self._clients = self._clients, []
+        for client in clients:
+            client.close()
+
+
+def _merge_pages(pages: Iterator, start_after: str | None, want: int) -> list[tuple[str, bool]]:
+    """Sorted ``(name, is_prefix)`` entries past ``start_after``, at least ``want`` if there are.
+
+    A page's items and prefixes arrive separately; an entry is final once it
+    sorts at or before the page's last item (GCS scans names in order). The
+    emulator repeats later prefixes on every page, hence the set.
+    """
+    seen: set[tuple[str, bool]] = set()
+    for page in pages:
+        names = [blob.name for blob in page]
+        seen.update((name, False) for name in names)
+        seen.update((name, True) for name in page.prefixes)
+        if page._parent.next_page_token is None:
+            break
+        bound = max(names) if names else max(page.prefixes, default="")
+        if sum(1 for name, _ in seen if name <= bound and _after(name, start_after)) >= want:
+            break
+    return sorted(e for e in seen if _after(e[0], start_after))[:want]
+
+
+def _after(name: str, start_after: str | None) -> bool:
+    return start_after is None or (name > start_after and not name.startswith(start_after + "/")
+                                   and not (start_after.endswith("/") and name.startswith(start_after)))
+
+
+def _seconds(name: str, default: float) -> float:
+    raw = os.environ.get(name, "").strip()
+    try:
+        value = float(raw) if raw else default
+    except ValueError:
+        raise config.ConfigError(f"{name} must be a number of seconds, not {raw!r}") from None
+    if value <= 0:
+        raise config.ConfigError(f"{name} must be positive, not {raw!r}")
+    return value
+
+
+def create_app(consistency: str | None = None) -> Flask:
+    """WSGI factory: ``gunicorn 'sidecars.gcs:create_app()'``."""
+    backend = GcsBackend(config.require("STATE_BUCKET"),
+                         project=config.optional("GCS_PROJECT") or None,
+                         emulator_host=config.optional("STORAGE_EMULATOR_HOST") or None,
+                         timeout=_seconds("GCS_TIMEOUT", 10.0),
+                         retry_deadline=_seconds("GCS_RETRY_DEADLINE", 5.0))
+    return build_app(backend, consistency=config.consistency(consistency),
+                     prefix=config.optional("STATE_PREFIX", ""), name="vfs-state-gcs")
