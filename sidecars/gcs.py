@@ -26,6 +26,7 @@ from typing import BinaryIO, Iterator
 import requests
 from flask import Flask
 from google.api_core import exceptions as gexc
+from google.api_core.page_iterator import HTTPIterator
 from google.auth import exceptions as auth_exc
 from google.auth.credentials import AnonymousCredentials, Credentials, Signing
 from google.cloud import storage
@@ -206,15 +207,11 @@ class GcsBackend(Backend):
                 raise gexc.from_http_response(response)
             return response
 
-        try:
-            with self._errors(key):
+        with self._errors(key):
+            try:
                 response = self.retry(attempt)()
-        except RangeNotSatisfiable:
-            raise
-        except SidecarError as exc:
-            if not isinstance(exc.__cause__, gexc.RequestRangeNotSatisfiable):
-                raise
-            return self._unsatisfiable(key, start)
+            except gexc.RequestRangeNotSatisfiable:
+                return self._unsatisfiable(key, start)
         try:
             info, served, total = self._response_info(response, key)
             if want is not None and info.version != str(want):
@@ -268,12 +265,12 @@ class GcsBackend(Backend):
                 if skip:
                     cut = min(skip, len(piece))
                     piece, skip = piece[cut:], skip - cut
-                if remaining <= 0:
-                    break
                 piece = piece[:remaining]
                 remaining -= len(piece)
                 if piece:
                     yield piece
+                if remaining <= 0:
+                    break
             if remaining > 0:
                 raise BackendUnavailable(f"download of {key!r} ended {remaining} bytes early")
 
@@ -310,6 +307,8 @@ class GcsBackend(Backend):
                                                offset + len(chunk) if final else None)
                     offset += len(chunk)
                     if final:
+                        if response.status_code == 308:
+                            raise BackendUnavailable("GCS did not finalize the upload")
                         return _resource_info(response.json())
                     chunk = _read_exact(body, CHUNK)
         except BaseException:
@@ -384,11 +383,11 @@ class GcsBackend(Backend):
         if start_after is not None:  # GCS's startOffset is inclusive; "a/" -> "a0" skips a/*
             offset = start_after[:-1] + "0" if start_after.endswith("/") else start_after
         with self._errors(prefix):
-            pages = self._client().list_blobs(
+            listing = self._client().list_blobs(
                 self.bucket_name, prefix=prefix or None, delimiter=delimiter,
                 start_offset=offset, page_size=min(max_keys + 1, 1000), fields=LIST_FIELDS,
-                timeout=self.timeout, retry=self.retry).pages
-            entries = _merge_pages(pages, start_after, max_keys + 1)
+                timeout=self.timeout, retry=self.retry)
+            entries = _merge_pages(listing, start_after, max_keys + 1)
         page = ListPage()
         for name, is_prefix in entries[:max_keys]:
             (page.prefixes if is_prefix else page.keys).append(name)
@@ -453,7 +452,8 @@ class GcsBackend(Backend):
             client.close()
 
 
-def _merge_pages(pages: Iterator, start_after: str | None, want: int) -> list[tuple[str, bool]]:
+def _merge_pages(listing: HTTPIterator, start_after: str | None,
+                 want: int) -> list[tuple[str, bool]]:
     """Sorted ``(name, is_prefix)`` entries past ``start_after``, at least ``want`` if there are.
 
     A page's items and prefixes arrive separately; an entry is final once it
@@ -461,11 +461,11 @@ def _merge_pages(pages: Iterator, start_after: str | None, want: int) -> list[tu
     emulator repeats later prefixes on every page, hence the set.
     """
     seen: set[tuple[str, bool]] = set()
-    for page in pages:
+    for page in listing.pages:
         names = [blob.name for blob in page]
         seen.update((name, False) for name in names)
         seen.update((name, True) for name in page.prefixes)
-        if page._parent.next_page_token is None:
+        if listing.next_page_token is None:
             break
         bound = max(names) if names else max(page.prefixes, default="")
         if sum(1 for name, _ in seen if name <= bound and _after(name, start_after)) >= want:
@@ -474,8 +474,10 @@ def _merge_pages(pages: Iterator, start_after: str | None, want: int) -> list[tu
 
 
 def _after(name: str, start_after: str | None) -> bool:
-    return start_after is None or (name > start_after and not name.startswith(start_after + "/")
-                                   and not (start_after.endswith("/") and name.startswith(start_after)))
+    """Past the cursor: after it, and outside its subtree when it is a prefix."""
+    if start_after is None:
+        return True
+    return name > start_after and not (start_after.endswith("/") and name.startswith(start_after))
 
 
 def _seconds(name: str, default: float) -> float:

@@ -1,4 +1,4 @@
-"""Store keys to NATS KV keys and back, reversibly.
+"""Store keys to NATS KV keys and back, reversibly, and listings over them.
 
 NATS KV keys may only use ``[-/_=.a-zA-Z0-9]`` and ``.`` separates subject
 tokens. Our keys are ``/``-separated UTF-8 paths, so each path segment
@@ -12,11 +12,16 @@ is a bijection: decoding accepts only what encoding produces, so a foreign
 key that would not round-trip is rejected instead of aliasing another one.
 A directory marker (``a/b/``) gets the reserved last token ``=D``, which no
 encoded segment can equal (an escape is always three characters).
+
+A listing of ``a/b/`` reads the live keys of subject subtree ``a.b.>`` and
+``paginate`` rolls them up at the delimiter and pages them in key order.
 """
 from __future__ import annotations
 
 import re
 import string
+
+from sidecars.backend import ListPage
 
 #: The final token standing for a trailing ``/`` (a directory marker).
 MARKER_TOKEN = "=D"
@@ -88,3 +93,31 @@ def subtree_filter(directory: str) -> str:
     if not directory.endswith("/"):
         raise ValueError(f"not a directory: {directory!r}")
     return encode_key(directory)[: -len(MARKER_TOKEN)] + ">"
+
+
+def paginate(keys: list[str], prefix: str, delimiter: str | None, start_after: str | None,
+             max_keys: int) -> ListPage:
+    """Sorted keys/prefixes under ``prefix``, rolled up at ``delimiter``, one page of them."""
+    items: dict[str, bool] = {}
+    for key in keys:
+        if not key.startswith(prefix):
+            continue
+        rest = key[len(prefix):]
+        cut = rest.find(delimiter) if delimiter else -1
+        if cut >= 0:
+            items[prefix + rest[:cut + 1]] = True
+        else:
+            items.setdefault(key, False)
+    page = ListPage()
+    last = None
+    for name in sorted(items):
+        is_prefix = items[name]
+        if start_after is not None and (name <= start_after or
+                                        (is_prefix and start_after.startswith(name))):
+            continue
+        if len(page.keys) + len(page.prefixes) == max_keys:
+            page.next = last
+            break
+        (page.prefixes if is_prefix else page.keys).append(name)
+        last = name
+    return page

@@ -17,10 +17,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import threading
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, BinaryIO, Coroutine, TypeVar
+from typing import Any, BinaryIO, TypeVar
 
 import nats.errors
 import nats.js.errors
@@ -33,9 +35,16 @@ from nats.js.kv import KV_DEL, KV_MARKER_REASON, KV_OP, KV_PURGE, KeyValue
 from sidecars import config
 from sidecars.app import build_app
 from sidecars.backend import Backend, ListPage, ObjectBody, ObjectInfo
-from sidecars.errors import (BackendTimeout, BackendUnavailable, NotFound, PayloadTooLarge,
-                             PreconditionFailed, RangeNotSatisfiable, SidecarError)
-from sidecars.nats_keys import decode_key, encode_key, subtree_filter
+from sidecars.errors import (
+    BackendTimeout,
+    BackendUnavailable,
+    NotFound,
+    PayloadTooLarge,
+    PreconditionFailed,
+    RangeNotSatisfiable,
+    SidecarError,
+)
+from sidecars.nats_keys import decode_key, encode_key, paginate, subtree_filter
 
 log = logging.getLogger("vfs_state.sidecar.nats_kv")
 
@@ -72,6 +81,7 @@ class _Bucket:
     direct: bool
     limit: int            # largest value accepted, bytes
     timeout: float
+    compact: bool         # history 1: purge tombstones, nothing else is lost
 
 
 class _Session:
@@ -111,7 +121,8 @@ class _Session:
         if self._connecting is None or _failed(self._connecting):
             self._nc = NATS()
             self._connecting = asyncio.ensure_future(self._nc.connect(
-                servers=self.settings.url, name="vfs-state-sidecar",
+                servers=[url.strip() for url in self.settings.url.split(",")],
+                name="vfs-state-sidecar",
                 allow_reconnect=True, max_reconnect_attempts=-1,  # forever
                 reconnect_time_wait=RECONNECT_WAIT,  # type: ignore[arg-type]
                 connect_timeout=min(2.0, self.settings.timeout),  # type: ignore[arg-type]
@@ -120,7 +131,7 @@ class _Session:
         if not self._connecting.done():
             try:
                 await asyncio.wait_for(asyncio.shield(self._connecting), self.settings.timeout)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 raise BackendUnavailable(
                     f"cannot connect to NATS at {self.settings.url} (still trying)") from None
         self._connecting.result()
@@ -167,7 +178,7 @@ class _Session:
         if s.max_value_size:
             caps.append(s.max_value_size)
         return _Bucket(js, kv, stream, f"$KV.{s.bucket}.", bool(info.config.allow_direct),
-                       max(0, min(caps)), s.timeout)
+                       max(0, min(caps)), s.timeout, info.config.max_msgs_per_subject == 1)
 
     async def close(self) -> None:
         self._closing = True
@@ -232,6 +243,9 @@ class NatsKvBackend(Backend):
 
     def __init__(self, settings: NatsSettings) -> None:
         self.settings = settings
+        # The core checks this before reading a body; with no setting the real
+        # limit comes from the server (max_payload) and ``write`` enforces it.
+        self.max_object_size = settings.max_value_size
         self._lock = threading.Lock()
         self._session: _Session | None = None
 
@@ -247,19 +261,15 @@ class NatsKvBackend(Backend):
                     session = self._session = _Session(self.settings)
         return session
 
-    def _run(self, work: Any, *args: Any, budget: float | None = None) -> Any:
+    def _run(self, work: Callable[..., Awaitable[T]], *args: Any,
+             budget: float | None = None) -> T:
         """Call ``work(bucket, *args)`` on the loop, bounded by ``budget`` seconds."""
         session = self._current()
 
-        async def call() -> Any:
+        async def call() -> T:
             return await work(await session.bucket(), *args)
 
         return session.run(call(), budget or 2 * self.settings.timeout + 1)
-
-    @property  # type: ignore[override]
-    def max_object_size(self) -> int:
-        """Largest value accepted; known once the bucket is bound (so the core can 413 early)."""
-        return self._run(_limit)
 
     # -- Backend ------------------------------------------------------------
 
@@ -284,15 +294,17 @@ class NatsKvBackend(Backend):
 
     def write(self, key: str, body: BinaryIO, length: int | None,
               if_match: str | None = None, if_none_match: bool = False) -> ObjectInfo:
-        limit = self.max_object_size
+        limit = self._run(_limit)
+        if length is not None and length > limit:
+            raise PayloadTooLarge(f"value of {length} bytes exceeds the NATS KV limit of {limit}")
         data = _read_limited(body, limit)
-        revision = self._run(_write, encode_key(key), data, limit,
+        revision = self._run(_write, encode_key(key), data,
                              None if if_match is None else _revision(if_match), if_none_match)
         return ObjectInfo(size=len(data), version=str(revision))
 
     def delete(self, key: str, if_match: str | None = None) -> None:
         expected = None if if_match is None else _revision(if_match)
-        self._run(_delete, encode_key(key), expected, self.settings.history == 1)
+        self._run(_delete, encode_key(key), expected)
 
     def list(self, prefix: str, delimiter: str | None, start_after: str | None,
              max_keys: int) -> ListPage:
@@ -350,10 +362,10 @@ async def _live(b: _Bucket, nkey: str) -> RawStreamMsg | None:
     return None if msg is None or _is_tombstone(msg) else msg
 
 
-async def _write(b: _Bucket, nkey: str, data: bytes, limit: int, expected: int | None,
+async def _write(b: _Bucket, nkey: str, data: bytes, expected: int | None,
                  create: bool) -> int:
-    if len(data) > limit:  # the session may have rebound to a smaller bucket
-        raise PayloadTooLarge(f"value of {len(data)} bytes exceeds the limit of {limit}")
+    if len(data) > b.limit:  # a reconnect may have rebound to a smaller bucket
+        raise PayloadTooLarge(f"value of {len(data)} bytes exceeds the limit of {b.limit}")
     if create:
         return await _create(b, nkey, data)
     if expected is not None:
@@ -375,7 +387,7 @@ async def _create(b: _Bucket, nkey: str, data: bytes) -> int:
     raise PreconditionFailed("key kept changing while it was being created")
 
 
-async def _delete(b: _Bucket, nkey: str, expected: int | None, compact: bool) -> None:
+async def _delete(b: _Bucket, nkey: str, expected: int | None) -> None:
     """Tombstone the key atomically against ``expected`` (or its current revision).
 
     An unconditional delete still pins the revision it read, so a 404 means
@@ -402,10 +414,10 @@ async def _delete(b: _Bucket, nkey: str, expected: int | None, compact: bool) ->
             if await _live(b, nkey) is None:
                 raise NotFound(f"no such key: {decode_key(nkey)}") from None
             raise PreconditionFailed("stored revision differs from If-Match") from None
-        if compact:
+        if b.compact:
             try:
                 await b.js.purge_stream(b.stream, seq=ack.seq + 1, subject=subject)
-            except (nats.errors.Error, asyncio.TimeoutError) as exc:
+            except (TimeoutError, nats.errors.Error) as exc:
                 log.debug("could not purge the tombstone of %s: %s", nkey, exc)
         return
     raise PreconditionFailed("key kept changing while it was being deleted")
@@ -423,8 +435,6 @@ async def _scan(b: _Bucket, directory: str, first_only: bool) -> list[str]:
     keys: list[str] = []
     try:
         while (entry := await watcher.updates(timeout=b.timeout)) is not None:
-            if entry.operation in (KV_DEL, KV_PURGE):
-                continue
             try:
                 keys.append(decode_key(entry.key))
             except ValueError:
@@ -453,39 +463,11 @@ def _read_limited(body: BinaryIO, limit: int) -> bytes:
     return b"".join(parts)
 
 
-def paginate(keys: list[str], prefix: str, delimiter: str | None, start_after: str | None,
-             max_keys: int) -> ListPage:
-    """Sorted keys/prefixes under ``prefix``, rolled up at ``delimiter``, one page of them."""
-    items: dict[str, bool] = {}
-    for key in keys:
-        if not key.startswith(prefix):
-            continue
-        rest = key[len(prefix):]
-        cut = rest.find(delimiter) if delimiter else -1
-        if cut >= 0:
-            items[prefix + rest[:cut + 1]] = True
-        else:
-            items.setdefault(key, False)
-    page = ListPage()
-    last = None
-    for name in sorted(items):
-        is_prefix = items[name]
-        if start_after is not None and (name <= start_after or
-                                        (is_prefix and start_after.startswith(name))):
-            continue
-        if len(page.keys) + len(page.prefixes) == max_keys:
-            page.next = last
-            break
-        (page.prefixes if is_prefix else page.keys).append(name)
-        last = name
-    return page
-
-
 def settings_from_env() -> NatsSettings:
     """``NATS_*`` variables, checked so a bad value fails at start, naming itself."""
     url = config.require("NATS_URL")
     bucket = config.require("NATS_KV_BUCKET")
-    if not all(c.isalnum() or c in "_-" for c in bucket):
+    if not re.fullmatch(r"[A-Za-z0-9_-]+", bucket):
         raise config.ConfigError(f"NATS_KV_BUCKET may only use letters, digits, _ and -,"
                                  f" not {bucket!r}")
     history = config.integer("NATS_KV_HISTORY", 1)

@@ -24,7 +24,7 @@ import math
 import os
 import threading
 import uuid
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from itertools import islice
 from typing import Any, BinaryIO, Iterator
 
@@ -274,8 +274,7 @@ class RedisBackend(Backend):
         result = self._run("stat", [key, META + key], [])
         if result[0] != b"string":
             return None
-        return ObjectInfo(size=result[1], version=result[2].decode(),
-                          modified=float(result[3]) if result[3] else None)
+        return ObjectInfo(result[1], result[2].decode(), float(result[3]) if result[3] else None)
 
     def is_dir(self, key: str) -> bool:
         return bool(self._run("is_dir", [], [key.rstrip("/") + "/"]))
@@ -308,17 +307,15 @@ class RedisBackend(Backend):
         keys = [key, META + key]
         args = [if_match or "", "1" if if_none_match else "0"]
         head, rest = _read_head(body)
-        if not rest:  # small value: one round trip
-            result = self._run("write", keys, args + [head])
-        else:
+        if rest:  # large: stream into a staging key the script renames into place
             staging = f"{STAGING}{uuid.uuid4().hex}"
             try:
                 self._stage(staging, head, rest, body)
             except BaseException:
                 self._discard(staging)
                 raise
-            result = self._run("write", keys + [staging], args + [b""])
-        version, mtime, size = result  # INCR's integer: the version
+            keys.append(staging)
+        version, mtime, size = self._run("write", keys, args + [b"" if rest else head])
         return ObjectInfo(size=size, version=str(version), modified=float(mtime))
 
     def _stage(self, staging: str, head: bytes, rest: bytes, body: BinaryIO) -> None:
@@ -332,10 +329,8 @@ class RedisBackend(Backend):
                 client.append(staging, chunk)
 
     def _discard(self, staging: str) -> None:
-        try:
+        with suppress(redis.exceptions.RedisError):  # else the staging TTL removes it
             self._redis().delete(staging)
-        except redis.exceptions.RedisError:
-            pass  # the staging TTL removes it
 
     def delete(self, key: str, if_match: str | None = None) -> None:
         self._run("delete", [key, META + key], [if_match or ""])
@@ -404,7 +399,7 @@ class RedisBackend(Backend):
         except ValueError:
             raise BadRequest(f"ttl must be a number of seconds, not {value!r}") from None
         if not math.isfinite(seconds):
-            raise BadRequest(f"ttl must be finite, not {value!r}")
+            raise BadRequest(f"ttl must be a number of seconds, not {value!r}")
         millis = max(1, round(seconds * 1000)) if seconds > 0 else -1
         self._run("ttl", [key, META + key], [millis])
 

@@ -1,11 +1,26 @@
-"""Shared fixtures: real sidecars under gunicorn on Unix sockets."""
+"""Shared fixtures: real backend servers and gunicorn sidecars on Unix sockets."""
 from __future__ import annotations
 
+import os
 import tempfile
 
 import pytest
+from hypothesis import HealthCheck, settings
 
+from tests.connectors import ConnectorPool
 from tests.harness.sidecar import Sidecar
+
+# Hypothesis profiles: "ci" keeps the whole run short, "deep" digs for local runs.
+settings.register_profile("ci", max_examples=12, stateful_step_count=25, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow,
+                                                 HealthCheck.function_scoped_fixture])
+settings.register_profile("dev", max_examples=25, stateful_step_count=30, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow,
+                                                 HealthCheck.function_scoped_fixture])
+settings.register_profile("deep", max_examples=300, stateful_step_count=60, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow,
+                                                 HealthCheck.function_scoped_fixture])
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 
 
 @pytest.fixture(scope="session")
@@ -16,3 +31,11 @@ def local_sidecar():
     sidecar.root = root
     with sidecar:
         yield sidecar
+
+
+@pytest.fixture(scope="session")
+def connector_pool():
+    """Servers and sidecars for every connector, started on first use."""
+    pool = ConnectorPool()
+    yield pool
+    pool.close()

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import re
+import signal
 import socket
 import threading
 import time
@@ -133,8 +135,8 @@ def client(sidecar) -> Client:
 SEGMENT_CHARS = st.characters(blacklist_categories=("Cs",), blacklist_characters="/\x00")
 SEGMENTS = st.text(SEGMENT_CHARS, min_size=1, max_size=12).filter(
     lambda s: s not in (".", "..") and not s.startswith(".vfs-state"))
-TRICKY = st.sampled_from(["a b", "#", "?", "%", "%20", ".hidden", "end.", "..x", "a..b", "=", "=D", "=2E",
-                          "ü", "日本", "*", ">", "x.y", "-_", "e\u0301"])
+TRICKY = st.sampled_from(["a b", "#", "?", "%", "%20", ".hidden", "end.", "..x", "a..b",
+                          "=", "=D", "=2E", "ü", "日本", "*", ">", "x.y", "-_", "e\u0301"])
 KEYS = st.lists(st.one_of(SEGMENTS, TRICKY), min_size=1, max_size=4).map("/".join)
 # The app core's routes use werkzeug's ``path`` converter, whose ``.`` stops at
 # a line feed, so a key holding "\n" is a 404 before it reaches the backend
@@ -274,6 +276,23 @@ def test_create_race_has_one_winner(client: Client) -> None:
     assert client.get(key)[2] == b"reborn"
 
 
+def test_if_match_race_has_one_winner(client: Client) -> None:
+    key = _unique("swap")
+    etag = client.put(key, b"base")[1]["ETag"]
+    results: list[int] = []
+
+    def swap(value: bytes) -> None:
+        results.append(client.put(key, value, If_Match=etag)[0])
+
+    threads = [threading.Thread(target=swap, args=(f"s{i}".encode(),)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(results) == [204] + [412] * 7
+    assert client.get(key)[2] in {f"s{i}".encode() for i in range(8)}
+
+
 def test_conditional_delete(client: Client) -> None:
     key = _unique("cdel")
     etag1 = client.put(key, b"one")[1]["ETag"]
@@ -389,6 +408,20 @@ def test_sidecar_started_before_the_server_connects_when_it_appears() -> None:
             assert c.get("k")[2] == b"v"
     finally:
         server.close()
+
+
+def test_frozen_server_times_out_with_504(nats_server, client: Client) -> None:
+    key = _unique("frozen")
+    client.put(key, b"v")
+    os.kill(nats_server.proc.pid, signal.SIGSTOP)  # connection open, nobody answers
+    try:
+        started = time.monotonic()
+        assert client.get(key)[0] == 504
+        assert client.put(key, b"w", If_None_Match="*")[0] == 504
+        assert time.monotonic() - started < 15
+    finally:
+        os.kill(nats_server.proc.pid, signal.SIGCONT)
+    assert client.get(key)[:3:2] == (200, b"v")
 
 
 def test_server_restart_fails_fast_then_recovers(nats_server, sidecar, client: Client) -> None:

@@ -128,7 +128,11 @@ class SidecarClient:
         """DELETE ``key`` (conditional on the remembered version); records absent."""
         headers = self.preconditions(key) if conditional else {}
         headers.pop("If-None-Match", None)  # "seen absent" cannot guard a delete
-        self.transport.request("DELETE", key_path("/keys/", key), headers, key=key)
+        try:
+            self.transport.request("DELETE", key_path("/keys/", key), headers, key=key)
+        except FileNotFoundError:
+            self.observe(key, ABSENT)  # seeing it gone is an observation too
+            raise
         self.observe(key, ABSENT)
 
     # -- directories ------------------------------------------------------------

