@@ -2,16 +2,18 @@
 
 A version is the object's *generation*, so CAS maps onto GCS preconditions:
 ``If-Match`` becomes ``ifGenerationMatch=<generation>`` and ``If-None-Match: *``
-becomes ``ifGenerationMatch=0``. Reads are one streaming ``alt=media`` request
-whose headers carry generation and size, so a read never mixes two versions
-and needs no separate stat. Writes of at most ``CHUNK`` bytes are one
-multipart upload; larger or unknown-length bodies go through a resumable
-upload, ``CHUNK`` bytes at a time, cancelled if the request body breaks, so
-the old object stays. Every call has a timeout and a bounded retry deadline.
+becomes ``ifGenerationMatch=0``. A read is one streaming ``alt=media`` request
+whose headers carry generation and size: one round trip, and the bytes served
+all belong to the generation reported. Writes of at most ``CHUNK`` bytes are
+one multipart upload; larger or unknown-length bodies stream through a
+resumable session ``CHUNK`` bytes at a time, cancelled if the request body
+breaks, so the old object stays. Every call has a timeout and a bounded
+retry deadline, so an unreachable GCS answers 503/504 in seconds.
 
-fake-gcs-server (the emulator) ignores preconditions on delete and on
-resumable uploads; with ``STORAGE_EMULATOR_HOST`` set those are checked here
-first (best effort, racy). Real GCS enforces them itself.
+fake-gcs-server (``STORAGE_EMULATOR_HOST``) ignores preconditions on deletes
+and resumable uploads, and finalizes a session when asked for its status. In
+emulator mode those preconditions are checked here first (best effort: racy)
+and interrupted parts are not resumed. Real GCS needs neither.
 """
 from __future__ import annotations
 
@@ -39,13 +41,13 @@ from sidecars.errors import (BackendTimeout, BackendUnavailable, BadRequest, Con
                              Forbidden, NotFound, PreconditionFailed, RangeNotSatisfiable,
                              SidecarError)
 
-CHUNK = 8 << 20          # upload part: a multiple of 256 KiB, as resumable uploads demand
+CHUNK = 8 << 20          # upload part; resumable parts must be multiples of 256 KiB
 READ_CHUNK = 1 << 20     # bytes per yield when streaming a download
 CONNECT_TIMEOUT = 3.0
 OCTET = "application/octet-stream"
 SIGNED_URL_TTL = timedelta(hours=1)
 LIST_FIELDS = "items(name),prefixes,nextPageToken"
-SCOPES = ("https://www.googleapis.com/auth/devstorage.read_write",)
+SCOPES = ["https://www.googleapis.com/auth/devstorage.read_write"]
 
 
 def _generation(version: str) -> int:
@@ -69,7 +71,7 @@ def _resource_info(resource: dict) -> ObjectInfo:
 
 
 def _translate(exc: BaseException, key: str) -> SidecarError | None:
-    """The sidecar error for a client exception, or None to let it through as a 500."""
+    """The sidecar error for a client exception; None lets it through as a 500."""
     if isinstance(exc, SidecarError):
         return exc
     if isinstance(exc, gexc.RetryError):  # the deadline ran out: report the last failure
@@ -89,7 +91,7 @@ def _translate(exc: BaseException, key: str) -> SidecarError | None:
         return Conflict(f"GCS conflict on {key!r}: {exc}")
     if isinstance(exc, gexc.GatewayTimeout):
         return BackendTimeout(f"GCS timed out: {exc}")
-    if isinstance(exc, gexc.GoogleAPICallError):  # 429, 5xx after retries, oddities
+    if isinstance(exc, gexc.GoogleAPICallError):  # 429 and 5xx once retries ran out
         return BackendUnavailable(f"GCS error: {exc}")
     if isinstance(exc, (requests.Timeout, TimeoutError)):
         return BackendTimeout(f"GCS did not answer in time: {exc}")
@@ -99,33 +101,27 @@ def _translate(exc: BaseException, key: str) -> SidecarError | None:
 
 
 def _read_exact(body: BinaryIO, size: int) -> bytes:
-    """Exactly ``size`` bytes unless the body ends: short reads would end a resumable upload."""
+    """``size`` bytes unless the body ends: a short part would end a resumable upload."""
     parts: list[bytes] = []
     got = 0
-    while got < size:
-        data = body.read(size - got)
-        if not data:
-            break
+    while got < size and (data := body.read(size - got)):
         parts.append(data)
         got += len(data)
     return b"".join(parts)
 
 
 class GcsBackend(Backend):
-    """Objects in one GCS bucket; store keys are object names."""
+    """Objects in one bucket; store keys are object names."""
 
-    max_object_size = 5 << 40  # GCS's own object size limit (5 TiB)
+    max_object_size = 5 << 40  # GCS's own limit (5 TiB)
 
-    def __init__(self, bucket: str, project: str | None = None,
-                 emulator_host: str | None = None, timeout: float = 10.0,
-                 retry_deadline: float = 5.0, emulate_preconditions: bool | None = None) -> None:
-        self.bucket_name = bucket
-        self.project = project
+    def __init__(self, bucket: str, project: str | None = None, emulator_host: str | None = None,
+                 timeout: float = 10.0, retry_deadline: float = 5.0) -> None:
         if emulator_host and "://" not in emulator_host:
             emulator_host = "http://" + emulator_host
+        self.bucket_name = bucket
+        self.project = project
         self.emulator_host = emulator_host
-        self.emulate_preconditions = (bool(emulator_host) if emulate_preconditions is None
-                                      else emulate_preconditions)
         self.timeout = (min(CONNECT_TIMEOUT, timeout), timeout)
         self.retry = DEFAULT_RETRY.with_delay(initial=0.2, maximum=2.0).with_timeout(retry_deadline)
         self._local = threading.local()
@@ -134,13 +130,12 @@ class GcsBackend(Backend):
         self._credentials: Credentials | None = None
         self._clients: list[storage.Client] = []
 
-    # -- clients: one per thread, rebuilt after fork ---------------------------
+    # -- clients: one per thread, rebuilt after fork -------------------------
 
     def _client(self) -> storage.Client:
         local = self._local
         if getattr(local, "pid", None) != os.getpid():
-            local.client = self._new_client()
-            local.pid = os.getpid()
+            local.client, local.pid = self._new_client(), os.getpid()
         return local.client
 
     def _new_client(self) -> storage.Client:
@@ -157,12 +152,12 @@ class GcsBackend(Backend):
             return client
 
     def _default_credentials(self) -> Credentials:
-        """Application default credentials, looked up once per process (may hit the network)."""
+        """Application default credentials, resolved once per process (may hit the network)."""
         if self._credentials is None:
             import google.auth
 
             try:
-                self._credentials, _ = google.auth.default(scopes=list(SCOPES))
+                self._credentials, _ = google.auth.default(scopes=SCOPES)
             except auth_exc.DefaultCredentialsError as exc:
                 raise Forbidden(f"no GCS credentials: {exc}") from None
         return self._credentials
@@ -180,7 +175,7 @@ class GcsBackend(Backend):
                 raise
             raise mapped from exc
 
-    # -- Backend -----------------------------------------------------------------
+    # -- reads ----------------------------------------------------------------
 
     def stat(self, key: str) -> ObjectInfo | None:
         with self._errors(key):
@@ -191,13 +186,11 @@ class GcsBackend(Backend):
              if_match: str | None = None) -> ObjectBody:
         want = None if if_match is None else _generation(if_match)
         client = self._client()
-        blob = client.bucket(self.bucket_name).blob(key)
-        url = f"{client.api_endpoint}/download/storage/v1{blob.path}?alt=media"
-        params = {} if want is None else {"ifGenerationMatch": str(want)}
-        headers = {"Accept-Encoding": "gzip"}  # bytes as stored: ranges and sizes agree
+        url = f"{client.api_endpoint}/download/storage/v1{client.bucket(self.bucket_name).blob(key).path}"
+        params = {"alt": "media"} if want is None else {"alt": "media", "ifGenerationMatch": str(want)}
+        headers = {"Accept-Encoding": "gzip"}  # bytes as stored, so ranges and sizes agree
         if start or length is not None:
-            end = "" if length is None else str(start + length - 1)
-            headers["Range"] = f"bytes={start}-{end}"
+            headers["Range"] = f"bytes={start}-{'' if length is None else start + length - 1}"
 
         def attempt() -> requests.Response:
             response = client._http.get(url, params=params, headers=headers, stream=True,
@@ -211,54 +204,47 @@ class GcsBackend(Backend):
             try:
                 response = self.retry(attempt)()
             except gexc.RequestRangeNotSatisfiable:
-                return self._unsatisfiable(key, start)
+                response = None
+        if response is None:  # past the end, or an empty object read from 0
+            info = self.stat(key)
+            if info is None:
+                raise NotFound(f"no such key: {key}")
+            if start == 0 and info.size == 0:
+                return ObjectBody(info, 0, 0, iter(()))
+            raise RangeNotSatisfiable(info.size)
         try:
-            info, served, total = self._response_info(response, key)
-            if want is not None and info.version != str(want):
+            info, served = self._response_info(response, key)
+            if want is not None and info.version != str(want):  # an emulator ignoring it
                 raise PreconditionFailed("object changed since it was observed")
-            skip = start - served  # a server that ignores Range sends from 0
-            if start and start >= total:
-                raise RangeNotSatisfiable(total)
-            available = total - start
+            if start and start >= info.size:
+                raise RangeNotSatisfiable(info.size)
+            available = info.size - start
             length = available if length is None else min(length, available)
         except BaseException:
             response.close()
             raise
-        return ObjectBody(info, start, length, self._stream(response, key, skip, length),
-                          response.close)
-
-    def _unsatisfiable(self, key: str, start: int) -> ObjectBody:
-        """A 416: an empty object read from 0 is empty; otherwise past the end."""
-        info = self.stat(key)
-        if info is None:
-            raise NotFound(f"no such key: {key}")
-        if start == 0 and info.size == 0:
-            return ObjectBody(info, 0, 0, iter(()))
-        raise RangeNotSatisfiable(info.size)
+        chunks = self._stream(response, key, start - served, length)
+        return ObjectBody(info, start, length, chunks, response.close)
 
     @staticmethod
-    def _response_info(response: requests.Response, key: str) -> tuple[ObjectInfo, int, int]:
-        """Info, first served offset and object size from download headers."""
+    def _response_info(response: requests.Response, key: str) -> tuple[ObjectInfo, int]:
+        """The object's info and the first offset served, from download headers."""
         h = response.headers
-        generation = h.get("X-Goog-Generation")
-        if not generation:
+        if not h.get("X-Goog-Generation"):
             raise BackendUnavailable(f"download of {key!r} carried no X-Goog-Generation")
-        if response.status_code == 206:
+        served = 0
+        if response.status_code == 206:  # Content-Range: bytes a-b/size
             span, _, size = h.get("Content-Range", "").partition("/")
-            served, total = int(span.split()[-1].split("-")[0]), int(size)
+            served = int(span.split()[-1].split("-")[0])
         else:
-            served = 0
-            total = int(h.get("X-Goog-Stored-Content-Length") or h.get("Content-Length") or 0)
-        modified = None
-        if h.get("Last-Modified"):
-            modified = parsedate_to_datetime(h["Last-Modified"]).timestamp()
-        info = ObjectInfo(size=total, version=generation, modified=modified,
-                          content_type=h.get("Content-Type"))
-        return info, served, total
+            size = h.get("X-Goog-Stored-Content-Length") or h.get("Content-Length") or "0"
+        modified = parsedate_to_datetime(h["Last-Modified"]).timestamp() if h.get("Last-Modified") else None
+        return ObjectInfo(size=int(size), version=h["X-Goog-Generation"], modified=modified,
+                          content_type=h.get("Content-Type")), served
 
     def _stream(self, response: requests.Response, key: str, skip: int,
                 length: int) -> Iterator[bytes]:
-        """The served bytes, ``length`` of them after ``skip``, in bounded pieces."""
+        """``length`` bytes after ``skip`` (a server ignoring Range sends from 0)."""
         remaining = length
         with self._errors(key):
             for piece in response.raw.stream(READ_CHUNK, decode_content=False):
@@ -270,9 +256,11 @@ class GcsBackend(Backend):
                 if piece:
                     yield piece
                 if remaining <= 0:
-                    break
-            if remaining > 0:
+                    return
+            if remaining > 0:  # truncate the reply rather than end it short and "complete"
                 raise BackendUnavailable(f"download of {key!r} ended {remaining} bytes early")
+
+    # -- writes ---------------------------------------------------------------
 
     def write(self, key: str, body: BinaryIO, length: int | None,
               if_match: str | None = None, if_none_match: bool = False) -> ObjectInfo:
@@ -284,41 +272,40 @@ class GcsBackend(Backend):
                 blob.upload_from_file(io.BytesIO(first), size=len(first), content_type=OCTET,
                                       if_generation_match=generation, timeout=self.timeout,
                                       retry=self.retry)
-            return _blob_info(blob)  # the upload response carries generation and times
+            return _blob_info(blob)  # filled in from the upload's response
         return self._write_resumable(key, body, first, length, generation)
 
     def _write_resumable(self, key: str, body: BinaryIO, chunk: bytes, length: int | None,
                          generation: int | None) -> ObjectInfo:
-        """Stream ``body`` into a resumable session; cancel it on any failure."""
+        """Stream ``body`` into a resumable session; cancel the session on any failure."""
         client = self._client()
-        blob = client.bucket(self.bucket_name).blob(key)
         with self._errors(key):
-            url = blob.create_resumable_upload_session(
+            url = client.bucket(self.bucket_name).blob(key).create_resumable_upload_session(
                 content_type=OCTET, size=length, if_generation_match=generation,
                 timeout=self.timeout, retry=self.retry)
         offset = 0
         try:
             with self._errors(key):
                 while True:
-                    final = len(chunk) < CHUNK or (length is not None and offset + len(chunk) == length)
-                    if final and generation is not None and self.emulate_preconditions:
+                    final = len(chunk) < CHUNK or offset + len(chunk) == length
+                    if final and generation is not None and self.emulator_host:
                         self._check_version(key, generation, missing=PreconditionFailed)
-                    response = self._put_chunk(client, url, chunk, offset,
-                                               offset + len(chunk) if final else None)
+                    response = self._put_part(client, url, chunk, offset, final)
                     offset += len(chunk)
                     if final:
                         if response.status_code == 308:
                             raise BackendUnavailable("GCS did not finalize the upload")
-                        return _resource_info(response.json())
+                        return _resource_info(response.json())  # no stat needed
                     chunk = _read_exact(body, CHUNK)
         except BaseException:
             self._cancel(client, url)
             raise
 
-    def _put_chunk(self, client: storage.Client, url: str, chunk: bytes, offset: int,
-                   total: int | None) -> requests.Response:
-        """Send one part; on a retry, ask what GCS already has and send only the rest."""
+    def _put_part(self, client: storage.Client, url: str, chunk: bytes, offset: int,
+                  final: bool) -> requests.Response:
+        """Send one part; a retry first asks GCS how much it has and sends the rest."""
         tries = 0
+        size = str(offset + len(chunk)) if final else "*"
 
         def attempt() -> requests.Response:
             nonlocal tries
@@ -327,12 +314,11 @@ class GcsBackend(Backend):
             if tries > 1:
                 committed = self._committed(client, url)
                 if isinstance(committed, requests.Response):
-                    return committed  # the final part landed; its answer was lost
+                    return committed  # the last part landed; only its answer was lost
                 skip = committed - offset
                 if not 0 <= skip <= len(chunk):
                     raise BackendUnavailable("resumable upload lost bytes; giving up")
             data = chunk[skip:]
-            size = "*" if total is None else str(total)
             span = f"{offset + skip}-{offset + len(chunk) - 1}" if data else "*"
             response = client._http.put(url, data=data, timeout=self.timeout,
                                         headers={"Content-Range": f"bytes {span}/{size}"})
@@ -340,10 +326,10 @@ class GcsBackend(Backend):
                 return response
             raise gexc.from_http_response(response)
 
-        return self.retry(attempt)()
+        return attempt() if self.emulator_host else self.retry(attempt)()
 
     def _committed(self, client: storage.Client, url: str) -> int | requests.Response:
-        """Bytes persisted in a session (a 308's ``Range``), or the final response."""
+        """Bytes a session has persisted (a 308's ``Range``), or its final response."""
         response = client._http.put(url, data=b"", timeout=self.timeout,
                                     headers={"Content-Range": "bytes */*"})
         if response.status_code in (200, 201):
@@ -354,14 +340,14 @@ class GcsBackend(Backend):
         return int(persisted.rpartition("-")[2]) + 1 if persisted else 0
 
     def _cancel(self, client: storage.Client, url: str) -> None:
-        """Abandon a session (GCS answers 499) so no half upload lingers."""
+        """Abandon a session (GCS answers 499), so no half upload is left behind."""
         try:
             client._http.delete(url, timeout=self.timeout)
-        except requests.RequestException:
-            pass  # unreachable now: GCS drops idle sessions after a week anyway
+        except (requests.RequestException, auth_exc.GoogleAuthError):
+            pass  # unreachable now: GCS drops the idle session after a week
 
     def _check_version(self, key: str, generation: int, missing: type[SidecarError]) -> None:
-        """Client-side precondition for emulators that ignore it (racy: best effort)."""
+        """The precondition an emulator would ignore, checked client-side (racy)."""
         current = self.stat(key)
         if current is None:
             if generation != 0:
@@ -371,17 +357,19 @@ class GcsBackend(Backend):
 
     def delete(self, key: str, if_match: str | None = None) -> None:
         generation = None if if_match is None else _generation(if_match)
-        if generation is not None and self.emulate_preconditions:
+        if generation is not None and self.emulator_host:
             self._check_version(key, generation, missing=NotFound)
         with self._errors(key):
             self._bucket().blob(key).delete(if_generation_match=generation,
                                             timeout=self.timeout, retry=self.retry)
 
+    # -- listing and attributes -------------------------------------------------
+
     def list(self, prefix: str, delimiter: str | None, start_after: str | None,
              max_keys: int) -> ListPage:
-        offset = None
-        if start_after is not None:  # GCS's startOffset is inclusive; "a/" -> "a0" skips a/*
-            offset = start_after[:-1] + "0" if start_after.endswith("/") else start_after
+        offset = start_after  # startOffset is inclusive; "a/" -> "a0" skips all of a/
+        if start_after is not None and start_after.endswith("/"):
+            offset = start_after[:-1] + "0"
         with self._errors(prefix):
             listing = self._client().list_blobs(
                 self.bucket_name, prefix=prefix or None, delimiter=delimiter,
@@ -411,7 +399,7 @@ class GcsBackend(Backend):
         return attrs
 
     def _signed_url(self, blob: storage.Blob) -> str | None:
-        """A V4 GET URL, where the credentials can sign (not anonymous, not bare tokens)."""
+        """A V4 GET URL where the credentials can sign locally (e.g. a key file)."""
         if self.emulator_host:
             return None
         credentials = self._default_credentials()
@@ -435,13 +423,13 @@ class GcsBackend(Backend):
                        retry=self.retry)
 
     def ping(self) -> None:
-        """List one object: proves bucket, credentials and objects.list permission."""
+        """List one object: proves bucket, credentials and the list permission we need."""
         try:
             with self._errors(""):
-                pages = self._client().list_blobs(self.bucket_name, max_results=1,
-                                                  fields=LIST_FIELDS, timeout=self.timeout,
-                                                  retry=self.retry).pages
-                next(iter(pages), None)
+                listing = self._client().list_blobs(self.bucket_name, max_results=1,
+                                                    fields=LIST_FIELDS, timeout=self.timeout,
+                                                    retry=self.retry)
+                next(iter(listing.pages), None)
         except NotFound:
             raise BackendUnavailable(f"bucket {self.bucket_name!r} does not exist") from None
 
@@ -454,11 +442,11 @@ class GcsBackend(Backend):
 
 def _merge_pages(listing: HTTPIterator, start_after: str | None,
                  want: int) -> list[tuple[str, bool]]:
-    """Sorted ``(name, is_prefix)`` entries past ``start_after``, at least ``want`` if there are.
+    """Sorted ``(name, is_prefix)`` past ``start_after``: ``want`` of them, or all there are.
 
-    A page's items and prefixes arrive separately; an entry is final once it
-    sorts at or before the page's last item (GCS scans names in order). The
-    emulator repeats later prefixes on every page, hence the set.
+    Items and prefixes arrive apart; an entry is final once it sorts at or
+    before the last item of a page (GCS walks names in order). fake-gcs
+    repeats later prefixes on every page, hence the set.
     """
     seen: set[tuple[str, bool]] = set()
     for page in listing.pages:
@@ -485,9 +473,9 @@ def _seconds(name: str, default: float) -> float:
     try:
         value = float(raw) if raw else default
     except ValueError:
-        raise config.ConfigError(f"{name} must be a number of seconds, not {raw!r}") from None
+        value = -1.0
     if value <= 0:
-        raise config.ConfigError(f"{name} must be positive, not {raw!r}")
+        raise config.ConfigError(f"{name} must be a positive number of seconds, not {raw!r}")
     return value
 
 

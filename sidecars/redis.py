@@ -1,22 +1,15 @@
 """Redis backend (``redis-buffered-cas``).
 
-A value is a plain Redis string at its store key, so any Redis client can
-``GET`` it. Beside it the sidecar keeps, under the reserved ``.vfs-state:``
-namespace (no store key can start with it):
-
-* ``.vfs-state:m:<key>``: a hash ``{v: version, t: mtime}``; the version
-  comes from the global counter ``.vfs-state:seq``, so it changes on every
-  write and never repeats after a delete (no ABA);
-* ``.vfs-state:d:<dir>``: a sorted set (all scores 0, ordered by name) of the
-  entries of one directory, ``name`` for a value and ``name/`` for a
-  subdirectory, so listings page with ``ZRANGEBYLEX`` and never scan the
-  keyspace.
-
-Every mutation is one Lua script (checked and applied atomically on the
-server, one round trip). Keys can expire (xattr ``ttl``) without the index
-hearing about it, so scripts treat index entries as hints: listings check
-them and drop the stale ones in the same atomic step. Scripts touch keys
-they compute themselves, so Redis Cluster is not supported.
+A value is a plain Redis string at its store key, readable with ``GET`` by
+any client. Bookkeeping lives beside it in the reserved ``.vfs-state:``
+namespace, which no store key can enter: ``m:<key>`` hashes hold the version
+(from the global ``seq`` counter, so it never repeats: no ABA) and mtime;
+``d:<dir>`` sorted sets (score 0, ordered by name) index each directory's
+entries (``name``, ``name/`` for subdirectories), so listings page with
+``ZRANGEBYLEX`` instead of scanning the keyspace. Every operation is one Lua
+script: checked and applied atomically in one round trip. Expiry (xattr
+``ttl``) bypasses the index, so scripts treat entries as hints and drop
+stale ones atomically. Scripts compute the keys they touch: no Redis Cluster.
 """
 from __future__ import annotations
 
@@ -24,9 +17,10 @@ import math
 import os
 import threading
 import uuid
+from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from itertools import islice
-from typing import Any, BinaryIO, Iterator
+from typing import Any, BinaryIO
 
 import redis
 from flask import Flask
@@ -36,9 +30,18 @@ from redis.retry import Retry
 from sidecars import config
 from sidecars.app import build_app
 from sidecars.backend import Backend, ListPage, ObjectBody, ObjectInfo, iter_stream
-from sidecars.errors import (BackendTimeout, BackendUnavailable, BadRequest, Conflict,
-                             Forbidden, NotFound, PayloadTooLarge, PreconditionFailed,
-                             RangeNotSatisfiable, SidecarError)
+from sidecars.errors import (
+    BackendTimeout,
+    BackendUnavailable,
+    BadRequest,
+    Conflict,
+    Forbidden,
+    NotFound,
+    PayloadTooLarge,
+    PreconditionFailed,
+    RangeNotSatisfiable,
+    SidecarError,
+)
 from sidecars.keys import RESERVED_PREFIX
 
 NS = RESERVED_PREFIX + ":"
@@ -87,9 +90,8 @@ local function unlink(key)  -- and every directory the removal leaves empty
   repeat
     local parent, name = split(key)
     redis.call('ZREM', IDX .. parent, name)
-    if parent == '' or redis.call('EXISTS', parent) == 1 or redis.call('ZCARD', IDX .. parent) > 0 then
-      return
-    end
+    if parent == '' or redis.call('EXISTS', parent) == 1 then return end
+    if redis.call('ZCARD', IDX .. parent) > 0 then return end
     key = parent
   until key == ''
 end
@@ -102,13 +104,17 @@ local function abort(code, msg)
   return fail(code, msg)
 end
 local kind = redis.call('TYPE', key).ok
-if kind ~= 'none' and kind ~= 'string' then return abort('CONFLICT', 'key holds a Redis ' .. kind) end
+if kind ~= 'none' and kind ~= 'string' then
+  return abort('CONFLICT', 'key holds a Redis ' .. kind)
+end
 if ARGV[2] == '1' and kind ~= 'none' then return abort('PRECONDITION', 'key exists') end
 if ARGV[1] ~= '' and (kind == 'none' or version(meta) ~= ARGV[1]) then
   return abort('PRECONDITION', 'stored version differs from If-Match')
 end
 if string.sub(key, -1) == '/' then
-  if redis.call('EXISTS', string.sub(key, 1, -2)) == 1 then return abort('CONFLICT', 'a value has this name') end
+  if redis.call('EXISTS', string.sub(key, 1, -2)) == 1 then
+    return abort('CONFLICT', 'a value has this name')
+  end
 elseif alive(key .. '/') then
   return abort('CONFLICT', 'a directory has this name')
 end
@@ -135,7 +141,9 @@ return {v, mtime, redis.call('STRLEN', key)}
 _DELETE = """
 local key, meta = KEYS[1], KEYS[2]
 local kind = redis.call('TYPE', key).ok
-if string.sub(key, -1) == '/' and has_children(key) then return fail('NOTEMPTY', 'directory not empty') end
+if string.sub(key, -1) == '/' and has_children(key) then
+  return fail('NOTEMPTY', 'directory not empty')
+end
 if kind == 'none' then return fail('NOTFOUND', 'no such key') end
 if kind ~= 'string' then return fail('CONFLICT', 'key holds a Redis ' .. kind) end
 if ARGV[1] ~= '' and version(meta) ~= ARGV[1] then
@@ -157,8 +165,10 @@ return {kind, redis.call('STRLEN', KEYS[1]), m[1] or '0', m[2] or '', redis.call
 _READ = """
 if redis.call('TYPE', KEYS[1]).ok ~= 'string' then return fail('NOTFOUND', 'no such key') end
 local v = version(KEYS[2])
-if ARGV[3] ~= '' and v ~= ARGV[3] then return fail('PRECONDITION', 'stored version differs from If-Match') end
-if ARGV[4] ~= '' and v ~= ARGV[4] then return fail('PRECONDITION', 'value changed while being read') end
+if ARGV[3] ~= '' and v ~= ARGV[3] then
+  return fail('PRECONDITION', 'stored version differs from If-Match')
+end
+if ARGV[4] ~= '' and v ~= ARGV[4] then return fail('PRECONDITION', 'changed while being read') end
 local size, start = redis.call('STRLEN', KEYS[1]), tonumber(ARGV[1])
 if start > 0 and start >= size then return fail('RANGE', tostring(size)) end
 local n = math.min(tonumber(ARGV[2]), size - start)
@@ -199,8 +209,7 @@ _LIB = _LIB.replace("@INDEX@", INDEX).replace("@META@", META).replace("@SEQ@", S
 _SCRIPTS = {"write": _WRITE, "delete": _DELETE, "stat": _STAT, "read": _READ,
             "list": _LIST, "is_dir": _IS_DIR, "ttl": _TTL}
 _SCRIPT_ERRORS: dict[str, type[SidecarError]] = {
-    "VFS_PRECONDITION": PreconditionFailed, "VFS_NOTFOUND": NotFound,
-    "VFS_CONFLICT": Conflict}
+    "VFS_PRECONDITION": PreconditionFailed, "VFS_NOTFOUND": NotFound, "VFS_CONFLICT": Conflict}
 
 
 @contextmanager
@@ -312,7 +321,8 @@ class RedisBackend(Backend):
             try:
                 self._stage(staging, head, rest, body)
             except BaseException:
-                self._discard(staging)
+                with suppress(redis.exceptions.RedisError):  # else its TTL removes it
+                    self._redis().delete(staging)
                 raise
             keys.append(staging)
         version, mtime, size = self._run("write", keys, args + [b"" if rest else head])
@@ -327,10 +337,6 @@ class RedisBackend(Backend):
             pipe.execute()
             for chunk in iter_stream(body, CHUNK):
                 client.append(staging, chunk)
-
-    def _discard(self, staging: str) -> None:
-        with suppress(redis.exceptions.RedisError):  # else the staging TTL removes it
-            self._redis().delete(staging)
 
     def delete(self, key: str, if_match: str | None = None) -> None:
         self._run("delete", [key, META + key], [if_match or ""])

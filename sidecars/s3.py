@@ -14,8 +14,9 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, BinaryIO, Iterator
+from typing import Any, BinaryIO
 
 import boto3
 from botocore.config import Config
@@ -26,9 +27,18 @@ from flask import Flask
 from sidecars import config
 from sidecars.app import build_app
 from sidecars.backend import Backend, ListPage, ObjectBody, ObjectInfo
-from sidecars.errors import (BackendTimeout, BackendUnavailable, BadRequest, Conflict, Forbidden,
-                             NotFound, PayloadTooLarge, PreconditionFailed, RangeNotSatisfiable,
-                             SidecarError)
+from sidecars.errors import (
+    BackendTimeout,
+    BackendUnavailable,
+    BadRequest,
+    Conflict,
+    Forbidden,
+    NotFound,
+    PayloadTooLarge,
+    PreconditionFailed,
+    RangeNotSatisfiable,
+    SidecarError,
+)
 
 log = logging.getLogger("vfs_state.sidecar.s3")
 

@@ -16,7 +16,8 @@ import sys
 import time
 import urllib.request
 import uuid
-from typing import Any, Iterable, Iterator
+from collections.abc import Iterable, Iterator
+from typing import Any
 from urllib.parse import quote
 
 import pytest

@@ -6,7 +6,7 @@ brings the data back (tests of a sidecar surviving a backend outage rely on it).
 from __future__ import annotations
 
 import socket
-from typing import Sequence
+from collections.abc import Sequence
 
 from tests.harness.base import ServerProcess
 
