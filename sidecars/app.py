@@ -48,7 +48,10 @@ def build_app(backend: Backend, *, consistency: str = "cas", prefix: str = "",
 
     @app.errorhandler(SidecarError)
     def _sidecar_error(exc: SidecarError) -> Response:
-        return _error(exc.status, exc.code, exc.message)
+        response = _error(exc.status, exc.code, exc.message)
+        if isinstance(exc, RangeNotSatisfiable):
+            response.headers["Content-Range"] = f"bytes */{exc.size}"
+        return response
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Response:

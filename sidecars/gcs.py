@@ -20,10 +20,11 @@ from __future__ import annotations
 import io
 import os
 import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
-from typing import BinaryIO, Iterator
+from typing import BinaryIO
 
 import requests
 from flask import Flask
@@ -65,9 +66,10 @@ def _blob_info(blob: storage.Blob) -> ObjectInfo:
 
 def _resource_info(resource: dict) -> ObjectInfo:
     updated = resource.get("updated")
-    modified = datetime.fromisoformat(updated.replace("Z", "+00:00")).timestamp() if updated else None
+    modified = datetime.fromisoformat(updated.replace("Z", "+00:00")) if updated else None
     return ObjectInfo(size=int(resource.get("size", 0)), version=str(resource["generation"]),
-                      modified=modified, content_type=resource.get("contentType"))
+                      modified=modified.timestamp() if modified else None,
+                      content_type=resource.get("contentType"))
 
 
 def _translate(exc: BaseException, key: str) -> SidecarError | None:
@@ -147,7 +149,8 @@ class GcsBackend(Backend):
                                         credentials=AnonymousCredentials(),
                                         client_options={"api_endpoint": self.emulator_host})
             else:
-                client = storage.Client(project=self.project, credentials=self._default_credentials())
+                client = storage.Client(project=self.project,
+                                        credentials=self._default_credentials())
             self._clients.append(client)
             return client
 
@@ -186,8 +189,11 @@ class GcsBackend(Backend):
              if_match: str | None = None) -> ObjectBody:
         want = None if if_match is None else _generation(if_match)
         client = self._client()
-        url = f"{client.api_endpoint}/download/storage/v1{client.bucket(self.bucket_name).blob(key).path}"
-        params = {"alt": "media"} if want is None else {"alt": "media", "ifGenerationMatch": str(want)}
+        path = client.bucket(self.bucket_name).blob(key).path  # /b/BUCKET/o/QUOTED-NAME
+        url = f"{client.api_endpoint}/download/storage/v1{path}"
+        params = {"alt": "media"}
+        if want is not None:
+            params["ifGenerationMatch"] = str(want)
         headers = {"Accept-Encoding": "gzip"}  # bytes as stored, so ranges and sizes agree
         if start or length is not None:
             headers["Range"] = f"bytes={start}-{'' if length is None else start + length - 1}"
@@ -238,7 +244,8 @@ class GcsBackend(Backend):
             served = int(span.split()[-1].split("-")[0])
         else:
             size = h.get("X-Goog-Stored-Content-Length") or h.get("Content-Length") or "0"
-        modified = parsedate_to_datetime(h["Last-Modified"]).timestamp() if h.get("Last-Modified") else None
+        stamp = h.get("Last-Modified")
+        modified = parsedate_to_datetime(stamp).timestamp() if stamp else None
         return ObjectInfo(size=int(size), version=h["X-Goog-Generation"], modified=modified,
                           content_type=h.get("Content-Type")), served
 

@@ -15,6 +15,8 @@ read one subject subtree through a short-lived headers-only consumer.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import logging
 import os
 import re
@@ -28,8 +30,16 @@ import nats.errors
 import nats.js.errors
 from flask import Flask
 from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
 from nats.js import JetStreamContext
-from nats.js.api import Header, KeyValueConfig, RawStreamMsg
+from nats.js.api import (
+    AckPolicy,
+    ConsumerConfig,
+    DeliverPolicy,
+    Header,
+    KeyValueConfig,
+    RawStreamMsg,
+)
 from nats.js.kv import KV_DEL, KV_MARKER_REASON, KV_OP, KV_PURGE, KeyValue
 
 from sidecars import config
@@ -55,7 +65,8 @@ T = TypeVar("T")
 #: over ``max_payload`` makes the server drop the whole connection.
 HEADER_ROOM = 128
 RECONNECT_WAIT = 0.5           # seconds between reconnect attempts
-CONSUMER_IDLE_CLEANUP = 5.0    # seconds before the server drops a finished listing consumer
+CONSUMER_IDLE_CLEANUP = 5.0    # seconds before the server drops an abandoned listing consumer
+SCAN_BATCH = 1000              # messages per pull while listing
 WRONG_LAST_SEQUENCE = (10071, 10164)
 MESSAGE_TOO_LARGE = 10054
 STREAM_NAME_IN_USE = 10058
@@ -217,7 +228,7 @@ def _failed(future: asyncio.Future[Any]) -> bool:
     return future.done() and (future.cancelled() or future.exception() is not None)
 
 
-def _is_tombstone(msg: RawStreamMsg) -> bool:
+def _is_tombstone(msg: RawStreamMsg | Msg) -> bool:
     headers = msg.headers or {}
     return headers.get(KV_OP) in (KV_DEL, KV_PURGE) or KV_MARKER_REASON in headers
 
@@ -424,29 +435,50 @@ async def _delete(b: _Bucket, nkey: str, expected: int | None) -> None:
 
 
 async def _scan(b: _Bucket, directory: str, first_only: bool) -> list[str]:
-    """Live keys under ``directory``, read with one headers-only subtree consumer.
+    """Live keys under ``directory``, read through one headers-only subtree consumer.
 
     The server filters by subject and sends the last message per key, so the
-    cost follows the size of the subtree, not of the bucket. Keys that do not
-    decode (written by other tools in another scheme) are skipped.
+    cost follows the size of the subtree, not of the bucket. A pull consumer
+    with ``no_wait`` says when it has nothing more (404/408), and each
+    message's ``num_pending`` says when the snapshot is complete. Keys that
+    do not decode (another tool's scheme) are skipped.
     """
-    watcher = await b.kv.watch(subtree_filter(directory), meta_only=True, ignore_deletes=True,
-                               inactive_threshold=CONSUMER_IDLE_CLEANUP)
+    cfg = ConsumerConfig(deliver_policy=DeliverPolicy.LAST_PER_SUBJECT,
+                         ack_policy=AckPolicy.NONE, headers_only=True, mem_storage=True,
+                         filter_subject=b.subject_prefix + subtree_filter(directory),
+                         inactive_threshold=CONSUMER_IDLE_CLEANUP, num_replicas=1)
+    consumer = (await b.js.add_consumer(b.stream, cfg)).name
+    nc = b.js._nc  # the JetStream context's connection (no public accessor)
+    inbox = nc.new_inbox()
+    sub = await nc.subscribe(inbox)
     keys: list[str] = []
     try:
-        while (entry := await watcher.updates(timeout=b.timeout)) is not None:
-            try:
-                keys.append(decode_key(entry.key))
-            except ValueError:
-                continue
-            if first_only:
-                break
+        more = True
+        while more:
+            await nc.publish(f"$JS.API.CONSUMER.MSG.NEXT.{b.stream}.{consumer}",
+                             json.dumps({"batch": SCAN_BATCH, "no_wait": True}).encode(),
+                             reply=inbox)
+            for _ in range(SCAN_BATCH):
+                msg = await sub.next_msg(timeout=b.timeout)
+                status = (msg.headers or {}).get("Status")
+                if status is not None:
+                    if status in ("404", "408"):  # nothing (more) to deliver
+                        more = False
+                        break
+                    raise nats.js.errors.APIError.from_msg(msg)
+                if not _is_tombstone(msg):
+                    with contextlib.suppress(ValueError):
+                        keys.append(decode_key(msg.subject[len(b.subject_prefix):]))
+                        if first_only:
+                            return keys
+                if msg.metadata.num_pending == 0:
+                    more = False
+                    break
+        return keys
     finally:
-        try:
-            await watcher.stop()
-        except Exception:  # noqa: BLE001 - the consumer expires on its own
-            log.debug("could not stop a listing consumer", exc_info=True)
-    return keys
+        with contextlib.suppress(Exception):  # it expires on its own anyway
+            await sub.unsubscribe()
+            await b.js.delete_consumer(b.stream, consumer)
 
 
 # -- helpers --------------------------------------------------------------------

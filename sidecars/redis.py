@@ -42,7 +42,7 @@ from sidecars.errors import (
     RangeNotSatisfiable,
     SidecarError,
 )
-from sidecars.keys import RESERVED_PREFIX
+from sidecars.keys import RESERVED_PREFIX, normalise_prefix
 
 NS = RESERVED_PREFIX + ":"
 META, INDEX, SEQ, STAGING = NS + "m:", NS + "d:", NS + "seq", NS + "tmp:"
@@ -119,7 +119,7 @@ elseif alive(key .. '/') then
   return abort('CONFLICT', 'a directory has this name')
 end
 local parent = split(key)
-while parent ~= '' do
+while #parent > #ARGV[4] do  -- STATE_PREFIX's own parents are not ours to police
   if redis.call('EXISTS', string.sub(parent, 1, -2)) == 1 then
     return abort('CONFLICT', 'a parent is a value: ' .. string.sub(parent, 1, -2))
   end
@@ -240,8 +240,9 @@ class RedisBackend(Backend):
     """Values as Redis strings, versions and directory indexes beside them."""
 
     def __init__(self, url: str, max_object_size: int | None = DEFAULT_MAX_OBJECT_SIZE,
-                 timeout: float = 5.0) -> None:
+                 timeout: float = 5.0, prefix: str = "") -> None:
         self.url = url
+        self.prefix = prefix  # the store prefix, e.g. "app/"
         self.max_object_size = max_object_size
         self.timeout = timeout
         self._lock = threading.Lock()
@@ -325,7 +326,8 @@ class RedisBackend(Backend):
                     self._redis().delete(staging)
                 raise
             keys.append(staging)
-        version, mtime, size = self._run("write", keys, args + [b"" if rest else head])
+        version, mtime, size = self._run("write", keys,
+                                         args + [b"" if rest else head, self.prefix])
         return ObjectInfo(size=size, version=str(version), modified=float(mtime))
 
     def _stage(self, staging: str, head: bytes, rest: bytes, body: BinaryIO) -> None:
@@ -454,12 +456,13 @@ def create_app(consistency: str | None = None) -> Flask:
     """WSGI factory: ``gunicorn 'sidecars.redis:create_app()'``."""
     url = config.require("REDIS_URL")
     prefix = config.optional("STATE_PREFIX", "")
-    if prefix.strip("/").startswith(RESERVED_PREFIX):
+    if normalise_prefix(prefix).startswith(RESERVED_PREFIX):
         raise config.ConfigError(f"STATE_PREFIX must not start with {RESERVED_PREFIX!r}")
     timeout = config.optional("REDIS_TIMEOUT", "5")
     try:
         backend = RedisBackend(url, config.integer("REDIS_MAX_OBJECT_SIZE",
-                                                   DEFAULT_MAX_OBJECT_SIZE), float(timeout))
+                                                   DEFAULT_MAX_OBJECT_SIZE),
+                               float(timeout), normalise_prefix(prefix))
     except ValueError as exc:
         raise config.ConfigError(f"REDIS_URL or REDIS_TIMEOUT is malformed: {exc}") from None
     return build_app(backend, consistency=config.consistency(consistency), prefix=prefix,

@@ -15,7 +15,7 @@ import os
 import socket
 import time
 import urllib.parse
-from typing import Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 import pytest
 from google.auth.credentials import AnonymousCredentials

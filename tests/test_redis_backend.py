@@ -236,12 +236,17 @@ def test_listing_delimiter_paging_prefixes_and_markers(client, raw, d):
     assert client.head(f"{d}/empty/")[0] == 404
 
 
-def test_directory_file_clashes_are_conflicts(client, d):
+def test_directory_file_clashes_are_conflicts(client, raw, d):
     client.put(f"{d}/f", b"v")
     assert client.put(f"{d}/f/child", b"v")[0] == 409
     assert client.put(f"{d}/f/", b"")[0] == 409
     client.put(f"{d}/dir/child", b"v")
     assert client.put(f"{d}/dir", b"v")[0] == 409
+    raw.set(PREFIX, b"someone else's key named like STATE_PREFIX")
+    try:
+        assert client.put(f"{d}/ok", b"v")[0] == 204
+    finally:
+        raw.delete(PREFIX)
 
 
 def test_ttl_xattr_expires_key_and_hides_it_from_listings(client, raw, d):

@@ -17,8 +17,8 @@ import os
 import platform
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from tests.harness.base import ServerProcess
 
