@@ -128,9 +128,7 @@ class GcsBackend(Backend):
         self.retry = DEFAULT_RETRY.with_delay(initial=0.2, maximum=2.0).with_timeout(retry_deadline)
         self._local = threading.local()
         self._lock = threading.Lock()
-        self._pid = os.getpid()
         self._credentials: Credentials | None = None
-        self._clients: list[storage.Client] = []
 
     # -- clients: one per thread, rebuilt after fork -------------------------
 
@@ -141,29 +139,23 @@ class GcsBackend(Backend):
         return local.client
 
     def _new_client(self) -> storage.Client:
-        with self._lock:
-            if self._pid != os.getpid():  # forked: the parent's clients are not ours
-                self._pid, self._clients, self._credentials = os.getpid(), [], None
-            if self.emulator_host:
-                client = storage.Client(project=self.project or "local",
-                                        credentials=AnonymousCredentials(),
-                                        client_options={"api_endpoint": self.emulator_host})
-            else:
-                client = storage.Client(project=self.project,
-                                        credentials=self._default_credentials())
-            self._clients.append(client)
-            return client
+        if self.emulator_host:
+            return storage.Client(project=self.project or "local",
+                                  credentials=AnonymousCredentials(),
+                                  client_options={"api_endpoint": self.emulator_host})
+        return storage.Client(project=self.project, credentials=self._default_credentials())
 
     def _default_credentials(self) -> Credentials:
-        """Application default credentials, resolved once per process (may hit the network)."""
-        if self._credentials is None:
-            import google.auth
+        """Application default credentials, resolved once (it may hit the metadata server)."""
+        with self._lock:
+            if self._credentials is None:
+                import google.auth
 
-            try:
-                self._credentials, _ = google.auth.default(scopes=SCOPES)
-            except auth_exc.DefaultCredentialsError as exc:
-                raise Forbidden(f"no GCS credentials: {exc}") from None
-        return self._credentials
+                try:
+                    self._credentials, _ = google.auth.default(scopes=SCOPES)
+                except auth_exc.DefaultCredentialsError as exc:
+                    raise Forbidden(f"no GCS credentials: {exc}") from None
+            return self._credentials
 
     def _bucket(self) -> storage.Bucket:
         return self._client().bucket(self.bucket_name)
@@ -202,8 +194,9 @@ class GcsBackend(Backend):
             response = client._http.get(url, params=params, headers=headers, stream=True,
                                         timeout=self.timeout)
             if response.status_code >= 400:
+                error = gexc.from_http_response(response)  # reads the short error body
                 response.close()
-                raise gexc.from_http_response(response)
+                raise error
             return response
 
         with self._errors(key):
@@ -374,15 +367,15 @@ class GcsBackend(Backend):
 
     def list(self, prefix: str, delimiter: str | None, start_after: str | None,
              max_keys: int) -> ListPage:
-        offset = start_after  # startOffset is inclusive; "a/" -> "a0" skips all of a/
-        if start_after is not None and start_after.endswith("/"):
+        offset = start_after  # startOffset is inclusive; a rolled-up "a/" -> "a0" skips a/*
+        if start_after is not None and delimiter and start_after.endswith("/"):
             offset = start_after[:-1] + "0"
         with self._errors(prefix):
             listing = self._client().list_blobs(
                 self.bucket_name, prefix=prefix or None, delimiter=delimiter,
                 start_offset=offset, page_size=min(max_keys + 1, 1000), fields=LIST_FIELDS,
                 timeout=self.timeout, retry=self.retry)
-            entries = _merge_pages(listing, start_after, max_keys + 1)
+            entries = _merge_pages(listing, prefix, start_after, max_keys + 1)
         page = ListPage()
         for name, is_prefix in entries[:max_keys]:
             (page.prefixes if is_prefix else page.keys).append(name)
@@ -429,50 +422,53 @@ class GcsBackend(Backend):
             blob.patch(if_metageneration_match=blob.metageneration, timeout=self.timeout,
                        retry=self.retry)
 
+    def is_dir(self, key: str) -> bool:
+        """A marker ``key/`` or any object under it (``list`` leaves the marker out)."""
+        return self._first_page(key.rstrip("/") + "/") > 0
+
     def ping(self) -> None:
         """List one object: proves bucket, credentials and the list permission we need."""
         try:
-            with self._errors(""):
-                listing = self._client().list_blobs(self.bucket_name, max_results=1,
-                                                    fields=LIST_FIELDS, timeout=self.timeout,
-                                                    retry=self.retry)
-                next(iter(listing.pages), None)
+            self._first_page(None)
         except NotFound:
             raise BackendUnavailable(f"bucket {self.bucket_name!r} does not exist") from None
 
+    def _first_page(self, prefix: str | None) -> int:
+        """How many objects (0 or 1) a one-item listing under ``prefix`` finds."""
+        with self._errors(prefix or ""):
+            listing = self._client().list_blobs(self.bucket_name, prefix=prefix, max_results=1,
+                                                fields=LIST_FIELDS, timeout=self.timeout,
+                                                retry=self.retry)
+            return sum(1 for _ in next(iter(listing.pages), ()))
+
     def close(self) -> None:
-        with self._lock:
-            clients, self._clients = self._clients, []
-        for client in clients:
-            client.close()
+        if getattr(self._local, "pid", None) == os.getpid():
+            self._local.client.close()
+            del self._local.pid
 
 
-def _merge_pages(listing: HTTPIterator, start_after: str | None,
+def _merge_pages(listing: HTTPIterator, prefix: str, start_after: str | None,
                  want: int) -> list[tuple[str, bool]]:
     """Sorted ``(name, is_prefix)`` past ``start_after``: ``want`` of them, or all there are.
 
     Items and prefixes arrive apart; an entry is final once it sorts at or
     before the last item of a page (GCS walks names in order). fake-gcs
-    repeats later prefixes on every page, hence the set.
+    repeats later prefixes on every page, hence the set. The marker named
+    ``prefix`` is the listed directory itself, not an entry (as a cursor it
+    would skip the whole listing).
     """
     seen: set[tuple[str, bool]] = set()
+    after = start_after or ""
     for page in listing.pages:
-        names = [blob.name for blob in page]
+        names = [blob.name for blob in page if blob.name != prefix]
         seen.update((name, False) for name in names)
         seen.update((name, True) for name in page.prefixes)
         if listing.next_page_token is None:
             break
         bound = max(names) if names else max(page.prefixes, default="")
-        if sum(1 for name, _ in seen if name <= bound and _after(name, start_after)) >= want:
+        if sum(1 for name, _ in seen if after < name <= bound) >= want:
             break
-    return sorted(e for e in seen if _after(e[0], start_after))[:want]
-
-
-def _after(name: str, start_after: str | None) -> bool:
-    """Past the cursor: after it, and outside its subtree when it is a prefix."""
-    if start_after is None:
-        return True
-    return name > start_after and not (start_after.endswith("/") and name.startswith(start_after))
+    return sorted(e for e in seen if e[0] > after)[:want]
 
 
 def _seconds(name: str, default: float) -> float:

@@ -216,7 +216,7 @@ def translate(exc: BaseException) -> BaseException:
         return PreconditionFailed("stored revision differs from If-Match")
     if isinstance(exc, nats.errors.MaxPayloadError) or code == MESSAGE_TOO_LARGE:
         return PayloadTooLarge(f"value too large for the NATS KV bucket: {exc}")
-    if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
+    if isinstance(exc, TimeoutError):  # asyncio's and nats-py's are subclasses
         return BackendTimeout(f"NATS timed out: {type(exc).__name__}")
     if isinstance(exc, (nats.errors.Error, OSError)):
         # no responders, connection closed/reconnecting, JetStream errors
@@ -235,10 +235,7 @@ def _is_tombstone(msg: RawStreamMsg | Msg) -> bool:
 
 def _revision(if_match: str) -> int:
     """The revision an ``If-Match`` names; one that cannot exist fails the check."""
-    try:
-        revision = int(if_match)
-    except ValueError:
-        raise PreconditionFailed(f"no revision {if_match!r} in NATS KV") from None
+    revision = int(if_match) if if_match.isascii() and if_match.isdigit() else 0
     if revision <= 0:
         raise PreconditionFailed(f"no revision {if_match!r} in NATS KV")
     return revision
@@ -314,7 +311,12 @@ class NatsKvBackend(Backend):
         return ObjectInfo(size=len(data), version=str(revision))
 
     def delete(self, key: str, if_match: str | None = None) -> None:
-        expected = None if if_match is None else _revision(if_match)
+        try:
+            expected = None if if_match is None else _revision(if_match)
+        except PreconditionFailed:
+            if self.stat(key) is None:
+                raise NotFound(f"no such key: {key}") from None
+            raise
         self._run(_delete, encode_key(key), expected)
 
     def list(self, prefix: str, delimiter: str | None, start_after: str | None,
@@ -476,8 +478,9 @@ async def _scan(b: _Bucket, directory: str, first_only: bool) -> list[str]:
                     break
         return keys
     finally:
-        with contextlib.suppress(Exception):  # it expires on its own anyway
+        with contextlib.suppress(Exception):
             await sub.unsubscribe()
+        with contextlib.suppress(Exception):  # else it expires on its own
             await b.js.delete_consumer(b.stream, consumer)
 
 

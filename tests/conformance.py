@@ -50,11 +50,12 @@ class StoreMachine(RuleBasedStateMachine):
     cas: bool = True
     write_mode: str = "buffered"
     real_directories: bool = False  # local keeps empty directories
+    content_versions: bool = False  # S3 ETags hash the content: equal bytes, equal version
 
     def __init__(self) -> None:
         super().__init__()
         self.root = f"conf-{uuid.uuid4().hex[:12]}/"
-        self.model: dict[str, tuple[bytes, int]] = {}
+        self.model: dict[str, tuple[bytes, int]] = {}  # key -> (content, version)
         self.clock = 0
         self.clients = [Client(StateFS(self.socket_path, self.write_mode))
                         for _ in range(CLIENTS)]
@@ -79,8 +80,9 @@ class StoreMachine(RuleBasedStateMachine):
 
     def _commit(self, client: Client, key: str, data: bytes) -> None:
         self.clock += 1
-        self.model[key] = (data, self.clock)
-        client.seen[key] = self.clock
+        version = hash(data) if self.content_versions else self.clock
+        self.model[key] = (data, version)
+        client.seen[key] = version
 
     # -- rules -----------------------------------------------------------------
 
@@ -198,9 +200,10 @@ class StoreMachine(RuleBasedStateMachine):
 
 
 def machine_for(socket_path: str, cas: bool, write_mode: str = "buffered",
-                real_directories: bool = False) -> type[StoreMachine]:
+                real_directories: bool = False,
+                content_versions: bool = False) -> type[StoreMachine]:
     """A ``StoreMachine`` bound to one sidecar and its consistency rules."""
     return type("StoreMachineFor", (StoreMachine,), {
         "socket_path": socket_path, "cas": cas, "write_mode": write_mode,
-        "real_directories": real_directories,
+        "real_directories": real_directories, "content_versions": content_versions,
     })

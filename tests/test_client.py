@@ -244,3 +244,16 @@ def test_concurrent_increments_lose_nothing(local_sidecar):
         conflicts = pool.starmap(_increment, [(local_sidecar.socket_path, key, each)] * workers)
     assert StateFS(local_sidecar.socket_path).readtext(key) == str(workers * each)
     assert sum(conflicts) > 0  # the property was actually exercised
+
+
+def test_oversize_write_reports_413_as_efbig(tmp_path):
+    """The sidecar refuses before reading the body; the client still gets the verdict."""
+    import errno
+    env = {"STATE_ROOT": str(tmp_path), "STATE_MAX_OBJECT_SIZE": "1000"}
+    with Sidecar("local-buffered-cas", env, workers=1) as sidecar:
+        statefs = StateFS(sidecar.socket_path)
+        statefs.writebytes("k", b"small")
+        with pytest.raises(OSError) as raised:
+            statefs.writebytes("k", os.urandom(8 * 1024 * 1024))
+        assert raised.value.errno == errno.EFBIG
+        assert statefs.readbytes("k") == b"small"

@@ -17,7 +17,8 @@ def test_conformance(connector_pool, connector):
     sidecar = connector_pool.sidecar(connector)
     machine = machine_for(sidecar.socket_path, cas=is_cas(connector),
                           write_mode=write_mode(connector),
-                          real_directories=connector.startswith("local-"))
+                          real_directories=connector.startswith("local-"),
+                          content_versions=connector.startswith("s3-"))
     run_state_machine_as_test(machine)
 
 

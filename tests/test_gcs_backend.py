@@ -10,17 +10,21 @@ from __future__ import annotations
 
 import hashlib
 import http.client
+import io
 import json
 import os
 import socket
 import time
 import urllib.parse
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 
+from sidecars.errors import BadRequest
+from sidecars.gcs import GcsBackend
 from tests.harness.fake_gcs import FakeGcsServer, create_bucket, sidecar_env
 from tests.harness.sidecar import Sidecar
 
@@ -158,7 +162,8 @@ def test_ranges(cas: Http) -> None:
 def test_empty_object(cas: Http) -> None:
     status, headers, _ = cas.put("empty/e", b"")
     assert status == 204
-    assert cas.get("empty/e")[:3:2] == (200, b"")
+    status, _, body = cas.get("empty/e")
+    assert (status, body) == (200, b"")
     status, headers, body = cas.get("empty/e", Range="bytes=0-")
     assert (status, body, headers["Content-Length"]) == (200, b"", "0")
     assert cas.get("empty/e", Range="bytes=0-99")[2] == b""
@@ -191,6 +196,18 @@ def test_create_only_race(cas: Http) -> None:
     assert cas.put("cas/created", b"first", If_None_Match="*")[0] == 204
     assert cas.put("cas/created", b"second", If_None_Match="*")[0] == 412
     assert cas.get("cas/created")[2] == b"first"
+    # Eight clients, both workers, one new key at once: exactly one create wins.
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(
+            lambda i: cas.put("cas/raced", b"%d" % i, If_None_Match="*")[0], range(8)))
+    assert sorted(results) == [204] + [412] * 7
+    assert cas.get("cas/raced")[2] == b"%d" % results.index(204)
+    etag = cas.etag("cas/raced")
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(
+            lambda i: cas.put("cas/raced", b"u%d" % i, If_Match=etag)[0], range(8)))
+    assert sorted(results) == [204] + [412] * 7
+    assert cas.get("cas/raced")[2] == b"u%d" % results.index(204)
 
 
 def test_conditional_delete(cas: Http) -> None:
@@ -300,6 +317,66 @@ def test_listing_delimiter_paging_prefixes_markers(cas: Http) -> None:
         cas.put(key, b"")
     page = cas.listing(prefix="many/", max_keys="10", start_after="many/k004")
     assert page["keys"] == many[5:15] and page["next"] == "many/k014"
+
+
+def _expected(keys: list[str], prefix: str, delimiter: bool) -> list[str]:
+    """What a listing must return, computed from the key set."""
+    entries = set()
+    for key in keys:
+        if not key.startswith(prefix) or key == prefix:
+            continue
+        rest = key[len(prefix):]
+        cut = rest.find("/")
+        entries.add(prefix + rest[:cut + 1] if delimiter and 0 <= cut < len(rest) - 1 else key)
+    return sorted(entries)
+
+
+@pytest.mark.parametrize("max_keys", [1, 2, 3, 7, 1000])
+def test_paging_matches_a_model(cas: Http, max_keys: int) -> None:
+    keys = ["pg/", "pg/a", "pg/b", "pg/b-x", "pg/b/", "pg/b/y", "pg/b/z/w", "pg/b0",
+            "pg/ba/c", "pg/c/", "pg/d/e/f", "pg/é", "pgz"]
+    if max_keys == 1:
+        for key in keys:
+            assert cas.put(key, b"" if key.endswith("/") else b"v")[0] == 204
+    for delimiter in (True, False):
+        seen, cursor = [], None
+        while True:
+            params = {"prefix": "pg/", "max_keys": str(max_keys)}
+            if delimiter:
+                params["delimiter"] = "/"
+            if cursor:
+                params["start_after"] = cursor
+            page = cas.listing(**params)
+            assert len(page["keys"]) + len(page["prefixes"]) <= max_keys
+            seen += sorted(page["keys"] + page["prefixes"])
+            cursor = page.get("next")
+            if cursor is None:
+                break
+        assert seen == _expected(keys, "pg/", delimiter), (delimiter, max_keys)
+
+
+def test_broken_body_abandons_the_upload(fake: FakeGcsServer) -> None:
+    """In process, against the same server: the old object survives a body that fails."""
+
+    class Failing(io.RawIOBase):
+        def __init__(self, good: int) -> None:
+            self.left = good
+
+        def read(self, size: int = -1) -> bytes:
+            if self.left <= 0:
+                raise BadRequest("client went away")
+            size = min(size, self.left)
+            self.left -= size
+            return b"x" * size
+
+    backend = GcsBackend(BUCKET, project="test", emulator_host=fake.url)
+    before = backend.write("direct/victim", io.BytesIO(b"old"), 3)
+    for length in (None, 20 * MiB):  # chunked, and a Content-Length the body never reaches
+        with pytest.raises(BadRequest):
+            backend.write("direct/victim", Failing(9 * MiB), length)
+        assert backend.stat("direct/victim") == before
+    assert b"".join(backend.read("direct/victim").chunks) == b"old"
+    backend.close()
 
 
 def test_xattrs(cas: Http) -> None:

@@ -112,7 +112,12 @@ class Transport:
             with self.connection() as conn:
                 reused = conn.sock is not None
                 try:
-                    conn.request(method, path, body=body, headers=dict(headers or {}))
+                    try:
+                        conn.request(method, path, body=body, headers=dict(headers or {}))
+                    except (BrokenPipeError, ConnectionResetError):
+                        if body is None or conn.sock is None:
+                            raise
+                        # the sidecar may have refused the body early (413): read why
                     response = conn.getresponse()
                     data = response.read()
                 except _RETRYABLE as exc:

@@ -1,0 +1,96 @@
+"""The shim: plain file operations on mount paths go to ``StateFS`` objects.
+
+``install(mounts)`` patches ``builtins.open``/``io.open``, the ``os`` path
+functions, ``pathlib.Path.touch`` and a few ``shutil`` helpers (see
+``docs/coverage.md``); paths outside every mount reach the real functions
+untouched. ``uninstall()`` restores every original. Installing again only
+replaces the mount table.
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Iterator, Sequence
+
+from vfs_state.mounts import Mount, mounts_from_env, parse_mounts
+from vfs_state.shim import open_adapter, os_adapter
+from vfs_state.shim.patcher import Original, Patcher
+from vfs_state.shim.router import MountTable, Target
+
+#: The adapters, in patch order (uninstall runs in reverse).
+ADAPTERS = (open_adapter.patches, os_adapter.patches)
+
+_table = MountTable()
+_patcher = Patcher(ADAPTERS, _table)
+
+Mounts = str | Sequence[Mount] | None
+
+
+def _mounts(mounts: Mounts) -> list[Mount]:
+    if mounts is None:
+        return mounts_from_env()
+    if isinstance(mounts, str):
+        return parse_mounts(mounts)
+    result = list(mounts)
+    for mount in result:
+        if not isinstance(mount, Mount):
+            raise TypeError(f"mounts must be Mount objects, not {type(mount).__name__}")
+    return result
+
+
+def install(mounts: Mounts = None) -> list[Mount]:
+    """Patch file functions so paths under ``mounts`` go to their sidecars.
+
+    Args:
+        mounts: a string in the ``VFS_STATE_MOUNTS`` format, a list of
+            ``Mount``, or None to read the environment.
+
+    Returns:
+        The mounts now active. Installing again replaces the mount table.
+    """
+    parsed = _mounts(mounts)
+    _table.load(parsed)
+    _patcher.install()
+    return parsed
+
+
+def uninstall() -> None:
+    """Restore every original function (a no-op when not installed)."""
+    _patcher.uninstall()
+    _table.clear()
+
+
+def is_installed() -> bool:
+    return _patcher.active
+
+
+def active_mounts() -> list[Mount]:
+    """The mounts the shim currently routes (empty when not installed)."""
+    return _table.mounts if _patcher.active else []
+
+
+def patched() -> list[Original]:
+    """Every binding the shim replaced, with its original (for checks and tests)."""
+    return _patcher.originals
+
+
+def resolve(path: object) -> Target | None:
+    """The mount target of ``path`` under the active table, or None."""
+    return _table.resolve(path)
+
+
+@contextmanager
+def installed(mounts: Mounts = None) -> Iterator[list[Mount]]:
+    """``install`` for a block; restores the previous state (nesting is safe)."""
+    previous = active_mounts() if _patcher.active else None
+    active = install(mounts)
+    try:
+        yield active
+    finally:
+        if previous is None:
+            uninstall()
+        else:
+            _table.load(previous)
+
+
+__all__ = ["install", "uninstall", "installed", "is_installed", "active_mounts", "patched",
+           "resolve", "Mount", "ADAPTERS"]

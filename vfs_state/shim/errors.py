@@ -1,0 +1,44 @@
+"""Errors at the shim edge: what a local filesystem would have raised.
+
+``fs`` errors become ``OSError`` subclasses with ``errno`` and the caller's
+filename (via ``_pyfs.to_oserror``, the one table). Operations a mount cannot
+support fail loudly with an ``OSError`` naming the mount, never by falling
+through to the local disk.
+"""
+from __future__ import annotations
+
+import errno
+import os
+from contextlib import contextmanager
+from typing import Iterator
+
+from vfs_state._pyfs import errors as fs_errors
+from vfs_state._pyfs import to_oserror
+from vfs_state.shim.router import Target
+
+
+def oserror(number: int, filename: str | bytes | None, filename2: str | bytes | None = None,
+            message: str | None = None) -> OSError:
+    """``OSError(number, strerror, filename)``: the constructor picks the subclass."""
+    text = message or os.strerror(number)
+    if filename2 is not None:
+        return OSError(number, text, filename, None, filename2)
+    return OSError(number, text, filename)
+
+
+@contextmanager
+def converted(target: Target) -> Iterator[None]:
+    """Translate ``fs`` errors raised inside the block for ``target``."""
+    try:
+        yield
+    except fs_errors.FSError as exc:
+        raise to_oserror(exc, target.filename) from None
+
+
+def refused(target: Target, operation: str, number: int = errno.ENOTSUP,
+            reason: str = "") -> OSError:
+    """The error for an operation a mount cannot provide, naming the mount."""
+    text = f"{operation} is not supported on {target.where()}"
+    if reason:
+        text += f": {reason}"
+    return oserror(number, target.filename, message=text)

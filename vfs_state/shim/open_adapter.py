@@ -1,0 +1,161 @@
+"""``open`` / ``io.open`` on mounts: the builtin's checks, defaults and io stack.
+
+Arguments are validated as the builtin does (same exception types), then
+``StateFS.openbin(..., create_parents=True)`` gives the raw binary file and
+the usual ``io`` layers go on top: ``BufferedReader/Writer/Random`` and a
+``TextIOWrapper`` built with the *builtin's* defaults (locale encoding,
+``newline=None``), not pyfilesystem2's (utf-8, ``newline=""``). ``name`` is
+the path the caller passed, ``mode`` what the builtin would report, and
+``fileno()`` raises ``io.UnsupportedOperation`` naming the mount.
+"""
+from __future__ import annotations
+
+import errno
+import functools
+import io
+import warnings
+from dataclasses import dataclass
+from typing import IO, Any, Callable
+
+from vfs_state.shim.errors import converted, oserror, refused
+from vfs_state.shim.probe import kind
+from vfs_state.shim.router import MountTable, Target
+
+_NEWLINES = (None, "", "\n", "\r", "\r\n")
+
+
+@dataclass(frozen=True)
+class OpenMode:
+    """A parsed ``open`` mode: one of r/w/x/a, update (+), binary or text."""
+
+    kind: str
+    plus: bool
+    binary: bool
+
+    @property
+    def fs_mode(self) -> str:
+        return self.kind + ("+" if self.plus else "") + "b"
+
+    @property
+    def raw_mode(self) -> str:
+        """What ``FileIO.mode`` reports for this mode."""
+        if self.kind == "x":
+            return "xb+" if self.plus else "xb"
+        if self.kind == "a":
+            return "ab+" if self.plus else "ab"
+        if self.kind == "w" and not self.plus:
+            return "wb"
+        return "rb+" if self.plus or self.kind == "w" else "rb"
+
+    @property
+    def reading_only(self) -> bool:
+        return self.kind == "r"
+
+
+def parse_mode(mode: object, buffering: object, encoding: object, errors: object,
+               newline: object) -> OpenMode:
+    """Validate ``open``'s arguments in the builtin's order, with its exceptions."""
+    if not isinstance(mode, str):
+        raise TypeError(f"open() argument 'mode' must be str, not {type(mode).__name__}")
+    if not isinstance(buffering, int):
+        raise TypeError(f"'{type(buffering).__name__}' object cannot be interpreted "
+                        "as an integer")
+    for name, value in (("encoding", encoding), ("errors", errors), ("newline", newline)):
+        if value is not None and not isinstance(value, str):
+            raise TypeError(f"open() argument '{name}' must be str or None, "
+                            f"not {type(value).__name__}")
+    chars = set(mode)
+    if chars - set("axrwb+t") or len(mode) > len(chars):
+        raise ValueError(f"invalid mode: '{mode}'")
+    kinds = [c for c in "rwxa" if c in chars]
+    if "t" in chars and "b" in chars:
+        raise ValueError("can't have text and binary mode at once")
+    if len(kinds) != 1:
+        raise ValueError("must have exactly one of create/read/write/append mode")
+    binary = "b" in chars
+    for name, value in (("an encoding", encoding), ("an errors", errors),
+                        ("a newline", newline)):
+        if binary and value is not None:
+            raise ValueError(f"binary mode doesn't take {name} argument")
+    if newline not in _NEWLINES:
+        raise ValueError(f"illegal newline value: {newline}")
+    if buffering == 0 and not binary:
+        raise ValueError("can't have unbuffered text I/O")
+    return OpenMode(kinds[0], "+" in chars, binary)
+
+
+def _no_fileno(target: Target) -> Callable[[], int]:
+    def fileno() -> int:
+        raise io.UnsupportedOperation(
+            f"fileno: {target.where()} has no file descriptors "
+            "(use vfs_state.local_copy() for code that needs one)")
+    return fileno
+
+
+def _check_trailing_slash(target: Target, parsed: OpenMode) -> None:
+    """``open("x/")``: what Linux answers for each case."""
+    if not parsed.reading_only:
+        raise oserror(errno.EISDIR, target.filename)
+    found = kind(target)
+    raise oserror({None: errno.ENOENT, "file": errno.ENOTDIR}.get(found, errno.EISDIR),
+                  target.filename)
+
+
+def open_target(target: Target, mode: str = "r", buffering: int = -1,
+                encoding: str | None = None, errors: str | None = None,
+                newline: str | None = None, closefd: bool = True,
+                opener: Callable[..., int] | None = None) -> IO[Any]:
+    """``open()`` for a path inside a mount."""
+    parsed = parse_mode(mode, buffering, encoding, errors, newline)
+    if not closefd:
+        raise ValueError("Cannot use closefd=False with file name")
+    if opener is not None:
+        raise refused(target, "open(..., opener=...)", errno.ENOTSUP,
+                      "an opener returns a file descriptor, which a mount cannot provide")
+    if parsed.binary and buffering == 1:
+        warnings.warn("line buffering (buffering=1) isn't supported in binary mode, "
+                      "the default buffer size will be used", RuntimeWarning, stacklevel=3)
+    if target.dir_only:
+        _check_trailing_slash(target, parsed)
+    size = -1 if buffering == 1 else buffering
+    with converted(target):
+        binary = target.fs.openbin(target.fs_path, parsed.fs_mode, size, create_parents=True)
+    raw = getattr(binary, "raw", binary)
+    raw.name = target.filename
+    raw.mode = parsed.raw_mode
+    raw.fileno = _no_fileno(target)
+    if parsed.binary:
+        return binary
+    try:
+        text = io.TextIOWrapper(binary, encoding, errors, newline, buffering == 1)
+    except BaseException:
+        binary.close()  # as the builtin does: a "w" open has truncated already
+        raise
+    text.mode = mode  # type: ignore[misc]
+    return text
+
+
+def make_open(table: MountTable, real_open: Callable[..., IO[Any]]) -> Callable[..., IO[Any]]:
+    """The replacement for ``builtins.open`` (and ``io.open``, the same object)."""
+    resolve = table.resolve
+
+    @functools.wraps(real_open)
+    def open(file: Any, *args: Any, **kwargs: Any) -> IO[Any]:  # noqa: A001
+        target = resolve(file)
+        if target is None:
+            return real_open(file, *args, **kwargs)
+        return open_target(target, *args, **kwargs)
+
+    return open
+
+
+def patches(table: MountTable) -> dict[tuple[str, str], Callable[..., Any]]:
+    import builtins
+
+    replacement = make_open(table, builtins.open)
+    result = {("builtins", "open"): replacement}
+    if io.open is builtins.open:
+        result[("io", "open")] = replacement
+    else:  # pragma: no cover - distinct objects on some other interpreter
+        result[("io", "open")] = make_open(table, io.open)
+    return result

@@ -1,0 +1,122 @@
+"""Where the shim injects itself, and how it takes itself out again.
+
+All knowledge of *where* to patch lives here. Each adapter module declares
+what it replaces as ``{(module, attribute): replacement}`` (an attribute may
+be dotted, ``"Path.touch"``); the patcher resolves owners, keeps one table
+of originals ``(owner, attribute, original)``, applies the replacements, then
+rebinds aliases in other modules (``aliases.rebind``). Uninstall restores in
+reverse order, exactly (identity). Install when installed and uninstall when
+not installed are no-ops.
+"""
+from __future__ import annotations
+
+import importlib
+import threading
+from dataclasses import dataclass
+from typing import Callable, Mapping, Sequence
+
+from vfs_state.shim import aliases
+from vfs_state.shim.router import MountTable
+
+PatchKey = tuple[str, str]
+Factory = Callable[[MountTable], Mapping[PatchKey, Callable]]
+_MISSING = object()
+
+
+@dataclass(frozen=True)
+class Original:
+    """One saved binding: ``owner.attribute`` was ``value`` (or absent)."""
+
+    owner: object
+    attribute: str
+    value: object
+    own: bool  # False: the value was inherited (a class attribute); restore by deleting
+
+    def restore(self) -> None:
+        if self.own:
+            setattr(self.owner, self.attribute, self.value)
+        elif self.attribute in vars(self.owner):
+            delattr(self.owner, self.attribute)
+
+
+def _owner(key: PatchKey) -> tuple[object, str]:
+    module_name, dotted = key
+    owner: object = importlib.import_module(module_name)
+    *path, attribute = dotted.split(".")
+    for part in path:
+        owner = getattr(owner, part)
+    return owner, attribute
+
+
+def _save(owner: object, attribute: str) -> Original | None:
+    if isinstance(owner, type):
+        own = attribute in vars(owner)
+        value = vars(owner)[attribute] if own else getattr(owner, attribute, _MISSING)
+    else:
+        own = True
+        value = getattr(owner, attribute, _MISSING)
+    return None if value is _MISSING else Original(owner, attribute, value, own)
+
+
+class Patcher:
+    """Applies the adapters' replacements against one ``MountTable``."""
+
+    def __init__(self, factories: Sequence[Factory], table: MountTable) -> None:
+        self._factories = list(factories)
+        self._table = table
+        self._lock = threading.RLock()
+        self._originals: list[Original] = []
+        self._aliases: list[Original] = []
+        self._replaced: dict[int, tuple[object, object]] = {}  # id(original) -> pair
+        self.active = False
+
+    @property
+    def originals(self) -> list[Original]:
+        """Every binding the shim changed, in the order it changed them."""
+        return list(self._originals) + list(self._aliases)
+
+    def install(self) -> None:
+        """Patch everything (no-op when already installed)."""
+        with self._lock:
+            if self.active:
+                return
+            plan = self._plan()
+            try:
+                for original, replacement in plan:
+                    self._originals.append(original)
+                    setattr(original.owner, original.attribute, replacement)
+                    self._replaced.setdefault(id(original.value), (original.value, replacement))
+                self._aliases = [Original(m, a, v, True)
+                                 for m, a, v in aliases.rebind(self._replaced)]
+            except BaseException:
+                self._undo()
+                raise
+            self.active = True
+
+    def _plan(self) -> list[tuple[Original, Callable]]:
+        """Build every replacement and resolve every owner before touching any."""
+        plan: list[tuple[Original, Callable]] = []
+        for factory in self._factories:
+            for key, replacement in factory(self._table).items():
+                owner, attribute = _owner(key)
+                original = _save(owner, attribute)
+                if original is not None:
+                    plan.append((original, replacement))
+        return plan
+
+    def uninstall(self) -> None:
+        """Restore every original (no-op when not installed)."""
+        with self._lock:
+            if not self.active:
+                return
+            self._undo()
+            self.active = False
+
+    def _undo(self) -> None:
+        for original in reversed(self._originals):
+            original.restore()
+        # aliases found at install, and copies modules imported since have made
+        aliases.rebind({id(new): (new, old) for old, new in self._replaced.values()})
+        self._aliases = []
+        self._originals = []
+        self._replaced = {}

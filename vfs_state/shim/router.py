@@ -1,0 +1,203 @@
+"""The mount table: which path arguments belong to a mount, and to which key.
+
+Every patched function asks ``MountTable.resolve`` first, so the path that is
+*not* ours must cost next to nothing: no stack inspection, no ``fs`` import,
+a type check and a prefix compare. Only a path that may touch a mount is
+normalised. Relative paths are resolved against the real ``os.getcwd()``.
+"""
+from __future__ import annotations
+
+import functools
+import os
+import posixpath
+from typing import TYPE_CHECKING, Any, Callable, Iterable
+
+if TYPE_CHECKING:
+    from vfs_state.mounts import Mount
+    from vfs_state.statefs import StateFS
+
+_getcwd = os.getcwd
+_fspath = os.fspath
+_fsdecode = os.fsdecode
+
+
+class Target:
+    """A path argument that lies inside a mount.
+
+    Attributes:
+        mount: the ``Mount`` it lies in.
+        fs: that mount's ``StateFS``.
+        key: the key relative to the mount root ("" for the root itself).
+        filename: the argument as ``os.fspath`` gives it, for error messages.
+        is_bytes: the caller passed bytes (results come back as bytes).
+        dir_only: the path ended in ``/`` or ``/.``: it must name a directory.
+    """
+
+    __slots__ = ("mount", "fs", "key", "filename", "is_bytes", "dir_only")
+
+    def __init__(self, mount: Mount, fs: StateFS, key: str, filename: str | bytes,
+                 is_bytes: bool, dir_only: bool) -> None:
+        self.mount = mount
+        self.fs = fs
+        self.key = key
+        self.filename = filename
+        self.is_bytes = is_bytes
+        self.dir_only = dir_only
+
+    @property
+    def fs_path(self) -> str:
+        """The path ``StateFS`` understands ("/" + key)."""
+        return "/" + self.key
+
+    def child(self, name: str) -> Target:
+        """The target of ``name`` inside this directory (filename joined as given)."""
+        key = f"{self.key}/{name}" if self.key else name
+        if self.is_bytes:
+            filename: str | bytes = posixpath.join(self.filename, os.fsencode(name))
+        else:
+            filename = posixpath.join(self.filename, name)
+        return Target(self.mount, self.fs, key, filename, self.is_bytes, False)
+
+    def where(self) -> str:
+        """How error messages name the mount."""
+        return f"mount {self.mount.name!r} at {self.mount.path}"
+
+    def __repr__(self) -> str:
+        return f"Target({self.mount.name!r}, {self.key!r})"
+
+
+class MountTable:
+    """Mount paths and their ``StateFS`` objects; swapped whole on install.
+
+    ``StateFS`` objects are kept per ``Mount`` so re-installing the same
+    mount reuses its connections. Constructing one does no I/O.
+    """
+
+    def __init__(self) -> None:
+        self._entries: tuple[tuple[str, Mount, StateFS], ...] = ()
+        self._filesystems: dict[Mount, StateFS] = {}
+
+    @property
+    def mounts(self) -> list[Mount]:
+        return [mount for _, mount, _ in self._entries]
+
+    def filesystem(self, mount: Mount) -> StateFS:
+        return self._filesystems[mount]
+
+    def load(self, mounts: Iterable[Mount]) -> None:
+        """Replace the table (atomically for readers: one tuple assignment)."""
+        from vfs_state.statefs import StateFS  # install time only, never per call
+
+        mounts = list(mounts)
+        filesystems = {m: self._filesystems.get(m) or StateFS(m.socket, m.write_mode, name=m.name)
+                       for m in mounts}
+        self._filesystems = filesystems
+        self._entries = tuple((m.path, m, filesystems[m]) for m in mounts)
+
+    def clear(self) -> None:
+        self._entries = ()
+
+    def resolve(self, arg: object) -> Target | None:
+        """The mount ``arg`` points into, or None (fds, other types, local paths)."""
+        entries = self._entries
+        if not entries:
+            return None
+        kind = type(arg)
+        if kind is str:
+            path = arg
+        elif kind is int or arg is None:
+            return None
+        else:
+            try:
+                path = _fspath(arg)
+            except TypeError:
+                return None
+        if type(path) is not str:
+            if type(path) is not bytes:
+                return None
+            return self._resolve_text(_fsdecode(path), path, True, entries)
+        return self._resolve_text(path, path, False, entries)
+
+    def _resolve_text(self, path: str, filename: str | bytes, is_bytes: bool,
+                      entries: tuple[tuple[str, Mount, StateFS], ...]) -> Target | None:
+        if path[:1] != "/":
+            if not path:
+                return None
+            try:
+                path = _getcwd() + "/" + path
+            except OSError:  # cwd removed: the real call reports it
+                return None
+        if "/." in path or "//" in path:
+            return self._resolve_slow(path, filename, is_bytes, entries)
+        for prefix, mount, fs in entries:
+            if path.startswith(prefix):
+                size = len(prefix)
+                if len(path) == size:
+                    return Target(mount, fs, "", filename, is_bytes, False)
+                if path[size] == "/":
+                    key = path[size + 1:]
+                    dir_only = key.endswith("/")
+                    return _target(mount, fs, key.rstrip("/"), filename, is_bytes, dir_only)
+        return None
+
+    def _resolve_slow(self, path: str, filename: str | bytes, is_bytes: bool,
+                      entries: tuple[tuple[str, Mount, StateFS], ...]) -> Target | None:
+        dir_only = path.endswith(("/", "/.", "/.."))
+        normal = posixpath.normpath(path)
+        if normal.startswith("//"):
+            normal = "/" + normal.lstrip("/")
+        for prefix, mount, fs in entries:
+            if normal == prefix:
+                return Target(mount, fs, "", filename, is_bytes, False)
+            if normal.startswith(prefix + "/"):
+                return _target(mount, fs, normal[len(prefix) + 1:], filename, is_bytes,
+                               dir_only)
+        return None
+
+
+def _target(mount: Mount, fs: StateFS, key: str, filename: str | bytes, is_bytes: bool,
+            dir_only: bool) -> Target:
+    if "\0" in key:
+        raise ValueError("embedded null byte")
+    return Target(mount, fs, key, filename, is_bytes, dir_only)
+
+
+def _relative_to_fd(target: Target, kwargs: dict) -> bool:
+    """A relative path with ``dir_fd`` is resolved against that (local) fd."""
+    if kwargs.get("dir_fd") is None:
+        return False
+    name = target.filename
+    return not (name.startswith(b"/") if isinstance(name, bytes) else name.startswith("/"))
+
+
+def routed(table: MountTable, real: Callable, on_mount: Callable) -> Callable:
+    """A replacement for ``real(path, ...)``: mount paths go to ``on_mount(target, ...)``.
+
+    Everything else (other paths, fds, bad types) reaches ``real`` unchanged,
+    so errors for those are exactly the real function's.
+    """
+    resolve = table.resolve
+
+    @functools.wraps(real)
+    def replacement(path: Any, *args: Any, **kwargs: Any) -> Any:
+        target = resolve(path)
+        if target is None or (kwargs and _relative_to_fd(target, kwargs)):
+            return real(path, *args, **kwargs)
+        return on_mount(target, *args, **kwargs)
+
+    return replacement
+
+
+def routed_default(table: MountTable, real: Callable, on_mount: Callable,
+                   default: object) -> Callable:
+    """Like ``routed`` for functions whose path may be omitted (``os.listdir()``)."""
+    resolve = table.resolve
+
+    @functools.wraps(real)
+    def replacement(path: Any = default, *args: Any, **kwargs: Any) -> Any:
+        target = resolve(default if path is None else path)
+        if target is None:
+            return real(path, *args, **kwargs)
+        return on_mount(target, *args, **kwargs)
+
+    return replacement
