@@ -13,6 +13,7 @@ from typing import Iterator
 
 from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
+from werkzeug.routing import PathConverter
 
 from sidecars import config
 from sidecars import keys as keyrules
@@ -43,6 +44,7 @@ def build_app(backend: Backend, *, consistency: str = "cas", prefix: str = "",
     app = Flask(name)
     app.url_map.merge_slashes = False  # "a//b" is a bad key, not a redirect
     app.url_map.strict_slashes = False
+    app.url_map.converters["key"] = KeyConverter
     app.extensions["vfs_state"] = _Core(backend, consistency, keyrules.normalise_prefix(prefix))
     core: _Core = app.extensions["vfs_state"]
 
@@ -63,14 +65,20 @@ def build_app(backend: Backend, *, consistency: str = "cas", prefix: str = "",
         log.exception("unexpected error")
         return _error(500, "internal", f"{type(exc).__name__}: {exc}")
 
-    app.add_url_rule("/keys/<path:key>", "object", core.object_view,
+    app.add_url_rule("/keys/<key:key>", "object", core.object_view,
                      methods=["GET", "HEAD", "PUT", "DELETE"])
     app.add_url_rule("/keys/", "listing", core.list_view, methods=["GET"])
     app.add_url_rule("/keys", "listing_bare", core.list_view, methods=["GET"])
-    app.add_url_rule("/meta/<path:key>", "meta", core.meta_view, methods=["GET", "PUT"])
+    app.add_url_rule("/meta/<key:key>", "meta", core.meta_view, methods=["GET", "PUT"])
     app.add_url_rule("/healthz", "healthz", lambda: jsonify(status="ready"))
     app.add_url_rule("/readyz", "readyz", core.ready_view)
     return app
+
+
+class KeyConverter(PathConverter):
+    """Like ``<path:>``, but a key may hold any character, line feeds included."""
+
+    regex = r"[^/][\s\S]*?"
 
 
 def _error(status: int, code: str, message: str) -> Response:

@@ -9,15 +9,18 @@ replaces the mount table.
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Iterator, Sequence
+from typing import ContextManager, Iterator, Sequence
 
 from vfs_state.mounts import Mount, mounts_from_env, parse_mounts
-from vfs_state.shim import open_adapter, os_adapter
+from vfs_state.shim import (open_adapter, os_adapter, pathlib_adapter, refusals, rename,
+                            shutil_adapter, xattr_adapter)
+from vfs_state.shim.local_copy import local_copy_from
 from vfs_state.shim.patcher import Original, Patcher
 from vfs_state.shim.router import MountTable, Target
 
 #: The adapters, in patch order (uninstall runs in reverse).
-ADAPTERS = (open_adapter.patches, os_adapter.patches)
+ADAPTERS = (open_adapter.patches, os_adapter.patches, rename.patches, xattr_adapter.patches,
+            refusals.patches, pathlib_adapter.patches, shutil_adapter.patches)
 
 _table = MountTable()
 _patcher = Patcher(ADAPTERS, _table)
@@ -78,6 +81,19 @@ def resolve(path: object) -> Target | None:
     return _table.resolve(path)
 
 
+def local_copy(path: object, mode: str = "r") -> ContextManager[str]:
+    """A real local file for ``path`` (a context manager yielding its ``str`` path).
+
+    For C extensions that open files themselves (``sqlite3``, ``h5py``):
+    the key is downloaded to a temporary file; on exit, with ``mode`` "r+"
+    or "w", it is written back if it changed, conditional on the version
+    read (``FileExistsError`` if another writer got there first). "r"
+    never writes back; "w" starts from an empty file. A path outside every
+    mount is yielded unchanged, so the same code runs locally.
+    """
+    return local_copy_from(_table, path, mode)
+
+
 @contextmanager
 def installed(mounts: Mounts = None) -> Iterator[list[Mount]]:
     """``install`` for a block; restores the previous state (nesting is safe)."""
@@ -93,4 +109,4 @@ def installed(mounts: Mounts = None) -> Iterator[list[Mount]]:
 
 
 __all__ = ["install", "uninstall", "installed", "is_installed", "active_mounts", "patched",
-           "resolve", "Mount", "ADAPTERS"]
+           "resolve", "local_copy", "Mount", "ADAPTERS"]

@@ -1,0 +1,46 @@
+"""Fixtures for the shim tests: a mount path routed to a real sidecar.
+
+Mount paths are fresh absolute paths that do not exist on the local disk,
+so anything the shim failed to route would fail loudly instead of quietly
+touching a local directory.
+"""
+from __future__ import annotations
+
+import os
+import uuid
+from dataclasses import dataclass
+
+import pytest
+
+import vfs_state
+
+
+@dataclass
+class MountedDir:
+    """``base`` is a fresh, existing directory inside ``mount_path``."""
+
+    mount_path: str
+    base: str
+    socket_path: str
+    spec: str
+
+
+def mount_spec(name: str, path: str, socket_path: str, write: str = "buffered") -> str:
+    return f"{name}:{path}:write={write},socket={socket_path}"
+
+
+def fresh_mount_path() -> str:
+    path = f"/vfs-shim-test-{uuid.uuid4().hex[:10]}"
+    assert not os.path.lexists(path)
+    return path
+
+
+@pytest.fixture
+def mounted(local_sidecar):
+    """The shim installed with one mount on the session's local sidecar."""
+    path = fresh_mount_path()
+    spec = mount_spec("meta", path, local_sidecar.socket_path)
+    with vfs_state.installed(spec):
+        base = f"{path}/run-{uuid.uuid4().hex[:8]}"
+        os.mkdir(base)
+        yield MountedDir(path, base, local_sidecar.socket_path, spec)

@@ -1,0 +1,119 @@
+"""Extended attributes on mounts: ``user.vfs.<attr>`` is the sidecar's ``/meta``.
+
+``os.getxattr/listxattr/setxattr`` map ``user.vfs.NAME`` (and, for the asya
+state proxy's handlers, ``user.asya.NAME``) to backend attributes such as a
+Redis ``ttl`` or an object's ``version``. A missing attribute is
+``OSError(ENODATA)`` as on a local filesystem; names outside those
+namespaces hold nothing (``ENODATA``) and cannot be set (``ENOTSUP``); the
+protocol cannot delete an attribute, so ``removexattr`` of one that exists
+is refused with ``ENOTSUP``.
+"""
+from __future__ import annotations
+
+import errno
+import os
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
+
+from vfs_state.shim.errors import oserror, refused
+from vfs_state.shim.probe import kind
+from vfs_state.shim.router import MountTable, Target, routed, routed_default
+
+PREFIXES = ("user.vfs.", "user.asya.")
+LISTED_PREFIX = "user.vfs."
+
+
+def backend_name(attribute: str | bytes) -> str | None:
+    """``user.vfs.ttl`` -> ``ttl``; None for other namespaces."""
+    name = os.fsdecode(attribute)
+    for prefix in PREFIXES:
+        if name.startswith(prefix) and len(name) > len(prefix):
+            return name[len(prefix):]
+    return None
+
+
+@contextmanager
+def _client_errors(target: Target) -> Iterator[None]:
+    """Sidecar errors carry the key; callers expect their own path."""
+    try:
+        yield
+    except ValueError as exc:
+        raise oserror(errno.EINVAL, target.filename, message=str(exc)) from None
+    except (ConnectionError, TimeoutError):
+        raise
+    except OSError as exc:
+        if exc.errno in (errno.ENOENT, errno.ENODATA, errno.EACCES, errno.EPERM):
+            raise oserror(exc.errno, target.filename, message=exc.strerror) from None
+        raise
+
+
+def _attributes(target: Target) -> dict[str, str]:
+    """All backend attributes; a directory has none (it is not an object)."""
+    if not target.key:
+        return {}
+    try:
+        with _client_errors(target):
+            return target.fs.client.get_attrs(target.key)
+    except FileNotFoundError:
+        if kind(target) == "dir":
+            return {}
+        raise
+
+
+def getxattr(target: Target, attribute: str | bytes, *, follow_symlinks: bool = True) -> bytes:
+    name = backend_name(attribute)
+    if name is None or not target.key:
+        _attributes(target)  # ENOENT for a missing path, else nothing under that name
+        raise oserror(errno.ENODATA, target.filename)
+    try:
+        with _client_errors(target):
+            return target.fs.client.get_attr(target.key, name).encode("utf-8")
+    except FileNotFoundError:
+        if kind(target) == "dir":
+            raise oserror(errno.ENODATA, target.filename) from None
+        raise
+
+
+def listxattr(target: Target, *, follow_symlinks: bool = True) -> list[str]:
+    return [LISTED_PREFIX + name for name in sorted(_attributes(target))]
+
+
+def setxattr(target: Target, attribute: str | bytes, value: bytes, flags: int = 0, *,
+             follow_symlinks: bool = True) -> None:
+    name = backend_name(attribute)
+    if name is None:
+        raise refused(target, f"setxattr({os.fsdecode(attribute)!r})", errno.ENOTSUP,
+                      f"only {' and '.join(p + '*' for p in PREFIXES)} attributes are stored")
+    if flags:
+        exists = name in _attributes(target)
+        if flags & os.XATTR_CREATE and exists:
+            raise oserror(errno.EEXIST, target.filename)
+        if flags & os.XATTR_REPLACE and not exists:
+            raise oserror(errno.ENODATA, target.filename)
+    try:
+        text = bytes(value).decode("utf-8")
+    except UnicodeDecodeError:
+        raise oserror(errno.EINVAL, target.filename,
+                      message="attribute values on a mount must be UTF-8") from None
+    with _client_errors(target):
+        target.fs.client.set_attr(target.key, name, text)
+
+
+def removexattr(target: Target, attribute: str | bytes, *,
+                follow_symlinks: bool = True) -> None:
+    name = backend_name(attribute)
+    if name is None or name not in _attributes(target):
+        raise oserror(errno.ENODATA, target.filename)
+    raise refused(target, "removexattr()", errno.ENOTSUP,
+                  "the sidecar protocol cannot delete an attribute")
+
+
+def patches(table: MountTable) -> dict[tuple[str, str], Callable[..., Any]]:
+    if not hasattr(os, "getxattr"):  # pragma: no cover - not Linux
+        return {}
+    return {
+        ("os", "getxattr"): routed(table, os.getxattr, getxattr),
+        ("os", "setxattr"): routed(table, os.setxattr, setxattr),
+        ("os", "removexattr"): routed(table, os.removexattr, removexattr),
+        ("os", "listxattr"): routed_default(table, os.listxattr, listxattr, "."),
+    }
