@@ -1,0 +1,319 @@
+"""The shim's mechanics: patching and restoring, routing, and a handler unchanged.
+
+Installs against a real ``local-buffered-cas`` sidecar (``local_sidecar``).
+"""
+from __future__ import annotations
+
+import builtins
+import io
+import os
+import pathlib
+import shutil
+import sys
+import types
+import uuid
+
+import pytest
+
+import vfs_state
+from vfs_state import shim
+from vfs_state.mounts import Mount
+from vfs_state.shim.router import MountTable
+from tests.shim_fixtures import fresh_mount_path, mount_spec, mounted  # noqa: F401
+
+SPEC = "meta:/vfs-basic-mount:socket=/nonexistent/meta.sock"
+
+
+def _snapshot() -> dict[tuple[str, str], object]:
+    """Every attribute of every loaded module, plus ``pathlib.Path``'s own."""
+    seen: dict[tuple[str, str], object] = {}
+    for name, module in list(sys.modules.items()):
+        if isinstance(module, types.ModuleType):
+            for attr, value in list(vars(module).items()):
+                seen[(name, attr)] = value
+    for attr, value in vars(pathlib.Path).items():
+        seen[("pathlib.Path", attr)] = value
+    return seen
+
+
+@pytest.fixture(autouse=True)
+def _never_left_installed():
+    yield
+    shim.uninstall()
+
+
+def test_uninstall_restores_every_original_by_identity():
+    before = _snapshot()
+    shim.install(SPEC)
+    patched = shim.patched()
+    assert patched, "nothing was patched"
+    for original in patched:
+        assert getattr(original.owner, original.attribute) is not original.value
+    shim.uninstall()
+    for original in patched:
+        assert getattr(original.owner, original.attribute) is original.value, original
+    after = _snapshot()
+    changed = [key for key, value in before.items() if key in after and after[key] is not value]
+    assert changed == []
+
+
+def test_patched_names_cover_the_surfaces():
+    shim.install(SPEC)
+    names = {(getattr(o.owner, "__name__", o.owner), o.attribute) for o in shim.patched()}
+    for expected in [("builtins", "open"), ("io", "open"), ("os", "stat"), ("os", "lstat"),
+                     ("os", "listdir"), ("os", "scandir"), ("os", "remove"), ("os", "unlink"),
+                     ("os", "mkdir"), ("os", "rmdir"), ("os", "rename"), ("os", "replace"),
+                     ("os", "getxattr"), ("os", "open"), ("Path", "touch"),
+                     ("shutil", "rmtree")]:
+        assert expected in names
+
+
+def test_install_twice_is_safe_and_replaces_the_table():
+    first = shim.install(SPEC)
+    patched = [(o.owner, o.attribute, o.value) for o in shim.patched()]
+    replacement = os.stat
+    assert shim.install(SPEC) == first
+    assert os.stat is replacement
+    assert [(o.owner, o.attribute, o.value) for o in shim.patched()] == patched
+    shim.install("other:/vfs-basic-other:socket=/nonexistent/other.sock")
+    assert shim.resolve("/vfs-basic-mount/a") is None
+    assert shim.resolve("/vfs-basic-other/a").key == "a"
+    shim.uninstall()
+    for owner, attribute, value in patched:
+        assert getattr(owner, attribute) is value
+
+
+def test_uninstall_when_not_installed_is_a_noop():
+    real_open = builtins.open
+    shim.uninstall()
+    shim.uninstall()
+    assert builtins.open is real_open and not shim.is_installed()
+
+
+def test_installed_nests_and_restores_the_outer_table():
+    real_stat = os.stat
+    with vfs_state.installed(SPEC):
+        with vfs_state.installed("inner:/vfs-basic-inner:socket=/x.sock"):
+            assert shim.resolve("/vfs-basic-inner/k") is not None
+            assert shim.resolve("/vfs-basic-mount/k") is None
+        assert shim.resolve("/vfs-basic-mount/k") is not None
+        assert os.stat is not real_stat
+    assert os.stat is real_stat and not shim.is_installed()
+
+
+def test_mounts_as_string_list_or_environment(monkeypatch):
+    mount = Mount("m", "/vfs-basic-list", socket="/x.sock")
+    assert shim.install([mount]) == [mount]
+    monkeypatch.delenv("VFS_STATE_MOUNTS", raising=False)
+    monkeypatch.setenv("ASYA_STATE_PROXY_MOUNTS", "legacy:/vfs-basic-legacy:socket=/y.sock")
+    assert [m.name for m in shim.install()] == ["legacy"]
+    monkeypatch.setenv("VFS_STATE_MOUNTS", "new:/vfs-basic-new")
+    assert [m.name for m in shim.install(None)] == ["new"]
+    with pytest.raises(ValueError, match="broken"):
+        shim.install("broken")
+    with pytest.raises(TypeError):
+        shim.install([("not", "a mount")])  # type: ignore[list-item]
+
+
+def test_aliases_bound_before_install_are_rebound_and_restored():
+    module = types.ModuleType("vfs_alias_probe")
+    module.__file__ = "<probe>"
+    module.stat = os.stat
+    module.opener = builtins.open
+    sys.modules[module.__name__] = module
+    try:
+        shim.install(SPEC)
+        assert module.stat is os.stat and module.opener is builtins.open
+        late = types.ModuleType("vfs_alias_late")  # imported while installed
+        late.__file__ = "<late>"
+        late.rmtree = shutil.rmtree
+        sys.modules[late.__name__] = late
+        shim.uninstall()
+        assert module.stat is os.stat and module.opener is builtins.open
+        assert late.rmtree is shutil.rmtree
+        assert os.stat.__module__ != "vfs_state.shim.router"
+    finally:
+        sys.modules.pop("vfs_alias_probe", None)
+        sys.modules.pop("vfs_alias_late", None)
+
+
+# -- routing -------------------------------------------------------------------------------
+
+@pytest.fixture
+def table():
+    table = MountTable()
+    table.load([Mount("meta", "/state/meta", socket="/x.sock"),
+                Mount("w", "/data/weights", socket="/y.sock")])
+    return table
+
+
+@pytest.mark.parametrize("arg, key", [
+    ("/state/meta", ""), ("/state/meta/", ""), ("/state/meta/a.json", "a.json"),
+    ("/state/meta/d/e f#?%é", "d/e f#?%é"), (b"/state/meta/b", "b"),
+    (pathlib.PurePosixPath("/state/meta/p"), "p"), ("//state//meta/./x/../y", "y"),
+    ("/tmp/../state/meta/z", "z"), ("/data/weights/w.bin", "w.bin"),
+])
+def test_resolve_mount_paths(table, arg, key):
+    target = table.resolve(arg)
+    assert target is not None and target.key == key
+    assert target.filename == os.fspath(arg)
+    assert target.is_bytes == isinstance(arg, bytes)
+
+
+@pytest.mark.parametrize("arg", [
+    "/state/metadata/x", "/state", "/state/met", "/tmp/state/meta/x", "relative/x", 3, None,
+    1.5, b"/data/weightsx", "/state/meta/../other", object(), "",
+])
+def test_resolve_other_arguments(table, arg):
+    assert table.resolve(arg) is None
+
+
+def test_resolve_trailing_slash_and_relative(table, monkeypatch):
+    assert table.resolve("/state/meta/d/").dir_only
+    assert table.resolve("/state/meta/d/.").dir_only
+    assert not table.resolve("/state/meta/d").dir_only
+    monkeypatch.chdir("/")
+    assert table.resolve("state/meta/rel").key == "rel"
+    assert table.resolve("tmp") is None
+    with pytest.raises(ValueError, match="null"):
+        table.resolve("/state/meta/a\0b")
+
+
+# -- non-mount paths are untouched ------------------------------------------------------------
+
+def test_local_paths_behave_exactly_as_before(tmp_path):
+    real = {}
+    path = tmp_path / "f.txt"
+
+    def exercise() -> dict:
+        path.write_text("line one\nline two\n", encoding="utf-8")
+        with open(path) as handle:
+            text, handle_type, mode = handle.read(), type(handle), handle.mode
+        with open(str(path), "rb", buffering=0) as raw:
+            fileno_ok = raw.fileno() >= 0
+        st = os.stat(path)
+        result = {
+            "text": text, "type": handle_type, "mode": mode, "fileno": fileno_ok,
+            "stat": (st.st_mode, st.st_size, st.st_ino), "listdir": sorted(os.listdir(tmp_path)),
+            "scandir": sorted(e.name for e in os.scandir(tmp_path)),
+            "exists": os.path.exists(path), "isdir": os.path.isdir(tmp_path),
+        }
+        for call in (lambda: os.stat(tmp_path / "missing"), lambda: open(tmp_path / "missing")):
+            with pytest.raises(FileNotFoundError) as info:
+                call()
+            result.setdefault("errors", []).append((info.value.errno, info.value.filename))
+        os.remove(path)
+        return result
+
+    real = exercise()
+    shim.install(SPEC)
+    assert exercise() == real
+
+
+def test_relative_local_path_with_shim(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    shim.install(SPEC)
+    with open("rel.txt", "w") as handle:
+        handle.write("x")
+    assert (tmp_path / "rel.txt").read_text() == "x"
+    assert os.path.getsize("rel.txt") == 1
+
+
+# -- a handler written for the asya state proxy -------------------------------------------------
+
+def handler(state: str, message: dict) -> dict:
+    """Plain file operations only, as handlers for the asya state proxy are written."""
+    os.makedirs(f"{state}/sessions/{message['user']}", exist_ok=True)
+    path = f"{state}/sessions/{message['user']}/count.txt"
+    count = 0
+    if os.path.exists(path):
+        with open(path) as handle:
+            count = int(handle.read())
+    with open(path, "w") as handle:
+        handle.write(str(count + 1))
+    size = os.stat(path).st_size
+    names = sorted(os.listdir(f"{state}/sessions"))
+    if message.get("reset"):
+        os.remove(path)
+    return {"count": count + 1, "size": size, "users": names}
+
+
+def test_handler_runs_unchanged_on_a_mount(mounted, local_sidecar):
+    state = mounted.base
+    assert handler(state, {"user": "ann"}) == {"count": 1, "size": 1, "users": ["ann"]}
+    assert handler(state, {"user": "ann"}) == {"count": 2, "size": 1, "users": ["ann"]}
+    assert handler(state, {"user": "bob", "reset": True})["users"] == ["ann", "bob"]
+    assert not os.path.exists(f"{state}/sessions/bob/count.txt")
+    stored = os.path.join(local_sidecar.root, os.path.basename(state), "sessions", "ann",
+                          "count.txt")
+    shim.uninstall()
+    with open(stored) as handle:  # the sidecar's directory, read with the real open
+        assert handle.read() == "2"
+    assert not os.path.lexists(mounted.mount_path)
+
+
+def test_file_objects_are_real_io_objects(mounted):
+    path = f"{mounted.base}/obj.bin"
+    cases = [("wb", io.BufferedWriter, "wb"), ("rb", io.BufferedReader, "rb"),
+             ("r+b", io.BufferedRandom, "rb+"), ("ab", io.BufferedWriter, "ab"),
+             ("a+b", io.BufferedRandom, "ab+"), ("w+b", io.BufferedRandom, "rb+")]
+    for mode, cls, reported in cases:
+        with open(path, mode) as handle:
+            assert type(handle) is cls and handle.mode == reported and handle.name == path
+            with pytest.raises(io.UnsupportedOperation, match="mount 'meta'"):
+                handle.fileno()
+    with open(pathlib.Path(path), "w", encoding="utf-8", buffering=1) as text:
+        assert type(text) is io.TextIOWrapper and text.mode == "w" and text.line_buffering
+        assert text.name == path and text.buffer.mode == "wb"
+    with open(path) as text:
+        assert text.encoding == io.TextIOWrapper(io.BytesIO()).encoding
+        assert text.newlines is None and text.errors == "strict"
+    with open(os.fsencode(path), "rb", buffering=0) as raw:
+        assert isinstance(raw, io.RawIOBase) and raw.name == os.fsencode(path)
+
+
+def test_errors_are_oserrors_with_errno_and_filename(mounted):
+    base = mounted.base
+    os.mkdir(f"{base}/d")
+    with open(f"{base}/d/f", "w") as handle:
+        handle.write("x")
+    cases = [
+        (lambda: open(f"{base}/missing"), FileNotFoundError, f"{base}/missing"),
+        (lambda: os.stat(f"{base}/missing"), FileNotFoundError, f"{base}/missing"),
+        (lambda: open(f"{base}/d"), IsADirectoryError, f"{base}/d"),
+        (lambda: os.listdir(f"{base}/d/f"), NotADirectoryError, f"{base}/d/f"),
+        (lambda: os.mkdir(f"{base}/d"), FileExistsError, f"{base}/d"),
+        (lambda: os.rmdir(f"{base}/d"), OSError, f"{base}/d"),
+        (lambda: os.remove(f"{base}/d"), IsADirectoryError, f"{base}/d"),
+        (lambda: os.mkdir(f"{base}/nope/sub"), FileNotFoundError, f"{base}/nope/sub"),
+    ]
+    for call, cls, filename in cases:
+        with pytest.raises(cls) as info:
+            call()
+        assert isinstance(info.value, OSError) and info.value.errno
+        assert info.value.filename == filename
+
+
+def test_refusals_name_the_mount_and_never_touch_local_disk(mounted):
+    path = f"{mounted.base}/r.txt"
+    with open(path, "w") as handle:
+        handle.write("x")
+    for call in (lambda: os.open(path, os.O_RDONLY), lambda: os.chmod(path, 0o600),
+                 lambda: os.utime(path), lambda: os.chdir(mounted.base),
+                 lambda: os.symlink("/etc/hostname", f"{mounted.base}/link"),
+                 lambda: os.link(path, f"{mounted.base}/hard"),
+                 lambda: open(path, opener=os.open)):
+        with pytest.raises(OSError, match="mount 'meta'"):
+            call()
+    assert not os.path.lexists(mounted.mount_path + "-never")
+    shim.uninstall()
+    assert not os.path.lexists(mounted.mount_path)
+
+
+def test_write_creates_parents_implicitly(mounted):
+    path = f"{mounted.base}/{uuid.uuid4().hex}/deep/er/f.txt"
+    with open(path, "w") as handle:
+        handle.write("data")
+    assert os.path.isdir(os.path.dirname(path))
+    with open(path) as handle:
+        assert handle.read() == "data"
