@@ -155,7 +155,7 @@ class DirectNats:
     """nats-py JetStream KV ``put``/``get`` driven from a private event loop."""
 
     method = {"write": "kv.put", "read": "kv.get", "stat": "kv.get (no metadata-only call)",
-              "listdir": "kv.keys(filter)"}
+              "listdir": "kv.watch(prefix.>, meta_only)"}
 
     def __init__(self, url: str) -> None:
         import nats
@@ -181,7 +181,18 @@ class DirectNats:
         return self.loop.run_until_complete(self.kv.get(self._key(key))).revision
 
     def listdir(self, prefix: str) -> list[str]:
-        return self.loop.run_until_complete(self.kv.keys(filters=[self._key(prefix) + ".>"]))
+        return self.loop.run_until_complete(self._keys(self._key(prefix) + ".>"))
+
+    async def _keys(self, subject: str) -> list[str]:
+        """Server-side filtered (``kv.keys`` watches every key and filters locally)."""
+        watcher = await self.kv.watch(subject, ignore_deletes=True, meta_only=True)
+        keys = []
+        async for entry in watcher:
+            if entry is None:
+                break
+            keys.append(entry.key)
+        await watcher.stop()
+        return keys
 
     def close(self) -> None:
         self.loop.run_until_complete(self.nc.close())
