@@ -1,0 +1,119 @@
+"""The two command-line entry points: `vfs-state-sidecar` and `vfs-state run`."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import time
+
+import psutil
+import pytest
+
+from tests.harness.sidecar import Sidecar, healthy
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    env.pop("VFS_STATE_MOUNTS", None)
+    env.pop("ASYA_STATE_PROXY_MOUNTS", None)
+    env.update(extra)
+    return env
+
+
+def _start_hook_installed() -> bool:
+    import site
+    return any(os.path.exists(os.path.join(d, "vfs_state_autoinstall.pth"))
+               for d in site.getsitepackages())
+
+
+def test_socket_mode_is_0660(tmp_path):
+    with Sidecar("local-buffered-cas", {"STATE_ROOT": str(tmp_path)}, workers=1) as sidecar:
+        assert stat.S_IMODE(os.stat(sidecar.socket_path).st_mode) == 0o660
+
+
+def test_stale_socket_is_replaced_but_a_live_one_is_not(tmp_path):
+    with Sidecar("local-buffered-cas", {"STATE_ROOT": str(tmp_path)}, workers=1) as live:
+        stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        stale_path = os.path.join(os.path.dirname(live.socket_path), "stale.sock")
+        stale.bind(stale_path)
+        stale.close()  # a socket file nobody listens on
+        env = _env(STATE_ROOT=str(tmp_path), CONNECTOR_SOCKET=stale_path)
+        proc = subprocess.Popen([sys.executable, "-m", "sidecars.cli", "local-buffered-cas"],
+                                env=env)
+        try:
+            deadline = time.monotonic() + 20
+            while not (os.path.exists(stale_path) and _answers(stale_path)):
+                assert proc.poll() is None and time.monotonic() < deadline
+                time.sleep(0.05)
+        finally:
+            proc.terminate()
+            proc.wait(15)
+        clash = subprocess.run([sys.executable, "-m", "sidecars.cli", "local-buffered-cas"],
+                               env=_env(STATE_ROOT=str(tmp_path),
+                                        CONNECTOR_SOCKET=live.socket_path),
+                               capture_output=True, text=True, timeout=30, check=False)
+        assert clash.returncode != 0 and "in use" in clash.stderr
+        assert healthy(live.socket_path)
+
+
+def _answers(path: str) -> bool:
+    try:
+        return healthy(path)
+    except OSError:
+        return False
+
+
+def test_sigterm_stops_gracefully_and_gunicorn_args_apply(tmp_path):
+    sidecar = Sidecar("local-buffered-cas", {"STATE_ROOT": str(tmp_path),
+                                             "GUNICORN_CMD_ARGS": "--workers 3"}, workers=3)
+    sidecar.start()
+    try:
+        master = psutil.Process(sidecar.proc.pid)
+        workers = [c for c in master.children(recursive=True)]
+        assert len(workers) == 3
+        sidecar.proc.send_signal(signal.SIGTERM)
+        assert sidecar.proc.wait(20) == 0
+    finally:
+        sidecar.close()
+
+
+@pytest.mark.skipif(not _start_hook_installed(),
+                    reason="needs the package installed (its .pth start-up hook); nox does it")
+def test_run_starts_sidecars_runs_the_command_and_propagates_exit(tmp_path):
+    state = tmp_path / "state"
+    script = tmp_path / "handler.py"
+    script.write_text(
+        "import json, os, sys\n"
+        "os.makedirs('/state/meta/sub', exist_ok=True)\n"
+        "with open('/state/meta/sub/a.json', 'w') as f:\n"
+        "    json.dump({'n': 1}, f)\n"
+        "print(sorted(os.listdir('/state/meta')))\n"
+        "sys.exit(7)\n")
+    result = subprocess.run([sys.executable, "-m", "vfs_state.cli", "run", "--mount",
+                             f"meta={state}", "--", sys.executable, str(script)],
+                            env=_env(), capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 7, result.stderr
+    assert "['sub']" in result.stdout
+    assert json.loads((state / "sub" / "a.json").read_text()) == {"n": 1}
+
+
+def test_run_refuses_a_bad_mount_argument():
+    result = subprocess.run([sys.executable, "-m", "vfs_state.cli", "run", "--mount", "nodir",
+                             "--", "true"], env=_env(), capture_output=True, text=True,
+                            timeout=30, check=False)
+    assert result.returncode == 2 and "NAME=DIR" in result.stderr
+
+
+@pytest.mark.parametrize("value", ["meta", "meta:/x:write=sideways"])
+def test_bad_mount_env_is_reported_at_start(value):
+    """A broken VFS_STATE_MOUNTS is reported, never silently ignored."""
+    code = "import vfs_state._autoinstall"
+    result = subprocess.run([sys.executable, "-c", code], env=_env(VFS_STATE_MOUNTS=value),
+                            capture_output=True, text=True, timeout=30, check=False)
+    assert "mounts NOT active" in result.stderr and value.split(":")[0] in result.stderr
