@@ -8,8 +8,8 @@ bad input always gets a 4xx and the worker keeps serving.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from email.utils import formatdate
-from typing import Iterator
 
 from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException

@@ -10,8 +10,9 @@ marker with an empty body.
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import BinaryIO, Callable, Iterable, Iterator
+from typing import BinaryIO
 
 from sidecars.errors import Forbidden, NotFound
 
@@ -117,10 +118,10 @@ class Backend(abc.ABC):
         """Set a writable attribute; read-only ones raise ``Forbidden``."""
         raise Forbidden(f"attribute {name!r} is not writable on this backend")
 
-    def ping(self) -> None:
+    def ping(self) -> None:  # noqa: B027 - optional hook
         """Raise ``BackendUnavailable`` when the service cannot be reached."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook
         """Release clients and threads (worker shutdown)."""
 
 

@@ -15,16 +15,23 @@ import fcntl
 import os
 import stat
 import uuid
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import BinaryIO, Iterator
+from typing import BinaryIO
 
 from flask import Flask
 
 from sidecars import config
 from sidecars.app import build_app
 from sidecars.backend import Backend, ListPage, ObjectBody, ObjectInfo, iter_stream
-from sidecars.errors import (BackendUnavailable, Conflict, Forbidden, NotFound,
-                             PreconditionFailed, RangeNotSatisfiable)
+from sidecars.errors import (
+    BackendUnavailable,
+    Conflict,
+    Forbidden,
+    NotFound,
+    PreconditionFailed,
+    RangeNotSatisfiable,
+)
 from sidecars.keys import RESERVED_PREFIX
 
 CHUNK = 1 << 20

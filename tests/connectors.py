@@ -9,7 +9,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 import uuid
-from typing import Callable
+from collections.abc import Callable
 
 from tests.harness.base import ServerProcess
 from tests.harness.sidecar import Sidecar

@@ -273,9 +273,9 @@ def test_sidecar_keeps_serving_after_bad_requests(sock, key):
 
 
 def test_missing_config_is_one_clear_line(tmp_path):
+    import os
     import subprocess
     import sys
-    import os
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = {"PATH": "/usr/bin:/bin", "CONNECTOR_SOCKET": str(tmp_path / "s.sock"),
            "PYTHONPATH": root}

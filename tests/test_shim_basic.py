@@ -19,7 +19,8 @@ import vfs_state
 from vfs_state import shim
 from vfs_state.mounts import Mount
 from vfs_state.shim.router import MountTable
-from tests.shim_fixtures import fresh_mount_path, mount_spec, mounted  # noqa: F401
+from tests import alias_fixture  # noqa: F401  (binds its aliases before any install)
+from tests.shim_fixtures import mounted  # noqa: F401
 
 SPEC = "meta:/vfs-basic-mount:socket=/nonexistent/meta.sock"
 
@@ -194,7 +195,7 @@ def test_local_paths_behave_exactly_as_before(tmp_path):
         st = os.stat(path)
         result = {
             "text": text, "type": handle_type, "mode": mode, "fileno": fileno_ok,
-            "stat": (st.st_mode, st.st_size, st.st_ino), "listdir": sorted(os.listdir(tmp_path)),
+            "stat": (st.st_mode, st.st_size, st.st_nlink), "listdir": sorted(os.listdir(tmp_path)),
             "scandir": sorted(e.name for e in os.scandir(tmp_path)),
             "exists": os.path.exists(path), "isdir": os.path.isdir(tmp_path),
         }
@@ -317,3 +318,37 @@ def test_write_creates_parents_implicitly(mounted):
     assert os.path.isdir(os.path.dirname(path))
     with open(path) as handle:
         assert handle.read() == "data"
+
+
+# -- names bound before install ----------------------------------------------------------------
+
+def test_alias_fixture_every_alias_reached_and_restored(mounted):
+    from tests import alias_fixture as fixture  # imported at collection, before install
+
+    path = f"{mounted.base}/alias.txt"
+    with fixture.builtin_open(path, "w") as handle:
+        handle.write("via alias")
+    for name in ("io_open", "open_alias", "io_open_alias"):
+        with getattr(fixture, name)(path) as handle:
+            assert handle.read() == "via alias"
+    for name in ("stat", "stat_alias", "lstat"):
+        assert getattr(fixture, name)(path).st_size == 9
+    assert fixture.listdir(mounted.base) == ["alias.txt"]
+    assert [e.name for e in fixture.scandir(mounted.base)] == ["alias.txt"]
+    assert fixture.exists(path) and fixture.isfile(path) and fixture.getsize(path) == 9
+    fixture.mkdir(f"{mounted.base}/d")
+    fixture.rename(path, f"{mounted.base}/d/a2.txt")
+    fixture.copy2(f"{mounted.base}/d/a2.txt", f"{mounted.base}/d/a3.txt")
+    assert sorted(fixture.listdir(f"{mounted.base}/d")) == ["a2.txt", "a3.txt"]
+    fixture.touch(fixture.Path(mounted.base) / "t")
+    with pytest.raises(OSError, match="mount 'meta'"):
+        fixture.os_open(f"{mounted.base}/t", os.O_RDONLY)
+    fixture.rmtree_alias(f"{mounted.base}/d")
+    assert not fixture.isdir(f"{mounted.base}/d")
+    # not reached: these still call the real os.stat, which finds nothing on local disk
+    for name, function in fixture.NOT_REACHED.items():
+        with pytest.raises(FileNotFoundError):
+            function(f"{mounted.base}/t")
+    shim.uninstall()
+    for name, original in fixture.REACHED.items():
+        assert getattr(fixture, name) is original, name

@@ -6,8 +6,8 @@ import uuid
 
 import pytest
 
-from vfs_state._pyfs import errors  # noqa: F401  (keeps fs behind one import)
 from vfs_state import StateFS
+from vfs_state._pyfs import errors  # noqa: F401  (keeps fs behind one import)
 
 with __import__("warnings").catch_warnings():
     __import__("warnings").simplefilter("ignore")

@@ -10,7 +10,6 @@ stops the sidecars and exits with the command's exit code.
 from __future__ import annotations
 
 import argparse
-import http.client
 import os
 import shutil
 import signal

@@ -9,9 +9,10 @@ the handler saw).
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from typing import BinaryIO, Iterator
+from typing import BinaryIO
 from urllib.parse import urlencode
 
 from vfs_state.transport import Reply, Transport, key_path

@@ -11,11 +11,21 @@ from __future__ import annotations
 
 import io
 import itertools
+from collections.abc import Collection, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any, BinaryIO, Collection, Iterator, Mapping
+from typing import Any, BinaryIO
 
-from vfs_state._pyfs import FS, Info, Mode, ResourceType, SubFS, basename, dirname, errors
-from vfs_state._pyfs import to_fs_error
+from vfs_state._pyfs import (
+    FS,
+    Info,
+    Mode,
+    ResourceType,
+    SubFS,
+    basename,
+    dirname,
+    errors,
+    to_fs_error,
+)
 from vfs_state.client import SidecarClient, Stat
 from vfs_state.reader import MIN_BLOCK, RangeReader
 from vfs_state.versions import precondition_headers

@@ -12,8 +12,8 @@ import http.client
 import os
 import socket
 import threading
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import Iterator, Mapping
 from urllib.parse import quote
 
 from vfs_state.errors import error_for_status, unreachable
@@ -125,7 +125,7 @@ class Transport:
                     if reused and attempt == 0:
                         continue
                     raise unreachable(self.where, exc) from exc
-                except socket.timeout as exc:
+                except TimeoutError as exc:
                     conn.close()
                     raise TimeoutError(f"sidecar timed out [{self.where}]") from exc
                 except (FileNotFoundError, ConnectionRefusedError) as exc:

@@ -9,7 +9,8 @@ import errno
 import http.client
 import io
 import tempfile
-from typing import BinaryIO, Callable
+from collections.abc import Callable
+from typing import BinaryIO
 
 from vfs_state.client import SidecarClient
 from vfs_state.errors import error_for_status, unreachable

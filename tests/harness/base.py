@@ -8,7 +8,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from typing import Sequence
+from collections.abc import Sequence
 
 
 def free_port() -> int:
@@ -66,7 +66,7 @@ class ServerProcess:
     def ready(self) -> bool:
         return tcp_ready(self.port)
 
-    def start(self) -> "ServerProcess":
+    def start(self) -> ServerProcess:
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(list(self.command()), stdout=log, stderr=subprocess.STDOUT,
                                      env=self.env(), cwd=self.dir, start_new_session=True)
@@ -94,7 +94,7 @@ class ServerProcess:
         self.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
 
-    def __enter__(self) -> "ServerProcess":
+    def __enter__(self) -> ServerProcess:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
