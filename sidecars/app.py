@@ -208,15 +208,21 @@ class _Core:
         max_keys = _int_arg("max_keys", DEFAULT_PAGE, 1, MAX_PAGE)
         start_after = args.get("start_after") or None
         store_prefix = self.prefix + prefix
-        page = self.backend.list(store_prefix, delimiter,
-                                 self.prefix + start_after if start_after else None, max_keys)
+        cursor = self.prefix + start_after if start_after else None
+        # One extra item: the listed directory's own marker is dropped, and a
+        # page must not end on it (as a cursor it would skip the whole subtree).
+        page = self.backend.list(store_prefix, delimiter, cursor, max_keys + 1)
+        items = sorted([(k, False) for k in page.keys if k != store_prefix] +
+                       [(p, True) for p in page.prefixes])
+        truncated = page.next is not None or len(items) > max_keys
+        items = items[:max_keys]
         cut = len(self.prefix)
         result: dict[str, object] = {
-            "keys": [k[cut:] for k in page.keys if k != store_prefix],
-            "prefixes": [p[cut:] for p in page.prefixes],
+            "keys": [name[cut:] for name, is_prefix in items if not is_prefix],
+            "prefixes": [name[cut:] for name, is_prefix in items if is_prefix],
         }
-        if page.next is not None:
-            result["next"] = page.next[cut:]
+        if truncated:
+            result["next"] = (items[-1][0] if items else page.next or "")[cut:]
         return jsonify(result)
 
     def meta_view(self, key: str) -> Response:

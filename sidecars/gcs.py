@@ -1,19 +1,16 @@
 """Google Cloud Storage backend (``gcs-buffered-lww``, ``gcs-buffered-cas``).
 
-A version is the object's *generation*, so CAS maps onto GCS preconditions:
-``If-Match`` becomes ``ifGenerationMatch=<generation>`` and ``If-None-Match: *``
-becomes ``ifGenerationMatch=0``. A read is one streaming ``alt=media`` request
-whose headers carry generation and size: one round trip, and the bytes served
-all belong to the generation reported. Writes of at most ``CHUNK`` bytes are
-one multipart upload; larger or unknown-length bodies stream through a
-resumable session ``CHUNK`` bytes at a time, cancelled if the request body
-breaks, so the old object stays. Every call has a timeout and a bounded
-retry deadline, so an unreachable GCS answers 503/504 in seconds.
+The version is the object's generation, so CAS is GCS's own precondition:
+``ifGenerationMatch=<generation>``, or ``=0`` for create-only. A read is one
+streaming ``alt=media`` request whose headers carry generation and size (one
+round trip; all bytes from the generation reported). Bodies up to ``CHUNK``
+are one multipart upload; longer or chunked ones stream through a resumable
+session, one part in memory, cancelled if the request body breaks so the old
+object stays. Every call has a timeout and a bounded retry deadline.
 
-fake-gcs-server (``STORAGE_EMULATOR_HOST``) ignores preconditions on deletes
-and resumable uploads, and finalizes a session when asked for its status. In
-emulator mode those preconditions are checked here first (best effort: racy)
-and interrupted parts are not resumed. Real GCS needs neither.
+fake-gcs-server ignores preconditions on deletes and resumable uploads and
+finalizes a session asked for its status: with ``STORAGE_EMULATOR_HOST`` set
+those preconditions are checked here first (racy) and parts are not resumed.
 """
 from __future__ import annotations
 
@@ -400,9 +397,7 @@ class GcsBackend(Backend):
 
     def _signed_url(self, blob: storage.Blob) -> str | None:
         """A V4 GET URL where the credentials can sign locally (e.g. a key file)."""
-        if self.emulator_host:
-            return None
-        credentials = self._default_credentials()
+        credentials = None if self.emulator_host else self._default_credentials()
         if not isinstance(credentials, Signing):
             return None
         try:
@@ -460,8 +455,8 @@ def _merge_pages(listing: HTTPIterator, prefix: str, start_after: str | None,
     seen: set[tuple[str, bool]] = set()
     after = start_after or ""
     for page in listing.pages:
-        names = [blob.name for blob in page if blob.name != prefix]
-        seen.update((name, False) for name in names)
+        names = [blob.name for blob in page]
+        seen.update((name, False) for name in names if name != prefix)
         seen.update((name, True) for name in page.prefixes)
         if listing.next_page_token is None:
             break

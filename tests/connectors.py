@@ -89,7 +89,7 @@ def _s3() -> ServerProcess:
 
 def _gcs() -> ServerProcess:
     from tests.harness import fake_gcs
-    server = fake_gcs.FakeGcsServer().start()
+    server = fake_gcs.FakeGcsServer(backend="memory").start()  # keeps markers
     fake_gcs.create_bucket(server, BUCKET)
     return server
 

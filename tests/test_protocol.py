@@ -285,3 +285,22 @@ def test_missing_config_is_one_clear_line(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip() == ("vfs-state-sidecar: missing required environment variable "
                                    "STATE_BUCKET")
+
+
+def test_paging_never_ends_on_the_directory_marker(sock, request_id):
+    """A one-item page must not return the listed directory's own marker as cursor."""
+    base = f"{request_id}/"
+    put(sock, base, b"")                      # the directory's marker
+    put(sock, f"{base}a", b"x")
+    put(sock, f"{base}b", b"x")
+    names, cursor = [], None
+    for _ in range(10):
+        query = f"/keys/?prefix={base}&delimiter=/&max_keys=1"
+        if cursor:
+            query += f"&start_after={cursor}"
+        data = json.loads(request(sock, "GET", query)[2])
+        names += data["keys"] + data["prefixes"]
+        cursor = data.get("next")
+        if not cursor:
+            break
+    assert names == [f"{base}a", f"{base}b"]
