@@ -5,6 +5,7 @@ import multiprocessing
 import uuid
 
 import pytest
+from hypothesis import settings
 from hypothesis.stateful import run_state_machine_as_test
 
 from tests.conformance import machine_for
@@ -26,8 +27,11 @@ def test_suite_catches_a_broken_cas(connector_pool):
     """An LWW sidecar posing as CAS skips the version check: the suite must notice."""
     sidecar = connector_pool.sidecar("local-buffered-lww")
     machine = machine_for(sidecar.socket_path, cas=True, real_directories=True)
+    # Enough room to find the bug whatever the profile; the run stops at the first failure.
+    search = settings(max_examples=1000, stateful_step_count=40, deadline=None,
+                      report_multiple_bugs=False)
     with pytest.raises(AssertionError, match="CAS not enforced"):
-        run_state_machine_as_test(machine)
+        run_state_machine_as_test(machine, settings=search)
 
 
 def _increment(socket_path: str, key: str, count: int) -> int:

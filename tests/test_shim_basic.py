@@ -26,12 +26,16 @@ SPEC = "meta:/vfs-basic-mount:socket=/nonexistent/meta.sock"
 
 
 def _snapshot() -> dict[tuple[str, str], object]:
-    """Every attribute of every loaded module, plus ``pathlib.Path``'s own."""
+    """Every callable attribute of every loaded module, plus ``pathlib.Path``'s own.
+
+    Only callables: plain data (counters, timers) changes on its own.
+    """
     seen: dict[tuple[str, str], object] = {}
     for name, module in list(sys.modules.items()):
         if isinstance(module, types.ModuleType):
             for attr, value in list(vars(module).items()):
-                seen[(name, attr)] = value
+                if callable(value):
+                    seen[(name, attr)] = value
     for attr, value in vars(pathlib.Path).items():
         seen[("pathlib.Path", attr)] = value
     return seen
