@@ -174,6 +174,28 @@ class RssSampler:
                 "peak_total_mib": round(self.peak_total[label] / MiB, 1)}
 
 
+def reset_peak_rss(pids: Iterable[int]) -> None:
+    """Reset the kernel's peak-RSS mark (``VmHWM``) of ``pids`` (Linux; best effort)."""
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/clear_refs", "w") as f:
+                f.write("5")
+        except OSError:
+            pass
+
+
+def peak_rss_mib(pid: int) -> float | None:
+    """``VmHWM``: the exact peak RSS since start or the last ``reset_peak_rss``."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return None
+
+
 def process_tree(pid: int) -> list[int]:
     """``pid`` and all its descendants (a gunicorn master and its workers)."""
     import psutil
@@ -205,9 +227,11 @@ class GeneratedStream:
     def read(self, n: int = -1) -> bytes:
         left = self.size - self._pos
         n = left if n is None or n < 0 else min(n, left)
-        n = min(n, len(self._pattern))
         self._pos += n
-        return self._pattern[:n]
+        block = len(self._pattern)
+        if n <= block:
+            return self._pattern[:n]
+        return self._pattern * (n // block) + self._pattern[:n % block]  # full reads
 
     def readable(self) -> bool:
         return True

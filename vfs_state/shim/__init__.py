@@ -12,15 +12,16 @@ from contextlib import contextmanager
 from typing import ContextManager, Iterator, Sequence
 
 from vfs_state.mounts import Mount, mounts_from_env, parse_mounts
-from vfs_state.shim import (open_adapter, os_adapter, pathlib_adapter, refusals, rename,
-                            shutil_adapter, xattr_adapter)
+from vfs_state.shim import (open_adapter, os_adapter, path_adapter, pathlib_adapter, refusals,
+                            rename, shutil_adapter, xattr_adapter)
 from vfs_state.shim.local_copy import local_copy_from
 from vfs_state.shim.patcher import Original, Patcher
 from vfs_state.shim.router import MountTable, Target
 
 #: The adapters, in patch order (uninstall runs in reverse).
-ADAPTERS = (open_adapter.patches, os_adapter.patches, rename.patches, xattr_adapter.patches,
-            refusals.patches, pathlib_adapter.patches, shutil_adapter.patches)
+ADAPTERS = (open_adapter.patches, os_adapter.patches, path_adapter.patches, rename.patches,
+            xattr_adapter.patches, refusals.patches, pathlib_adapter.patches,
+            shutil_adapter.patches)
 
 _table = MountTable()
 _patcher = Patcher(ADAPTERS, _table)

@@ -44,23 +44,27 @@ def _handler(ignore_errors: bool, onerror: Callable[..., Any] | None,
     return handle
 
 
-def _remove_tree(target: Target, handle: ErrorHandler) -> None:
-    """Depth first, by path: the route ``shutil`` takes without fd functions."""
+def _remove_contents(target: Target, handle: ErrorHandler) -> None:
+    """Depth first, with the callbacks of ``shutil``'s fd-based route on Linux."""
     try:
         with scan(target) as entries:
             children = list(entries)
     except OSError as exc:
         handle(os.scandir, target.filename, exc)
-        children = []
+        return
     for entry in children:
         child = target.child(os.fsdecode(entry.name))
         if entry.is_dir(follow_symlinks=False):
-            _remove_tree(child, handle)
+            _remove_contents(child, handle)
+            _remove_directory(child, handle)
             continue
         try:
             os_adapter.remove(child)
         except OSError as exc:
             handle(os.unlink, child.filename, exc)
+
+
+def _remove_directory(target: Target, handle: ErrorHandler) -> None:
     try:
         os_adapter.rmdir(target)
     except OSError as exc:
@@ -72,7 +76,14 @@ def rmtree(target: Target, ignore_errors: bool = False, onerror: Callable[..., A
     if dir_fd is not None:
         raise refused(target, "shutil.rmtree(dir_fd=...)")
     sys.audit("shutil.rmtree", target.filename, dir_fd)
-    _remove_tree(target, _handler(ignore_errors, onerror, onexc))
+    handle = _handler(ignore_errors, onerror, onexc)
+    try:
+        os_adapter.stat(target)
+    except OSError as exc:
+        handle(os.lstat, target.filename, exc)
+        return
+    _remove_contents(target, handle)
+    _remove_directory(target, handle)
 
 
 def _make_rmtree(table: MountTable, real: Callable[..., None]) -> Callable[..., None]:

@@ -1,0 +1,203 @@
+"""Per-layer cost of one small read: from the backend call up to ``open().read()``.
+
+Against the same sidecar (local, and Redis for contrast), one 1 KiB GET is
+timed at every layer, interleaved:
+
+* ``backend``: the sidecar's ``Backend.read`` in this process (storage only);
+* ``flask wsgi``: the Flask app called in-process with a hand-made WSGI environ;
+* ``flask test_client``: the same through ``app.test_client()``;
+* ``raw socket``: a hand-written HTTP/1.1 request on a kept-alive Unix socket
+  (gunicorn + socket + app, nothing on the client side);
+* ``raw socket /healthz``: the same on the smallest route (gunicorn + Flask floor);
+* ``http.client``: ``vfs_state.transport.Transport.request`` (what vfs_state uses);
+* ``requests-unixsocket``: a ``requests`` session over the same socket;
+* ``StateFS.readbytes`` and ``shim open().read()``: the full client stacks.
+
+Differences between neighbouring rows are the layer costs.
+"""
+from __future__ import annotations
+
+import io
+import os
+import socket
+import sys
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
+from urllib.parse import quote
+
+from benchmarks.common import (Context, KiB, interleaved, log, shim_installed, spread, stats,
+                               table)
+
+NAME = "transport_layers"
+CONNECTORS = ("local-buffered-lww", "redis-buffered-cas")
+KEY = "layers/k"
+LAYERS = ("backend", "flask wsgi", "flask test_client", "raw socket /healthz", "raw socket",
+          "http.client", "requests-unixsocket", "StateFS.readbytes", "shim open().read()")
+
+
+class RawHttp:
+    """The least a client can do: pre-built request bytes, minimal response parsing."""
+
+    def __init__(self, socket_path: str, path: str) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.connect(socket_path)
+        self.request = f"GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode()
+
+    def get(self) -> bytes:
+        self.sock.sendall(self.request)
+        data = b""
+        while b"\r\n\r\n" not in data:
+            data += self.sock.recv(65536)
+        head, _, body = data.partition(b"\r\n\r\n")
+        length = 0
+        for line in head.split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            if name.lower() == b"content-length":
+                length = int(value)
+        while len(body) < length:
+            body += self.sock.recv(65536)
+        return body
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@contextmanager
+def environment(env: dict[str, str]) -> Iterator[None]:
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def in_process_app(sidecar: Any) -> Any:
+    """The sidecar's Flask app built here, on the same backend and prefix."""
+    from sidecars.connectors import get_connector
+    connector = get_connector(sidecar.connector)
+    module = __import__(connector.module, fromlist=["create_app"])
+    with environment({**sidecar._env, "VFS_STATE_CONSISTENCY": connector.consistency}):
+        return module.create_app()
+
+
+def wsgi_call(app: Any, path: str) -> Callable[[], bytes]:
+    """Call the WSGI app directly: the app's own cost, no server, no test client."""
+    base = {"REQUEST_METHOD": "GET", "SCRIPT_NAME": "", "PATH_INFO": path, "QUERY_STRING": "",
+            "SERVER_NAME": "localhost", "SERVER_PORT": "80", "SERVER_PROTOCOL": "HTTP/1.1",
+            "HTTP_HOST": "localhost", "wsgi.version": (1, 0), "wsgi.url_scheme": "http",
+            "wsgi.errors": sys.stderr, "wsgi.multithread": True, "wsgi.multiprocess": True,
+            "wsgi.run_once": False}
+
+    def call() -> bytes:
+        environ = dict(base, **{"wsgi.input": io.BytesIO()})
+        status: list[str] = []
+        body = b"".join(app.wsgi_app(environ, lambda s, h, e=None: status.append(s)))
+        assert status[0].startswith("200"), status
+        return body
+    return call
+
+
+def layer_calls(sidecar: Any, fs: Any, mount_path: str, shim_on: bool
+                ) -> tuple[dict[str, Callable[[], object] | None], list[Callable[[], None]]]:
+    import requests_unixsocket
+    from vfs_state.transport import Transport
+    app = in_process_app(sidecar)
+    core = app.extensions["vfs_state"]
+    store_key = core.prefix + KEY
+
+    def backend() -> bytes:
+        body = core.backend.read(store_key)
+        data = b"".join(body.chunks)
+        if body.close is not None:
+            body.close()
+        return data
+
+    client = app.test_client()
+    raw, health = RawHttp(sidecar.socket_path, "/keys/" + KEY), RawHttp(sidecar.socket_path,
+                                                                         "/healthz")
+    transport = Transport(sidecar.socket_path)
+    session = requests_unixsocket.Session()
+    url = f"http+unix://{quote(sidecar.socket_path, safe='')}/keys/{KEY}"
+
+    def shim_read() -> bytes:
+        with open(f"{mount_path}/{KEY}", "rb") as f:
+            return f.read()
+
+    calls: dict[str, Callable[[], object] | None] = {
+        "backend": backend, "flask wsgi": wsgi_call(app, "/keys/" + KEY),
+        "flask test_client": lambda: client.get("/keys/" + KEY).data,
+        "raw socket /healthz": health.get, "raw socket": raw.get,
+        "http.client": lambda: transport.request("GET", "/keys/" + KEY).body,
+        "requests-unixsocket": lambda: session.get(url).content,
+        "StateFS.readbytes": lambda: fs.readbytes("/" + KEY),
+        "shim open().read()": shim_read if shim_on else None,
+    }
+    closers = [raw.close, health.close, transport.close, session.close,
+               lambda: core.backend.close()]
+    return calls, closers
+
+
+def measure(ctx: Context, connector: str) -> dict[str, Any]:
+    from tests.connectors import write_mode
+    from vfs_state import StateFS
+    from vfs_state.mounts import Mount
+    sidecar = ctx.pool.sidecar(connector)
+    fs = StateFS(sidecar.socket_path, write_mode(connector))
+    data = os.urandom(KiB)
+    with fs.openbin("/" + KEY, "w", create_parents=True) as f:
+        f.write(data)
+    mount_path = f"/vfs-bench-layers/{connector}"
+    mount = Mount(name="layers", path=mount_path, socket=sidecar.socket_path)
+    with shim_installed([mount]) as shim:
+        calls, closers = layer_calls(sidecar, fs, mount_path, shim is not None)
+        try:
+            for name, call in calls.items():
+                if call is not None and name != "raw socket /healthz":
+                    got = call()
+                    assert data in (got if isinstance(got, bytes) else b""), name
+            samples = interleaved(calls, ctx.scale(400, 40), warmup=5)
+        finally:
+            for close in closers:
+                close()
+            fs.close()
+    medians = {name: stats(s, 1e6) for name, s in samples.items()}
+    return {"layers": medians, "derived_us": derive({k: v["median"] for k, v in medians.items()})}
+
+
+def derive(m: dict[str, float]) -> dict[str, float | None]:
+    """Layer costs as differences of neighbouring medians (µs)."""
+    def diff(a: str, b: str) -> float | None:
+        return None if m.get(a) is None or m.get(b) is None else round(m[a] - m[b], 1)
+    return {
+        "storage (backend.read)": m.get("backend"),
+        "flask app around the backend": diff("flask wsgi", "backend"),
+        "gunicorn + socket + worker thread (raw socket - flask wsgi)": diff("raw socket",
+                                                                            "flask wsgi"),
+        "client HTTP parsing (http.client - raw socket)": diff("http.client", "raw socket"),
+        "StateFS, RangeReader, io, versions (readbytes - http.client)": diff(
+            "StateFS.readbytes", "http.client"),
+        "shim routing + open() wrapper (shim - readbytes)": diff("shim open().read()",
+                                                                 "StateFS.readbytes"),
+        "requests-unixsocket instead of http.client": diff("requests-unixsocket",
+                                                           "http.client"),
+    }
+
+
+def run(ctx: Context) -> dict[str, Any]:
+    results: dict[str, Any] = {"object_size": KiB, "connectors": {}}
+    for connector in CONNECTORS:
+        log(f"transport_layers: {connector}")
+        results["connectors"][connector] = measure(ctx, connector)
+    names = list(CONNECTORS)
+    table("Transport layers: one 1 KiB GET, µs, median [p25-p75]", ["layer", *names],
+          [[layer, *(spread(results["connectors"][c]["layers"].get(layer)) for c in names)]
+           for layer in LAYERS])
+    derived = list(results["connectors"][names[0]]["derived_us"])
+    table("Per-layer cost (difference of medians), µs", ["layer", *names],
+          [[d, *(results["connectors"][c]["derived_us"][d] for c in names)] for d in derived])
+    return results
