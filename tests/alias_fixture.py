@@ -12,14 +12,29 @@ import io
 import os
 import os.path
 import shutil
-from builtins import open as builtin_open
-from io import open as io_open
-from os import (getxattr, listdir, listxattr, lstat, makedirs, mkdir, remove, removedirs,
-                rename, replace, rmdir, scandir, stat, unlink, walk)
-from os import open as os_open
+from builtins import open as builtin_open  # noqa: F401
+from io import open as io_open  # noqa: F401
+from os import (  # noqa: F401
+    getxattr,
+    listdir,
+    listxattr,
+    lstat,
+    makedirs,
+    mkdir,
+    remove,
+    removedirs,
+    rename,
+    replace,
+    rmdir,
+    scandir,
+    stat,
+    unlink,
+    walk,
+)
+from os import open as os_open  # noqa: F401
 from os.path import exists, getmtime, getsize, isdir, isfile
 from pathlib import Path
-from shutil import copy, copy2, copyfile, copystat, move, rmtree
+from shutil import copy, copy2, copyfile, copystat, move, rmtree  # noqa: F401
 
 # -- reached: module attributes that *are* an original -----------------------------------------
 open_alias = open

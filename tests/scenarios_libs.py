@@ -148,7 +148,8 @@ def pathlib_touch_missing_parent(base):
 def shutil_copyfile_copy_copy2(base):
     _touch(f"{base}/src", b"payload" * 10_000)
     os.mkdir(f"{base}/d")
-    results = [shutil.copyfile(f"{base}/src", f"{base}/c1"), shutil.copy(f"{base}/src", f"{base}/d"),
+    results = [shutil.copyfile(f"{base}/src", f"{base}/c1"),
+               shutil.copy(f"{base}/src", f"{base}/d"),
                shutil.copy2(f"{base}/src", f"{base}/c2")]
     with open(f"{base}/c2", "rb") as handle:
         same = handle.read() == b"payload" * 10_000
@@ -317,11 +318,11 @@ def json_csv_pickle_gzip(base):
     return loaded, rows, unpickled, unzipped
 
 
-# -- awkward names -----------------------------------------------------------------------------------
+# -- awkward names --------------------------------------------------------------------------------
 
 @scenario
 def keys_with_special_characters(base):
-    for index, name in enumerate(NAMES):
+    for name in NAMES:
         _touch(f"{base}/{name}", name.encode("utf-8"))
     contents = []
     for name in sorted(os.listdir(base)):

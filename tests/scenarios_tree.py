@@ -394,7 +394,8 @@ def rename_into_missing_directory(base):
 
 
 @differs("a path below a file reads as missing (one HEAD, no parent walk)",
-         real=raises(NotADirectoryError, errno.ENOTDIR), mount=raises(FileNotFoundError, errno.ENOENT))
+         real=raises(NotADirectoryError, errno.ENOTDIR),
+         mount=raises(FileNotFoundError, errno.ENOENT))
 def stat_below_a_file(base):
     _touch(f"{base}/f")
     os.stat(f"{base}/f/child")
@@ -422,3 +423,4 @@ def os_open_is_refused(base):
     fd = os.open(f"{base}/f", os.O_CREAT | os.O_WRONLY)
     os.close(fd)
     return os.path.exists(f"{base}/f")
+

@@ -1,4 +1,4 @@
-"""Fixtures for the shim tests: a mount path routed to a real sidecar.
+"""Helpers for the shim tests: a mount path routed to a real sidecar.
 
 Mount paths are fresh absolute paths that do not exist on the local disk,
 so anything the shim failed to route would fail loudly instead of quietly
@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-
-import pytest
 
 import vfs_state
 
@@ -35,12 +35,12 @@ def fresh_mount_path() -> str:
     return path
 
 
-@pytest.fixture
-def mounted(local_sidecar):
-    """The shim installed with one mount on the session's local sidecar."""
+@contextmanager
+def mounted_dir(sidecar) -> Iterator[MountedDir]:
+    """Install the shim with one mount on ``sidecar``; a fresh directory inside it."""
     path = fresh_mount_path()
-    spec = mount_spec("meta", path, local_sidecar.socket_path)
+    spec = mount_spec("meta", path, sidecar.socket_path)
     with vfs_state.installed(spec):
         base = f"{path}/run-{uuid.uuid4().hex[:8]}"
         os.mkdir(base)
-        yield MountedDir(path, base, local_sidecar.socket_path, spec)
+        yield MountedDir(path, base, sidecar.socket_path, spec)

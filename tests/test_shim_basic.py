@@ -16,11 +16,18 @@ import uuid
 import pytest
 
 import vfs_state
+from tests import alias_fixture  # noqa: F401  (binds its aliases before any install)
+from tests.shim_fixtures import mounted_dir
 from vfs_state import shim
 from vfs_state.mounts import Mount
 from vfs_state.shim.router import MountTable
-from tests import alias_fixture  # noqa: F401  (binds its aliases before any install)
-from tests.shim_fixtures import mounted  # noqa: F401
+
+
+@pytest.fixture
+def mounted(local_sidecar):
+    """The shim installed with one mount on the session's local sidecar."""
+    with mounted_dir(local_sidecar) as mount:
+        yield mount
 
 SPEC = "meta:/vfs-basic-mount:socket=/nonexistent/meta.sock"
 
@@ -350,9 +357,26 @@ def test_alias_fixture_every_alias_reached_and_restored(mounted):
     fixture.rmtree_alias(f"{mounted.base}/d")
     assert not fixture.isdir(f"{mounted.base}/d")
     # not reached: these still call the real os.stat, which finds nothing on local disk
-    for name, function in fixture.NOT_REACHED.items():
+    for function in fixture.NOT_REACHED.values():
         with pytest.raises(FileNotFoundError):
             function(f"{mounted.base}/t")
     shim.uninstall()
     for name, original in fixture.REACHED.items():
         assert getattr(fixture, name) is original, name
+
+
+def test_patched_functions_pickle_by_reference():
+    """``multiprocessing`` pickles functions by name (``pool.map(os.remove, paths)``)."""
+    import pickle
+
+    shim.install(SPEC)
+    for function in (os.remove, os.stat, builtins.open, shutil.rmtree, os.path.exists,
+                     pathlib.Path.touch):
+        assert pickle.loads(pickle.dumps(function)) is function
+
+
+def test_mount_objects_are_validated_like_the_string_form():
+    with pytest.raises(ValueError, match="nested"):
+        shim.install([Mount("a", "/vfs-x", socket="/nonexistent/a.sock"),
+                      Mount("b", "/vfs-x/y", socket="/nonexistent/b.sock")])
+    assert not shim.is_installed()

@@ -26,8 +26,8 @@ def _sidecar(request, connector: str):
     if connector.startswith("local"):
         return request.getfixturevalue("local_sidecar")
     try:
-        import tests.harness.moto_s3  # noqa: F401
         import sidecars.s3  # noqa: F401
+        import tests.harness.moto_s3  # noqa: F401
     except ImportError as exc:
         pytest.skip(f"S3 harness not available yet: {exc}")
     return request.getfixturevalue("connector_pool").sidecar(connector)

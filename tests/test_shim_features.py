@@ -14,9 +14,16 @@ import uuid
 import pytest
 
 import vfs_state
+from tests.shim_fixtures import fresh_mount_path, mount_spec, mounted_dir
 from vfs_state import StateFS, shim
 from vfs_state.shim import refusals
-from tests.shim_fixtures import fresh_mount_path, mount_spec, mounted  # noqa: F401
+
+
+@pytest.fixture
+def mounted(local_sidecar):
+    """The shim installed with one mount on the session's local sidecar."""
+    with mounted_dir(local_sidecar) as mount:
+        yield mount
 
 
 def _write(path: str, data: bytes) -> None:
@@ -239,7 +246,7 @@ def test_mmap_and_fd_paths_fail_clearly(mounted):
         handle.fileno()
 
 
-# -- moves across mounts and the local disk ---------------------------------------------------------
+# -- moves across mounts and the local disk --------------------------------------------------------
 
 def test_moves_across_mounts_and_local_disk(local_sidecar, tmp_path):
     first, second = fresh_mount_path(), fresh_mount_path()
@@ -266,7 +273,7 @@ def test_moves_across_mounts_and_local_disk(local_sidecar, tmp_path):
         assert os.listdir(tmp_path / "tree") == ["back.txt"]
 
 
-# -- outages and write modes ------------------------------------------------------------------------
+# -- outages and write modes ----------------------------------------------------------------------
 
 def test_unreachable_sidecar_is_an_error_not_absence(tmp_path):
     root = fresh_mount_path()
@@ -304,3 +311,54 @@ def test_scandir_entries_cache_stat_and_compare_to_stat(mounted):
     assert entry.inode() == os.stat(f"{mounted.base}/f").st_ino
     assert repr(entry) == "<DirEntry 'f'>" and os.fspath(entry) == f"{mounted.base}/f"
     assert os.path.samestat(entry.stat(), os.stat(f"{mounted.base}/f"))
+
+
+def test_conflicting_writes_fail_like_local_files(mounted):
+    """A write over a directory or under a file is refused when it commits (on close)."""
+    os.mkdir(f"{mounted.base}/d")
+    _write(f"{mounted.base}/d/inside", b"x")
+    _write(f"{mounted.base}/f", b"x")
+    for path, mode, cls in [(f"{mounted.base}/d", "w", IsADirectoryError),
+                            (f"{mounted.base}/d", "ab", IsADirectoryError),
+                            (f"{mounted.base}/f/x", "w", NotADirectoryError)]:
+        with pytest.raises(cls) as info:
+            with open(path, mode) as handle:
+                handle.write("data")
+        assert info.value.filename == path
+    assert _read(f"{mounted.base}/f") == b"x"
+
+
+def test_cas_conflict_names_the_callers_path(mounted):
+    path = f"{mounted.base}/c"
+    _write(path, b"1")
+    with vfs_state.session():
+        _read(path)
+        _other_writer(mounted, "c", b"2")
+        with pytest.raises(FileExistsError) as info:
+            _write(path, b"3")
+    assert info.value.filename == path
+
+
+def test_mount_root_behaves_as_a_mount_point(mounted):
+    root = mounted.mount_path
+    assert os.path.isdir(root) and os.path.ismount(root)
+    with pytest.raises(OSError) as info:
+        os.rmdir(root)
+    assert type(info.value) is OSError and info.value.errno == errno.EBUSY
+    with pytest.raises(IsADirectoryError):
+        open(root)
+    assert os.path.basename(mounted.base) in os.listdir(root)
+
+
+def test_unclosed_files_are_committed_when_dropped(mounted, tmp_path):
+    """As with local files, CPython closes (commits) a dropped file at once: the shim's
+    file objects hold no reference cycle that would defer it to the garbage collector."""
+    import gc
+
+    gc.disable()
+    try:
+        for base in (str(tmp_path), mounted.base):
+            open(f"{base}/dropped.txt", "w").write("dropped")  # noqa: SIM115
+            assert _read(f"{base}/dropped.txt") == b"dropped"
+    finally:
+        gc.enable()

@@ -6,7 +6,7 @@ interpreter start. Scripts and tests may use the pieces directly.
 from __future__ import annotations
 
 from vfs_state.mounts import Mount
-from vfs_state.shim import install, installed, local_copy, uninstall  # noqa: I001 (after StateFS)
+from vfs_state.shim import install, installed, local_copy, uninstall
 from vfs_state.statefs import StateFS
 from vfs_state.versions import retry_on_conflict, session
 

@@ -33,7 +33,7 @@ ERROR_TABLE: list[tuple[type[errors.FSError], type[OSError], int]] = [
     (errors.DestinationExists, FileExistsError, errno.EEXIST),
     (errors.PermissionDenied, PermissionError, errno.EACCES),
     (errors.ResourceReadOnly, PermissionError, errno.EROFS),
-    (errors.RemoveRootError, PermissionError, errno.EBUSY),
+    (errors.RemoveRootError, OSError, errno.EBUSY),  # rmdir of a mount point, as locally
     (errors.InsufficientStorage, OSError, errno.ENOSPC),
     (errors.RemoteConnectionError, ConnectionError, errno.ECONNREFUSED),
     (errors.OperationTimeout, TimeoutError, errno.ETIMEDOUT),

@@ -56,6 +56,11 @@ def parse_mounts(text: str) -> list[Mount]:
             mounts.append(_parse_entry(entry))
         except ValueError as exc:
             raise ValueError(f"malformed mount entry {entry!r}: {exc}") from None
+    return validate_mounts(mounts)
+
+
+def validate_mounts(mounts: list[Mount]) -> list[Mount]:
+    """Refuse duplicate names or paths and mounts nested in one another."""
     names = [m.name for m in mounts]
     paths = [m.path for m in mounts]
     for label, values in (("name", names), ("path", paths)):

@@ -8,12 +8,20 @@ replaces the mount table.
 """
 from __future__ import annotations
 
-from contextlib import contextmanager
-from typing import ContextManager, Iterator, Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 
-from vfs_state.mounts import Mount, mounts_from_env, parse_mounts
-from vfs_state.shim import (open_adapter, os_adapter, path_adapter, pathlib_adapter, refusals,
-                            rename, shutil_adapter, xattr_adapter)
+from vfs_state.mounts import Mount, mounts_from_env, parse_mounts, validate_mounts
+from vfs_state.shim import (
+    open_adapter,
+    os_adapter,
+    path_adapter,
+    pathlib_adapter,
+    refusals,
+    rename,
+    shutil_adapter,
+    xattr_adapter,
+)
 from vfs_state.shim.local_copy import local_copy_from
 from vfs_state.shim.patcher import Original, Patcher
 from vfs_state.shim.router import MountTable, Target
@@ -38,7 +46,7 @@ def _mounts(mounts: Mounts) -> list[Mount]:
     for mount in result:
         if not isinstance(mount, Mount):
             raise TypeError(f"mounts must be Mount objects, not {type(mount).__name__}")
-    return result
+    return validate_mounts(result)
 
 
 def install(mounts: Mounts = None) -> list[Mount]:
@@ -82,7 +90,7 @@ def resolve(path: object) -> Target | None:
     return _table.resolve(path)
 
 
-def local_copy(path: object, mode: str = "r") -> ContextManager[str]:
+def local_copy(path: object, mode: str = "r") -> AbstractContextManager[str]:
     """A real local file for ``path`` (a context manager yielding its ``str`` path).
 
     For C extensions that open files themselves (``sqlite3``, ``h5py``):

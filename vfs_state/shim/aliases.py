@@ -10,8 +10,8 @@ closures, default arguments, class bodies, containers, or C extensions.
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator, Mapping
 from types import ModuleType
-from typing import Iterator, Mapping
 
 #: Modules never rewritten: ours (they must call the real functions) and
 #: importlib's bootstrap (it runs every import).

@@ -9,8 +9,8 @@ computed, ``os.fspath`` works. ``isinstance(entry, os.DirEntry)`` is False;
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from types import GenericAlias, TracebackType
-from typing import Iterator
 
 from vfs_state.shim.errors import converted
 from vfs_state.shim.router import Target

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import errno
 import os
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 from vfs_state._pyfs import errors as fs_errors
 from vfs_state._pyfs import to_oserror
@@ -28,11 +28,24 @@ def oserror(number: int, filename: str | bytes | None, filename2: str | bytes | 
 
 @contextmanager
 def converted(target: Target) -> Iterator[None]:
-    """Translate ``fs`` errors raised inside the block for ``target``."""
+    """Translate ``fs`` errors raised inside the block for ``target``.
+
+    ``OSError``s that ``StateFS`` lets through (CAS conflicts, outages, size
+    limits) keep their class and errno but name the caller's path, not the key.
+    """
     try:
         yield
     except fs_errors.FSError as exc:
         raise to_oserror(exc, target.filename) from None
+    except OSError as exc:
+        renamed(exc, target)
+        raise
+
+
+def renamed(exc: OSError, target: Target) -> None:
+    """Give ``exc`` the caller's path as filename where the client put the key."""
+    if exc.filename == target.key:
+        exc.filename = target.filename
 
 
 def refused(target: Target, operation: str, number: int = errno.ENOTSUP,

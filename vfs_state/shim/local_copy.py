@@ -14,8 +14,9 @@ import hashlib
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any
 
 from vfs_state.reader import MIN_BLOCK, RangeReader
 from vfs_state.shim.errors import oserror, refused

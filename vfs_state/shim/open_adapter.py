@@ -14,10 +14,11 @@ import errno
 import functools
 import io
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import IO, Any, Callable
+from typing import IO, Any
 
-from vfs_state.shim.errors import converted, oserror, refused
+from vfs_state.shim.errors import converted, oserror, refused, renamed
 from vfs_state.shim.probe import kind
 from vfs_state.shim.router import MountTable, Target
 
@@ -84,12 +85,54 @@ def parse_mode(mode: object, buffering: object, encoding: object, errors: object
     return OpenMode(kinds[0], "+" in chars, binary)
 
 
-def _no_fileno(target: Target) -> Callable[[], int]:
-    def fileno() -> int:
+class _MountRaw:
+    """Mixed into the raw file's class: what the builtin's ``FileIO`` does differently.
+
+    ``fileno()`` names the mount (``mmap`` and friends report it); ``close()``
+    commits a write and reports a refused commit as a local file would
+    report the open. Mixed in by swapping the instance's class (no new
+    slots): methods on the class, not the instance, keep the file free of
+    reference cycles, so CPython still commits an unclosed file as soon as
+    it is dropped, and the garbage collector still can.
+    """
+
+    __slots__ = ()
+    _vfs_target: Target
+
+    def fileno(self) -> int:
+        if self.closed:  # type: ignore[attr-defined]
+            raise ValueError("I/O operation on closed file")
         raise io.UnsupportedOperation(
-            f"fileno: {target.where()} has no file descriptors "
+            f"fileno: {self._vfs_target.where()} has no file descriptors "
             "(use vfs_state.local_copy() for code that needs one)")
-    return fileno
+
+    def close(self) -> None:
+        try:
+            super().close()  # type: ignore[misc]
+        except OSError as exc:
+            target = self._vfs_target
+            if getattr(exc, "status", None) == 409 and getattr(exc, "code", "") == "conflict":
+                # the backend refused a file where a directory is, or under a file
+                number = errno.EISDIR if kind(target) == "dir" else errno.ENOTDIR
+                raise oserror(number, target.filename) from exc
+            renamed(exc, target)
+            raise
+
+
+_MOUNT_CLASSES: dict[type, type] = {}
+
+
+def _adapt_raw(raw: io.RawIOBase, target: Target, parsed: OpenMode) -> None:
+    """Make ``StateFS``'s raw file look like the builtin's: name, mode, fileno, close."""
+    cls = type(raw)
+    mount_cls = _MOUNT_CLASSES.get(cls)
+    if mount_cls is None:
+        mount_cls = _MOUNT_CLASSES.setdefault(cls, type(f"Mount{cls.__name__}",
+                                                         (_MountRaw, cls), {}))
+    raw.__class__ = mount_cls
+    raw._vfs_target = target  # type: ignore[attr-defined]
+    raw.name = target.filename  # type: ignore[attr-defined]
+    raw.mode = parsed.raw_mode  # type: ignore[attr-defined]
 
 
 def _check_trailing_slash(target: Target, parsed: OpenMode) -> None:
@@ -120,10 +163,7 @@ def open_target(target: Target, mode: str = "r", buffering: int = -1,
     size = -1 if buffering == 1 else buffering
     with converted(target):
         binary = target.fs.openbin(target.fs_path, parsed.fs_mode, size, create_parents=True)
-    raw = getattr(binary, "raw", binary)
-    raw.name = target.filename
-    raw.mode = parsed.raw_mode
-    raw.fileno = _no_fileno(target)
+    _adapt_raw(getattr(binary, "raw", binary), target, parsed)
     if parsed.binary:
         return binary
     try:

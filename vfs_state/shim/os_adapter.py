@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import errno
 import os
-from typing import Any, Callable
+import stat as stat_module
+from collections.abc import Callable
+from typing import Any
 
 from vfs_state.shim.direntry import MountScandirIterator, scan
-from vfs_state.shim.errors import converted, oserror
+from vfs_state.shim.errors import converted, oserror, refused
 from vfs_state.shim.open_adapter import open_target
 from vfs_state.shim.probe import kind
 from vfs_state.shim.router import MountTable, Target, routed, routed_default
@@ -20,9 +22,9 @@ from vfs_state.shim.stats import make_stat, stat_from_info
 
 
 def no_dir_fd(target: Target, dir_fd: int | None, operation: str) -> None:
+    """``dir_fd`` names a local directory by descriptor: meaningless for a mount path."""
     if dir_fd is not None:
-        raise oserror(errno.ENOTSUP, target.filename,
-                      message=f"{operation}(dir_fd=...) is not supported on {target.where()}")
+        raise refused(target, f"os.{operation}(dir_fd=...)")
 
 
 def stat(target: Target, *, dir_fd: int | None = None,
@@ -78,12 +80,9 @@ def access(target: Target, mode: int, *, dir_fd: int | None = None,
     no_dir_fd(target, dir_fd, "access")
     try:
         result = stat(target)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         return False
-    except NotADirectoryError:
-        return False
-    is_dir = result.st_mode & 0o040000
-    return not (mode & os.X_OK) or bool(is_dir)
+    return not (mode & os.X_OK) or stat_module.S_ISDIR(result.st_mode)
 
 
 def truncate(target: Target, length: int) -> None:

@@ -11,9 +11,11 @@ not installed are no-ops.
 from __future__ import annotations
 
 import importlib
+import sys
 import threading
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Callable, Mapping, Sequence
+from types import ModuleType
 
 from vfs_state.shim import aliases
 from vfs_state.shim.router import MountTable
@@ -58,6 +60,20 @@ def _save(owner: object, attribute: str) -> Original | None:
     return None if value is _MISSING else Original(owner, attribute, value, own)
 
 
+def _pickle_by_reference(replacement: Callable, owner: object, attribute: str) -> None:
+    """Let ``pickle`` find the replacement where it was installed (``pool.map(os.remove, ...)``).
+
+    ``functools.wraps`` copied the original's ``__module__`` (``posix`` for
+    ``os.stat``), where pickle would find the original instead and refuse.
+    """
+    if not isinstance(owner, ModuleType):
+        return
+    home = sys.modules.get(getattr(replacement, "__module__", None) or "")
+    if getattr(home, getattr(replacement, "__qualname__", ""), None) is not replacement:
+        replacement.__module__ = owner.__name__
+        replacement.__qualname__ = attribute
+
+
 class Patcher:
     """Applies the adapters' replacements against one ``MountTable``."""
 
@@ -88,6 +104,8 @@ class Patcher:
                     self._replaced.setdefault(id(original.value), (original.value, replacement))
                 self._aliases = [Original(m, a, v, True)
                                  for m, a, v in aliases.rebind(self._replaced)]
+                for original, replacement in plan:
+                    _pickle_by_reference(replacement, original.owner, original.attribute)
             except BaseException:
                 self._undo()
                 raise

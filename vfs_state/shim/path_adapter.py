@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import posixpath
 import stat as stat_module
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from vfs_state.shim import os_adapter
 from vfs_state.shim.router import MountTable, Target, routed

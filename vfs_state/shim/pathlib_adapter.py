@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import functools
 import pathlib
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from vfs_state.shim import os_adapter
 from vfs_state.shim.open_adapter import open_target

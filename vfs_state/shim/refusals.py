@@ -10,7 +10,8 @@ from __future__ import annotations
 import errno
 import functools
 import os
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from vfs_state.shim.errors import refused
 from vfs_state.shim.router import MountTable, Target, routed

@@ -14,7 +14,8 @@ from __future__ import annotations
 import errno
 import functools
 import posixpath
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from vfs_state.reader import MIN_BLOCK, RangeReader
 from vfs_state.shim.errors import oserror

@@ -10,11 +10,14 @@ from __future__ import annotations
 import functools
 import os
 import posixpath
-from typing import TYPE_CHECKING, Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from vfs_state.mounts import Mount
     from vfs_state.statefs import StateFS
+
+    Entries = tuple[tuple[str, Mount, StateFS], ...]
 
 _getcwd = os.getcwd
 _fspath = os.fspath
@@ -74,32 +77,27 @@ class MountTable:
     """
 
     def __init__(self) -> None:
-        self._entries: tuple[tuple[str, Mount, StateFS], ...] = ()
-        self._prefixes: tuple[str, ...] = ()
+        # (prefixes, entries), replaced in one assignment: a reader sees one table
+        self._state: tuple[tuple[str, ...], Entries] = ((), ())
         self._filesystems: dict[Mount, StateFS] = {}
 
     @property
     def mounts(self) -> list[Mount]:
-        return [mount for _, mount, _ in self._entries]
-
-    def filesystem(self, mount: Mount) -> StateFS:
-        return self._filesystems[mount]
+        return [mount for _, mount, _ in self._state[1]]
 
     def load(self, mounts: Iterable[Mount]) -> None:
-        """Replace the table; readers see the old or the new one, never a mix."""
+        """Replace the table (``StateFS`` objects of unchanged mounts are kept)."""
         from vfs_state.statefs import StateFS  # install time only, never per call
 
         mounts = list(mounts)
         filesystems = {m: self._filesystems.get(m) or StateFS(m.socket, m.write_mode, name=m.name)
                        for m in mounts}
         self._filesystems = filesystems
-        self._prefixes = ()
-        self._entries = tuple((m.path, m, filesystems[m]) for m in mounts)
-        self._prefixes = tuple(m.path for m in mounts)
+        self._state = (tuple(m.path for m in mounts),
+                       tuple((m.path, m, filesystems[m]) for m in mounts))
 
     def clear(self) -> None:
-        self._prefixes = ()
-        self._entries = ()
+        self._state = ((), ())
 
     def resolve(self, arg: object) -> Target | None:
         """The mount ``arg`` points into, or None (fds, other types, local paths).
@@ -107,7 +105,7 @@ class MountTable:
         The common case, an absolute normalised ``str`` outside every mount,
         costs a type check, two substring checks and one ``startswith``.
         """
-        prefixes = self._prefixes
+        prefixes, entries = self._state
         if not prefixes:
             return None
         if type(arg) is str:
@@ -115,57 +113,60 @@ class MountTable:
         elif type(arg) is int or arg is None:
             return None
         else:
-            return self._resolve_other(arg)
+            return self._resolve_other(arg, entries)
         if path[:1] == "/" and "/." not in path and "//" not in path:
             if not path.startswith(prefixes):
                 return None
-            return self._match(path, path, False)
-        return self._resolve_slow(path, path, False)
+            return _match(entries, path, path, False)
+        return _resolve_slow(entries, path, path, False)
 
-    def _resolve_other(self, arg: object) -> Target | None:
+    @staticmethod
+    def _resolve_other(arg: object, entries: Entries) -> Target | None:
         """``os.PathLike`` and bytes arguments."""
         try:
             path = _fspath(arg)  # type: ignore[call-overload]
         except TypeError:
             return None
         if type(path) is str:
-            return self._resolve_slow(path, path, False)
+            return _resolve_slow(entries, path, path, False)
         if type(path) is bytes:
-            return self._resolve_slow(_fsdecode(path), path, True)
+            return _resolve_slow(entries, _fsdecode(path), path, True)
         return None
 
-    def _match(self, path: str, filename: str | bytes, is_bytes: bool) -> Target | None:
-        """``path`` is absolute and normalised (except maybe one trailing slash)."""
-        for prefix, mount, fs in self._entries:
-            if path.startswith(prefix):
-                size = len(prefix)
-                if len(path) == size:
-                    return Target(mount, fs, "", filename, is_bytes, False)
-                if path[size] == "/":
-                    key = path[size + 1:]
-                    dir_only = key.endswith("/")
-                    return _target(mount, fs, key.rstrip("/"), filename, is_bytes, dir_only)
-        return None
 
-    def _resolve_slow(self, path: str, filename: str | bytes, is_bytes: bool) -> Target | None:
-        """Relative or unnormalised paths: make absolute, normalise, then match."""
-        if path[:1] != "/":
-            if not path:
-                return None
-            try:
-                path = _getcwd() + "/" + path
-            except OSError:  # cwd removed: the real call reports it
-                return None
-        if "/." not in path and "//" not in path:
-            return self._match(path, filename, is_bytes)
-        dir_only = path.endswith(("/", "/.", "/.."))
-        normal = posixpath.normpath(path)
-        if normal.startswith("//"):
-            normal = "/" + normal.lstrip("/")
-        target = self._match(normal, filename, is_bytes)
-        if target is not None and dir_only:
-            target.dir_only = True
-        return target
+def _match(entries: Entries, path: str, filename: str | bytes, is_bytes: bool) -> Target | None:
+    """``path`` is absolute and normalised (except maybe one trailing slash)."""
+    for prefix, mount, fs in entries:
+        if path.startswith(prefix):
+            size = len(prefix)
+            if len(path) == size:
+                return Target(mount, fs, "", filename, is_bytes, False)
+            if path[size] == "/":
+                key = path[size + 1:]
+                return _target(mount, fs, key.rstrip("/"), filename, is_bytes, key.endswith("/"))
+    return None
+
+
+def _resolve_slow(entries: Entries, path: str, filename: str | bytes,
+                  is_bytes: bool) -> Target | None:
+    """Relative or unnormalised paths: make absolute, normalise, then match."""
+    if path[:1] != "/":
+        if not path:
+            return None
+        try:
+            path = _getcwd() + "/" + path
+        except OSError:  # cwd removed: the real call reports it
+            return None
+    if "/." not in path and "//" not in path:
+        return _match(entries, path, filename, is_bytes)
+    dir_only = path.endswith(("/", "/.", "/.."))
+    normal = posixpath.normpath(path)
+    if normal.startswith("//"):
+        normal = "/" + normal.lstrip("/")
+    target = _match(entries, normal, filename, is_bytes)
+    if target is not None and dir_only:
+        target.dir_only = True
+    return target
 
 
 def _target(mount: Mount, fs: StateFS, key: str, filename: str | bytes, is_bytes: bool,

@@ -19,7 +19,8 @@ import os
 import shutil
 import stat as stat_module
 import sys
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from vfs_state.shim import os_adapter
 from vfs_state.shim.direntry import scan

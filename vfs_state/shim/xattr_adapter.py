@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import errno
 import os
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from vfs_state.shim.errors import oserror, refused
 from vfs_state.shim.probe import kind
