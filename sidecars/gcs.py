@@ -35,9 +35,17 @@ from google.cloud.storage.retry import DEFAULT_RETRY
 from sidecars import config
 from sidecars.app import build_app
 from sidecars.backend import Backend, ListPage, ObjectBody, ObjectInfo
-from sidecars.errors import (BackendTimeout, BackendUnavailable, BadRequest, Conflict,
-                             Forbidden, NotFound, PreconditionFailed, RangeNotSatisfiable,
-                             SidecarError)
+from sidecars.errors import (
+    BackendTimeout,
+    BackendUnavailable,
+    BadRequest,
+    Conflict,
+    Forbidden,
+    NotFound,
+    PreconditionFailed,
+    RangeNotSatisfiable,
+    SidecarError,
+)
 
 CHUNK = 8 << 20          # upload part; resumable parts must be multiples of 256 KiB
 READ_CHUNK = 1 << 20     # bytes per yield when streaming a download
