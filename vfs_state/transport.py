@@ -1,10 +1,14 @@
 """HTTP/1.1 over a Unix socket, one keep-alive connection per thread.
 
-Built on ``http.client`` rather than ``requests``: a small GET through
-``requests-unixsocket`` costs about 0.45 ms more per call on this class of
-machine (see docs/performance.md), which is most of the budget a state access
-has. Connections are pooled per thread and dropped after ``fork`` so a
-child never shares a socket with its parent.
+Every state access is one request, so the client's share of it matters.
+``requests-unixsocket`` costs about 1.2 ms more per small GET than this
+module, and ``http.client`` about 0.2 ms more (it parses each header block
+with ``email.parser``); see docs/performance.md. The protocol we speak is
+small and fixed (our own sidecar, Content-Length or chunked bodies), so the
+request is written in one ``sendall`` and the reply parsed by hand.
+Connections are pooled per thread and dropped after ``fork``, so a child never
+shares a socket with its parent. ``UnixHTTPConnection`` (``http.client``)
+remains for the long-lived streaming upload of passthrough mode.
 """
 from __future__ import annotations
 
@@ -12,14 +16,16 @@ import http.client
 import os
 import socket
 import threading
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
+from typing import BinaryIO
 from urllib.parse import quote
 
 from vfs_state.errors import error_for_status, unreachable
 
-_RETRYABLE = (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError,
-              http.client.CannotSendRequest, http.client.BadStatusLine)
+SEND_BLOCK = 1 << 20
+SMALL_BODY = 64 * 1024
+MAX_LINE = 65536
+MAX_HEADERS = 100
 
 
 def key_path(route: str, key: str) -> str:
@@ -31,18 +37,22 @@ class UnixHTTPConnection(http.client.HTTPConnection):
     """``HTTPConnection`` whose transport is a Unix stream socket."""
 
     def __init__(self, socket_path: str, timeout: float) -> None:
-        super().__init__("localhost", timeout=timeout)
+        super().__init__("localhost", timeout=timeout, blocksize=SEND_BLOCK)
         self.socket_path = socket_path
 
     def connect(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
-        try:
-            sock.connect(self.socket_path)
-        except OSError:
-            sock.close()
-            raise
-        self.sock = sock
+        self.sock = _connect(self.socket_path, self.timeout)
+
+
+def _connect(socket_path: str, timeout: float) -> socket.socket:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(timeout)
+    try:
+        sock.connect(socket_path)
+    except OSError:
+        sock.close()
+        raise
+    return sock
 
 
 class Reply:
@@ -63,6 +73,107 @@ class Reply:
         return raw.strip('"')
 
 
+class _Closed(Exception):
+    """The peer closed the connection before a reply began (a stale keep-alive)."""
+
+
+class ProtocolError(OSError):
+    """The sidecar's reply was not valid HTTP/1.1."""
+
+
+class Connection:
+    """One keep-alive connection: write a request, read its reply."""
+
+    def __init__(self, socket_path: str, timeout: float) -> None:
+        self.sock = _connect(socket_path, timeout)
+        self.reader = self.sock.makefile("rb", buffering=256 * 1024)
+
+    def send(self, head: bytes, body: bytes | BinaryIO | None) -> None:
+        if body is None or (isinstance(body, bytes) and len(body) <= SMALL_BODY):
+            self.sock.sendall(head + body if body else head)
+            return
+        self.sock.sendall(head)
+        if isinstance(body, (bytes, bytearray, memoryview)):
+            self.sock.sendall(body)
+            return
+        while block := body.read(SEND_BLOCK):
+            self.sock.sendall(block)
+
+    def read_reply(self, head_only: bool) -> tuple[int, dict[str, str], bytes, bool]:
+        """``(status, headers, body, must_close)`` of the next reply."""
+        line = self.reader.readline(MAX_LINE)
+        if not line:
+            raise _Closed()
+        parts = line.split(None, 2)
+        if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
+            raise ProtocolError(f"bad status line {line[:80]!r}")
+        status = int(parts[1])
+        headers = self._headers()
+        must_close = (headers.get("connection", "").lower() == "close"
+                      or parts[0] == b"HTTP/1.0")
+        if head_only or status in (204, 304) or status < 200:
+            return status, headers, b"", must_close
+        if "chunked" in headers.get("transfer-encoding", "").lower():
+            return status, headers, self._chunked(), must_close
+        length = headers.get("content-length")
+        if length is None:
+            return status, headers, self.reader.read(), True
+        if not length.isdigit():
+            raise ProtocolError(f"bad Content-Length {length!r}")
+        data = self.reader.read(int(length))
+        if len(data) != int(length):
+            raise ConnectionResetError("reply body ended early")
+        return status, headers, data, must_close
+
+    def _headers(self) -> dict[str, str]:
+        headers: dict[str, str] = {}
+        for _ in range(MAX_HEADERS):
+            raw = self.reader.readline(MAX_LINE)
+            if raw in (b"\r\n", b"\n"):
+                return headers
+            if not raw:
+                raise ConnectionResetError("reply headers ended early")
+            name, colon, value = raw.decode("latin-1").partition(":")
+            if not colon:
+                raise ProtocolError(f"bad header line {raw[:80]!r}")
+            headers[name.strip().lower()] = value.strip()
+        raise ProtocolError("too many reply headers")
+
+    def _chunked(self) -> bytes:
+        parts = []
+        while True:
+            size_line = self.reader.readline(MAX_LINE).split(b";", 1)[0].strip()
+            try:
+                size = int(size_line, 16)
+            except ValueError:
+                raise ProtocolError(f"bad chunk size {size_line[:20]!r}") from None
+            if size == 0:
+                while self.reader.readline(MAX_LINE) not in (b"\r\n", b"\n", b""):
+                    pass  # trailers
+                return b"".join(parts)
+            chunk = self.reader.read(size)
+            if len(chunk) != size:
+                raise ConnectionResetError("reply chunk ended early")
+            parts.append(chunk)
+            self.reader.readline(MAX_LINE)
+
+    def close(self) -> None:
+        self.reader.close()
+        self.sock.close()
+
+
+def _request_head(method: str, path: str, headers: Mapping[str, str],
+                  body: bytes | BinaryIO | None) -> bytes:
+    lines = [f"{method} {path} HTTP/1.1\r\nHost: localhost\r\n"]
+    if body is not None and "Content-Length" not in headers:
+        if not isinstance(body, bytes):
+            raise ValueError("a streamed body needs a Content-Length header")
+        lines.append(f"Content-Length: {len(body)}\r\n")
+    lines.extend(f"{name}: {value}\r\n" for name, value in headers.items())
+    lines.append("\r\n")
+    return "".join(lines).encode("latin-1")
+
+
 class Transport:
     """Requests to one sidecar; safe to share between threads and forks."""
 
@@ -75,7 +186,7 @@ class Transport:
         #: Response body bytes received (for tests and benchmarks of ranged reads).
         self.bytes_received = 0
 
-    def _idle(self) -> list[UnixHTTPConnection]:
+    def _idle(self) -> list[Connection]:
         if os.getpid() != self._pid:  # forked: forget the parent's sockets
             self._pid = os.getpid()
             self._local = threading.local()
@@ -84,60 +195,55 @@ class Transport:
             idle = self._local.idle = []
         return idle
 
-    @contextmanager
-    def connection(self) -> Iterator[UnixHTTPConnection]:
-        """Borrow this thread's idle connection (or a new one) for one exchange.
-
-        A connection that raised is closed, not returned: its state is unknown.
-        """
-        idle = self._idle()
-        conn = idle.pop() if idle else UnixHTTPConnection(self.socket_path, self.timeout)
-        try:
-            yield conn
-        except BaseException:
-            conn.close()
-            raise
-        if conn.sock is not None:
-            idle.append(conn)
-
     def request(self, method: str, path: str, headers: Mapping[str, str] | None = None,
-                body: bytes | None = None, key: str = "", ok: tuple[int, ...] = ()) -> Reply:
+                body: bytes | BinaryIO | None = None, key: str = "",
+                ok: tuple[int, ...] = ()) -> Reply:
         """Send one request and read the whole reply; errors become exceptions.
 
         A reply with status >= 400 raises unless listed in ``ok``. A reused
         keep-alive connection that the sidecar closed meanwhile is retried
-        once on a fresh connection.
+        once on a fresh one (a streamed body is rewound first). A sidecar
+        that answers before reading the whole body (413) is still heard.
         """
+        head = _request_head(method, path, headers or {}, body)
+        start = body.tell() if body is not None and not isinstance(body, bytes) else 0
         for attempt in (0, 1):
-            with self.connection() as conn:
-                reused = conn.sock is not None
+            idle = self._idle()
+            conn = idle.pop() if idle else None
+            reused = conn is not None
+            try:
+                if conn is None:
+                    conn = Connection(self.socket_path, self.timeout)
                 try:
-                    try:
-                        conn.request(method, path, body=body, headers=dict(headers or {}))
-                    except (BrokenPipeError, ConnectionResetError):
-                        if body is None or conn.sock is None:
-                            raise
-                        # the sidecar may have refused the body early (413): read why
-                    response = conn.getresponse()
-                    data = response.read()
-                except _RETRYABLE as exc:
+                    conn.send(head, body)
+                    broken = False
+                except (BrokenPipeError, ConnectionResetError):
+                    broken = True  # the reply may still explain why (e.g. 413)
+                status, fields, data, must_close = conn.read_reply(method == "HEAD")
+            except (_Closed, BrokenPipeError, ConnectionResetError) as exc:
+                if conn is not None:
                     conn.close()
-                    if reused and attempt == 0:
-                        continue
-                    raise unreachable(self.where, exc) from exc
-                except TimeoutError as exc:
-                    conn.close()
-                    raise TimeoutError(f"sidecar timed out [{self.where}]") from exc
-                except (FileNotFoundError, ConnectionRefusedError) as exc:
-                    conn.close()
-                    raise unreachable(self.where, exc) from exc
-                if response.will_close:
-                    conn.close()
+                if reused and attempt == 0:
+                    if body is not None and not isinstance(body, bytes):
+                        body.seek(start)
+                    continue
+                raise unreachable(self.where, exc) from exc
+            except TimeoutError as exc:
+                conn.close()  # type: ignore[union-attr]
+                raise TimeoutError(f"sidecar timed out [{self.where}]") from exc
+            except (FileNotFoundError, ConnectionRefusedError) as exc:
+                raise unreachable(self.where, exc) from exc
+            except ProtocolError:
+                conn.close()  # type: ignore[union-attr]
+                raise
+            if must_close or broken:
+                conn.close()
+            else:
+                idle.append(conn)
             self.bytes_received += len(data)
-            reply = Reply(response.status, {k.lower(): v for k, v in response.getheaders()}, data)
-            if reply.status >= 400 and reply.status not in ok:
-                raise error_for_status(reply.status, data, key, self.where)
-            return reply
+            if status >= 400 and status not in ok:
+                raise error_for_status(status, data, key, self.where)
+            return Reply(status, fields, data)
         raise AssertionError("unreachable")  # pragma: no cover
 
     def close(self) -> None:
