@@ -28,5 +28,5 @@ def lint(session: nox.Session) -> None:
 @nox.session(python=None)
 def bench(session: nox.Session) -> None:
     """Run every benchmark; tables on stdout, JSON and a chart in benchmarks/results/."""
-    session.install(".[test]", "matplotlib")
+    session.install(".[test]", "matplotlib", "pyinstrument", "py-spy")
     session.run("python", "-m", "benchmarks", *session.posargs)

@@ -19,11 +19,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from benchmarks.common import GiB, KiB, MiB, Context, Options, log, machine, write_json  # noqa: E402
+from benchmarks.common import Context, GiB, KiB, MiB, Options, log, machine, write_json  # noqa: E402
 
 #: Run order: cheap and latency-sensitive first, memory- and fill-heavy last.
 BENCHMARKS = ("shim_tax", "small_objects", "transport_layers", "concurrency", "cas",
-              "ranged_read", "large_objects", "listing", "profile")
+              "ranged_read", "large_objects", "listing", "profile", "experiments")
 
 
 def parse_size(text: str) -> int:
@@ -68,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 module = importlib.import_module(f"benchmarks.{name}")
                 result = module.run(ctx)
+                module.report(result)
             except Exception:  # noqa: BLE001 - one broken benchmark must not stop the rest
                 traceback.print_exc()
                 failed.append(name)

@@ -3,29 +3,46 @@
 ``python -m benchmarks._transfer '{"client": "statefs", "op": "write", ...}'``
 prints one JSON line: seconds (transfer only, imports excluded), bytes,
 bytes received over the sidecar socket, RSS after imports and peak RSS
-(``ru_maxrss``, exact). Data is generated on the fly, never held whole.
+(the kernel's ``VmHWM``, exact). Data is generated on the fly, never held whole.
 """
 from __future__ import annotations
 
 import json
-import resource
 import sys
 import time
 from typing import Any
 
-from benchmarks.common import MiB, chunks, GeneratedStream
+from benchmarks.common import GeneratedStream, MiB, chunks
 
 
-def _rss_mib() -> float:
+def _status_mib(field: str) -> float:
+    """``VmRSS`` or ``VmHWM`` (peak) of this process. Not ``ru_maxrss``: Linux keeps
+    that across ``execve``, so a child would inherit its parent's peak."""
     with open("/proc/self/status") as f:
         for line in f:
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) / 1024
     return 0.0
 
 
+def release_block_first() -> None:
+    """Experiment: the stock ``RangeReader._fetch`` plus one line (marked)."""
+    from vfs_state.reader import MAX_BLOCK, MIN_BLOCK, RangeReader
+
+    def _fetch(self: RangeReader, wanted: int) -> None:
+        sequential = self._pos == self._block_start + len(self._block)
+        self._readahead = min(self._readahead * 2, MAX_BLOCK) if sequential else MIN_BLOCK
+        length = min(max(wanted, self._readahead), self._size - self._pos)
+        self._block = b""  # the change: release the old block before fetching the next
+        self._block = self._get(self._pos, length)
+        self._block_start = self._pos
+    RangeReader._fetch = _fetch  # type: ignore[method-assign]
+
+
 def statefs(spec: dict[str, Any]) -> tuple[float, int, int]:
     from vfs_state import StateFS
+    if spec.get("patch") == "release_block":
+        release_block_first()
     fs = StateFS(spec["socket"], spec["mode"], timeout=600)
     path, size = spec["path"], spec["size"]
     start = time.perf_counter()
@@ -46,8 +63,9 @@ def statefs(spec: dict[str, Any]) -> tuple[float, int, int]:
 
 
 def boto3_client(spec: dict[str, Any]) -> tuple[float, int, int]:
-    from tests.harness.moto_s3 import ACCESS_KEY, REGION, SECRET_KEY
     import boto3
+
+    from tests.harness.moto_s3 import ACCESS_KEY, REGION, SECRET_KEY
     s3 = boto3.session.Session().client("s3", endpoint_url=spec["endpoint"], region_name=REGION,
                                         aws_access_key_id=ACCESS_KEY,
                                         aws_secret_access_key=SECRET_KEY)
@@ -55,7 +73,9 @@ def boto3_client(spec: dict[str, Any]) -> tuple[float, int, int]:
     start = time.perf_counter()
     moved = 0
     if spec["op"] == "write":
-        s3.upload_fileobj(GeneratedStream(size), bucket, key)
+        from boto3.s3.transfer import TransferConfig
+        config = TransferConfig(max_concurrency=spec.get("concurrency") or 10)  # boto3's default
+        s3.upload_fileobj(GeneratedStream(size), bucket, key, Config=config)
         moved = size
     else:
         body = s3.get_object(Bucket=bucket, Key=key)["Body"]
@@ -72,11 +92,11 @@ def main(argv: list[str]) -> None:
         import vfs_state  # noqa: F401
     else:
         import boto3  # noqa: F401
-    baseline = _rss_mib()
+    baseline = _status_mib("VmRSS")
     seconds, moved, received = run(spec)
     if moved != spec["size"]:
         raise SystemExit(f"moved {moved} bytes, expected {spec['size']}")
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = _status_mib("VmHWM")
     print(json.dumps({"seconds": seconds, "bytes": moved, "bytes_received": received,
                       "rss_after_imports_mib": round(baseline, 1),
                       "peak_rss_mib": round(peak, 1)}))

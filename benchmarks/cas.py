@@ -78,13 +78,16 @@ def run(ctx: Context) -> dict[str, Any]:
         log(f"cas: {connector}, {processes} x {increments}")
         sidecar = ctx.pool.sidecar(connector)
         results["connectors"][connector] = measure(sidecar.socket_path, processes, increments)
+    results["budgets"] = [
+        {"budget": f"CAS lost updates, {c}", "limit": "== 0", "value": r["lost_updates"],
+         "met": r["lost_updates"] == 0} for c, r in results["connectors"].items()]
+    return results
+
+
+def report(results: dict[str, Any]) -> None:
     rows = [[c, f"{r['processes']} x {r['increments_each']}", r["final"], r["lost_updates"],
              r["conflicts"], r["conflicts_per_increment"], r["gave_up"], r["increments_per_s"]]
             for c, r in results["connectors"].items()]
     table("CAS contention: one counter, retry_on_conflict increments",
           ["connector", "procs x incs", "final", "lost", "conflicts", "conflicts/inc",
            "gave up", "incs/s"], rows)
-    results["budgets"] = [
-        {"budget": f"CAS lost updates, {c}", "limit": "== 0", "value": r["lost_updates"],
-         "met": r["lost_updates"] == 0} for c, r in results["connectors"].items()]
-    return results

@@ -15,9 +15,10 @@ import statistics
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Iterator, Mapping
+from typing import Any
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS_DIR = os.path.join(ROOT, "benchmarks", "results")
@@ -159,7 +160,7 @@ class RssSampler:
             self._sample()
             self._stop.wait(self.interval)
 
-    def __enter__(self) -> "RssSampler":
+    def __enter__(self) -> RssSampler:
         self._sample()
         self._thread.start()
         return self
@@ -294,18 +295,30 @@ def spread(s: Mapping[str, Any] | None, digits: int = 1) -> str:
             f"{s['p75']:,.{digits}f}]")
 
 
+#: Tables printed since ``capture_tables()`` (for the Markdown summary).
+_captured: list[str] | None = None
+
+
+def capture_tables() -> list[str]:
+    global _captured
+    _captured = []
+    return _captured
+
+
 def table(title: str, headers: list[str], rows: list[list[Any]]) -> str:
-    """A plain-text table (also valid Markdown)."""
+    """Print a plain-text table (also valid Markdown); kept when capturing."""
     cells = [[fmt(c) for c in row] for row in rows]
     widths = [max(len(h), *(len(r[i]) for r in cells)) if cells else len(h)
               for i, h in enumerate(headers)]
     line = lambda values: "| " + " | ".join(  # noqa: E731
-        v.ljust(w) for v, w in zip(values, widths)) + " |"
+        v.ljust(w) for v, w in zip(values, widths, strict=True)) + " |"
     out = [f"\n### {title}\n", line(headers),
            "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
     out += [line(r) for r in cells]
     text = "\n".join(out)
     print(text, flush=True)
+    if _captured is not None:
+        _captured.append(text)
     return text
 
 
@@ -323,7 +336,7 @@ def write_json(name: str, data: Mapping[str, Any]) -> str:
     os.makedirs(RESULTS_DIR, exist_ok=True)
     path = os.path.join(RESULTS_DIR, f"{name}.json")
     with open(path, "w") as f:
-        json.dump(data, f, indent=2, sort_keys=True, default=str)
+        json.dump(data, f, indent=2, default=str)  # insertion order: tables follow it
         f.write("\n")
     return path
 

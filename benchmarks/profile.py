@@ -10,7 +10,8 @@ Two workloads, each profiled on both sides at once:
 Client time (pyinstrument, wall clock) and sidecar CPU samples (``py-spy
 record --subprocesses`` on the gunicorn master, idle threads excluded) are
 summed by layer (package of the frame; C calls count for their caller, socket
-waits separately). Full reports go to ``benchmarks/results/profile_*.txt``,
+waits separately). Reports go to ``benchmarks/results/profile_*.txt``
+(py-spy's collapsed stacks to the temp dir, path in the JSON),
 plus one ``py-spy dump`` of a busy worker. Needs ``pyinstrument`` and
 ``py-spy`` (skipped with a note otherwise).
 """
@@ -21,12 +22,23 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
-from benchmarks.common import (RESULTS_DIR, Context, KiB, MiB, GeneratedStream, log,
-                               shim_installed, sidecar_pids, table)
+from benchmarks.common import (
+    RESULTS_DIR,
+    Context,
+    GeneratedStream,
+    KiB,
+    MiB,
+    log,
+    shim_installed,
+    sidecar_pids,
+    table,
+)
 
 NAME = "profile"
 LAYERS = (  # first match wins: (path fragment, layer)
@@ -128,7 +140,8 @@ def sidecar_layers(raw_path: str) -> tuple[dict[str, float], list[tuple[str, int
 def profiled(name: str, sidecar: Any, work: Callable[[], int], seconds: float) -> dict[str, Any]:
     """Run ``work`` in a loop for ``seconds`` under pyinstrument while py-spy records."""
     from pyinstrument import Profiler
-    raw = os.path.join(RESULTS_DIR, f"profile_{name}_sidecar.raw")
+    # collapsed stacks (flamegraph.pl input) stay out of the results dir: they are large
+    raw = os.path.join(tempfile.gettempdir(), f"vfs-bench-profile_{name}_sidecar.raw")
     spy = subprocess.Popen([py_spy(), "record", "--pid", str(sidecar.proc.pid),
                             "--subprocesses", "--duration", str(int(seconds) + 1), "--rate", "250",
                             "--format", "raw", "-o", raw, "--nonblocking"],
@@ -149,7 +162,7 @@ def profiled(name: str, sidecar: Any, work: Callable[[], int], seconds: float) -
         f.write(profiler.output_text(unicode=True, color=False, show_all=False))
     with open(os.path.join(RESULTS_DIR, f"profile_{name}_sidecar_dump.txt"), "w") as f:
         f.write("".join(dump))
-    result: dict[str, Any] = {"ops": ops, "seconds": seconds,
+    result: dict[str, Any] = {"ops": ops, "seconds": seconds, "sidecar_raw": raw,
                               "client_layers_pct": client_layers(profiler.last_session)}
     if os.path.exists(raw):
         layers, leaves, samples = sidecar_layers(raw)
@@ -231,6 +244,13 @@ def run(ctx: Context) -> dict[str, Any]:
             results["workloads"][name] = profiled(name, sidecar, work, seconds)
         finally:
             cleanup()
+    return results
+
+
+def report(results: dict[str, Any]) -> None:
+    if "skipped" in results:
+        print(f"profile skipped: {results['skipped']}")
+        return
     for name, r in results["workloads"].items():
         side = r.get("sidecar_layers_pct", {})
         keys = sorted(set(r["client_layers_pct"]) | set(side),
@@ -238,4 +258,3 @@ def run(ctx: Context) -> dict[str, Any]:
         table(f"Profile {name}: share of client wall time / sidecar CPU samples, %",
               ["layer", "client %", "sidecar %"],
               [[k, r["client_layers_pct"].get(k, ""), side.get(k, "")] for k in keys])
-    return results

@@ -10,10 +10,22 @@ ranged read (``get_object(Range=...)``, or ``seek``/``read`` on the file).
 from __future__ import annotations
 
 import os
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
-from benchmarks.common import (GiB, KiB, MiB, Context, GeneratedStream, chunks, interleaved,
-                               log, spread, stats, table)
+from benchmarks.common import (
+    Context,
+    GeneratedStream,
+    GiB,
+    KiB,
+    MiB,
+    chunks,
+    interleaved,
+    log,
+    spread,
+    stats,
+    table,
+)
 from benchmarks.direct import REAL
 
 NAME = "ranged_read"
@@ -75,8 +87,11 @@ def measure(ctx: Context, connector: str, size: int, offset: int) -> dict[str, A
         return data
 
     assert through_statefs() == expected and direct(offset) == expected
-    samples = interleaved({"statefs": through_statefs, "direct": lambda: direct(offset)},
-                          ctx.scale(50, 8))
+    # moto reads the whole object for every ranged GET: few rounds there
+    rounds = ctx.scale(50, 8) if connector.startswith("local") else ctx.scale(5, 3)
+    samples = interleaved({"statefs": through_statefs, "direct": lambda: direct(offset),
+                           "one ranged GET (Transport)": lambda: fs.client.read_range(
+                               "ranged/obj", offset, READ, None)}, rounds)
     fs.remove("/ranged/obj")
     fs.close()
     getattr(direct, "cleanup", lambda: None)()
@@ -91,13 +106,19 @@ def run(ctx: Context) -> dict[str, Any]:
     results: dict[str, Any] = {"size": size, "offset": offset, "read": READ, "connectors": {}}
     for connector in CONNECTORS:
         results["connectors"][connector] = measure(ctx, connector, size, offset)
-    table(f"Ranged read: {READ // KiB} KiB at {offset // MiB} MiB of {size // MiB} MiB",
-          ["connector", "StateFS µs", "direct µs", "direct", "bytes moved (StateFS)"],
-          [[c, spread(r["latency_us"]["statefs"]), spread(r["latency_us"]["direct"]),
-            r["direct_method"], r["bytes_moved"]["max"]]
-           for c, r in results["connectors"].items()])
     results["budgets"] = [
         {"budget": f"ranged read bytes moved, {c}", "limit": "< 1 MiB",
          "value": r["bytes_moved"]["max"], "met": r["bytes_moved"]["max"] < BUDGET_BYTES}
         for c, r in results["connectors"].items()]
     return results
+
+
+def report(results: dict[str, Any]) -> None:
+    size, offset = results["size"], results["offset"]
+    table(f"Ranged read: {READ // KiB} KiB at {offset // MiB} MiB of {size // MiB} MiB",
+          ["connector", "StateFS open+seek+read µs", "one ranged GET µs", "direct µs", "direct",
+           "bytes moved (StateFS)"],
+          [[c, spread(r["latency_us"]["statefs"]),
+            spread(r["latency_us"].get("one ranged GET (Transport)")),
+            spread(r["latency_us"]["direct"]), r["direct_method"], r["bytes_moved"]["max"]]
+           for c, r in results["connectors"].items()])

@@ -12,11 +12,23 @@ shim / direct per operation (median over median).
 from __future__ import annotations
 
 import os
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
-from benchmarks.common import (NA, Context, KiB, interleaved, log, ratio, shim_api,
-                               shim_installed, spread, stats, table)
-from benchmarks.direct import REAL, direct_client, kind_of
+from benchmarks.common import (
+    NA,
+    Context,
+    KiB,
+    interleaved,
+    log,
+    ratio,
+    shim_api,
+    shim_installed,
+    spread,
+    stats,
+    table,
+)
+from benchmarks.direct import direct_client, kind_of
 
 NAME = "small_objects"
 OPS = ("write", "read", "stat", "listdir")
@@ -127,7 +139,7 @@ def run(ctx: Context) -> dict[str, Any]:
     api, reason = shim_api()
     mounts = [Mount(name=c, path=p, write_mode=fs.write_mode, socket=fs.socket_path)
               for c, (fs, _, p) in prepared.items()]
-    results: dict[str, Any] = {"object_size": KiB, "list_size": LIST_SIZE,
+    results: dict[str, Any] = {"object_size": KiB, "list_size": LIST_SIZE, "order": names,
                                "shim": reason or "installed", "connectors": {}}
     try:
         with shim_installed(mounts) as shim:
@@ -140,8 +152,13 @@ def run(ctx: Context) -> dict[str, Any]:
             fs.close()
             direct.close()
     results["budgets"] = budgets(results)
-    report(results)
     return results
+
+
+def ordered(results: dict[str, Any]) -> list[str]:
+    """Connectors in run order (JSON files store them sorted)."""
+    return [c for c in results.get("order", sorted(results["connectors"]))
+            if c in results["connectors"]]
 
 
 def budgets(results: dict[str, Any]) -> list[dict[str, Any]]:
@@ -160,7 +177,8 @@ def budgets(results: dict[str, Any]) -> list[dict[str, Any]]:
 
 def report(results: dict[str, Any]) -> None:
     rows = []
-    for connector, entry in results["connectors"].items():
+    for connector in ordered(results):
+        entry = results["connectors"][connector]
         for op in OPS:
             e = entry["ops"][op]
             rows.append([connector, op, spread(e.get("shim")), spread(e.get("statefs")),

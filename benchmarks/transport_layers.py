@@ -9,7 +9,9 @@ timed at every layer, interleaved:
 * ``raw socket``: a hand-written HTTP/1.1 request on a kept-alive Unix socket
   (gunicorn + socket + app, nothing on the client side);
 * ``raw socket /healthz``: the same on the smallest route (gunicorn + Flask floor);
-* ``http.client``: ``vfs_state.transport.Transport.request`` (what vfs_state uses);
+* ``vfs_state Transport``: ``vfs_state.transport.Transport.request`` (one
+  ``sendall``, reply parsed by hand: what vfs_state uses);
+* ``http.client``: the previous transport on ``http.client`` (for comparison);
 * ``requests-unixsocket``: a ``requests`` session over the same socket;
 * ``StateFS.readbytes`` and ``shim open().read()``: the full client stacks.
 
@@ -21,18 +23,19 @@ import io
 import os
 import socket
 import sys
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator
+from typing import Any
 from urllib.parse import quote
 
-from benchmarks.common import (Context, KiB, interleaved, log, shim_installed, spread, stats,
-                               table)
+from benchmarks.common import Context, KiB, interleaved, log, shim_installed, spread, stats, table
 
 NAME = "transport_layers"
 CONNECTORS = ("local-buffered-lww", "redis-buffered-cas")
 KEY = "layers/k"
 LAYERS = ("backend", "flask wsgi", "flask test_client", "raw socket /healthz", "raw socket",
-          "http.client", "requests-unixsocket", "StateFS.readbytes", "shim open().read()")
+          "vfs_state Transport", "http.client", "requests-unixsocket", "StateFS.readbytes",
+          "shim open().read()")
 
 
 class RawHttp:
@@ -105,6 +108,8 @@ def wsgi_call(app: Any, path: str) -> Callable[[], bytes]:
 def layer_calls(sidecar: Any, fs: Any, mount_path: str, shim_on: bool
                 ) -> tuple[dict[str, Callable[[], object] | None], list[Callable[[], None]]]:
     import requests_unixsocket
+
+    from benchmarks.httpclient_transport import HttpClientTransport
     from vfs_state.transport import Transport
     app = in_process_app(sidecar)
     core = app.extensions["vfs_state"]
@@ -121,6 +126,7 @@ def layer_calls(sidecar: Any, fs: Any, mount_path: str, shim_on: bool
     raw, health = RawHttp(sidecar.socket_path, "/keys/" + KEY), RawHttp(sidecar.socket_path,
                                                                          "/healthz")
     transport = Transport(sidecar.socket_path)
+    old_transport = HttpClientTransport(sidecar.socket_path)
     session = requests_unixsocket.Session()
     url = f"http+unix://{quote(sidecar.socket_path, safe='')}/keys/{KEY}"
 
@@ -132,12 +138,13 @@ def layer_calls(sidecar: Any, fs: Any, mount_path: str, shim_on: bool
         "backend": backend, "flask wsgi": wsgi_call(app, "/keys/" + KEY),
         "flask test_client": lambda: client.get("/keys/" + KEY).data,
         "raw socket /healthz": health.get, "raw socket": raw.get,
-        "http.client": lambda: transport.request("GET", "/keys/" + KEY).body,
+        "vfs_state Transport": lambda: transport.request("GET", "/keys/" + KEY).body,
+        "http.client": lambda: old_transport.request("GET", "/keys/" + KEY).body,
         "requests-unixsocket": lambda: session.get(url).content,
         "StateFS.readbytes": lambda: fs.readbytes("/" + KEY),
         "shim open().read()": shim_read if shim_on else None,
     }
-    closers = [raw.close, health.close, transport.close, session.close,
+    closers = [raw.close, health.close, transport.close, old_transport.close, session.close,
                lambda: core.backend.close()]
     return calls, closers
 
@@ -178,13 +185,14 @@ def derive(m: dict[str, float]) -> dict[str, float | None]:
         "flask app around the backend": diff("flask wsgi", "backend"),
         "gunicorn + socket + worker thread (raw socket - flask wsgi)": diff("raw socket",
                                                                             "flask wsgi"),
-        "client HTTP parsing (http.client - raw socket)": diff("http.client", "raw socket"),
-        "StateFS, RangeReader, io, versions (readbytes - http.client)": diff(
-            "StateFS.readbytes", "http.client"),
+        "client HTTP (Transport - raw socket)": diff("vfs_state Transport", "raw socket"),
+        "StateFS, RangeReader, io, versions (readbytes - Transport)": diff(
+            "StateFS.readbytes", "vfs_state Transport"),
         "shim routing + open() wrapper (shim - readbytes)": diff("shim open().read()",
                                                                  "StateFS.readbytes"),
-        "requests-unixsocket instead of http.client": diff("requests-unixsocket",
-                                                           "http.client"),
+        "http.client instead of Transport": diff("http.client", "vfs_state Transport"),
+        "requests-unixsocket instead of Transport": diff("requests-unixsocket",
+                                                         "vfs_state Transport"),
     }
 
 
@@ -193,11 +201,14 @@ def run(ctx: Context) -> dict[str, Any]:
     for connector in CONNECTORS:
         log(f"transport_layers: {connector}")
         results["connectors"][connector] = measure(ctx, connector)
-    names = list(CONNECTORS)
+    return results
+
+
+def report(results: dict[str, Any]) -> None:
+    names = list(results["connectors"])
     table("Transport layers: one 1 KiB GET, µs, median [p25-p75]", ["layer", *names],
           [[layer, *(spread(results["connectors"][c]["layers"].get(layer)) for c in names)]
            for layer in LAYERS])
     derived = list(results["connectors"][names[0]]["derived_us"])
     table("Per-layer cost (difference of medians), µs", ["layer", *names],
           [[d, *(results["connectors"][c]["derived_us"][d] for c in names)] for d in derived])
-    return results

@@ -257,3 +257,39 @@ def test_oversize_write_reports_413_as_efbig(tmp_path):
             statefs.writebytes("k", os.urandom(8 * 1024 * 1024))
         assert raised.value.errno == errno.EFBIG
         assert statefs.readbytes("k") == b"small"
+
+
+def test_sequential_reads_stream_and_seeking_away_drops_the_stream(fs):
+    data = os.urandom(2 * 1024 * 1024 + 5)
+    fs.writebytes("stream.bin", data)
+    transport = fs.delegate_fs().client.transport
+    with fs.openbin("stream.bin", buffering=0) as f:
+        got = bytearray()
+        while chunk := f.read(300_000):
+            got += chunk
+        assert bytes(got) == data
+        f.seek(1000)
+        assert f.read(10) == data[1000:1010]          # a ranged block after the stream
+        before = transport.bytes_received
+        f.seek(1_500_000)
+        assert f.read(10) == data[1_500_000:1_500_010]
+        assert f.read(200_000) == data[1_500_010:1_700_010]   # continues as a stream
+        f.seek(0)                                     # seek away mid-stream
+        assert f.read(5) == data[:5]
+    assert transport.bytes_received - before < 1024 * 1024
+    with fs.openbin("stream.bin") as f:               # the connection pool still works
+        assert f.read() == data
+
+
+def test_object_replaced_mid_read_raises_estale(local_sidecar):
+    import errno
+    statefs = StateFS(local_sidecar.socket_path)
+    key = f"stale-{uuid.uuid4().hex}"
+    statefs.writebytes(key, os.urandom(1024 * 1024))
+    with statefs.openbin(key, buffering=0) as f:
+        f.read(10)
+        StateFS(local_sidecar.socket_path).writebytes(key, b"replaced")
+        with pytest.raises(OSError) as raised:
+            while f.read(500_000):   # the cached first block, then a pinned request
+                pass
+        assert raised.value.errno == errno.ESTALE

@@ -15,10 +15,10 @@ from email.utils import parsedate_to_datetime
 from typing import BinaryIO
 from urllib.parse import urlencode
 
-from vfs_state.transport import Reply, Transport, key_path
+from vfs_state.transport import BodyStream, Reply, Transport, key_path
 from vfs_state.versions import ABSENT, current_store
 
-LIST_PAGE = 1000
+LIST_PAGE = 10000  # the sidecar's largest page: one request for most directories
 
 
 @dataclass(frozen=True)
@@ -111,6 +111,13 @@ class SidecarClient:
         if version is not None:
             headers["If-Match"] = f'"{version}"'
         return self.transport.request("GET", key_path("/keys/", key), headers, key=key).body
+
+    def stream_from(self, key: str, start: int, version: str | None) -> BodyStream:
+        """The object from ``start`` to its end, read incrementally (version-pinned)."""
+        headers = {"Range": f"bytes={start}-"}
+        if version is not None:
+            headers["If-Match"] = f'"{version}"'
+        return self.transport.stream(key_path("/keys/", key), headers, key=key)
 
     def write(self, key: str, body: bytes | BinaryIO, size: int,
               conditions: dict[str, str] | None = None) -> str | None:

@@ -1,21 +1,26 @@
 """Lazy, ranged reads: only the bytes asked for cross the socket.
 
 Opening fetches the first block together with size and version (one GET).
-Later reads fetch ``Range`` blocks; the block grows while reading stays
-sequential (64 KiB doubling to 16 MiB) and resets after a seek, so a 4 KiB
-read at an offset moves about 64 KiB while streaming a large object takes
-few round trips. Every block is pinned to the version opened (``If-Match``):
-an object replaced mid-read fails loudly instead of mixing two versions.
+A read elsewhere fetches one ``Range`` block (64 KiB, or the size asked), so
+a 4 KiB read at an offset moves about 64 KiB. A read that continues where
+the last one ended is sequential: it opens one streaming GET from there to
+the end and reads the body as the caller goes, straight into the caller's
+buffer, which is as fast as the sidecar can stream; seeking away drops that
+stream. Every request is pinned to the version opened (``If-Match``): an
+object replaced mid-read fails loudly instead of mixing two versions.
 """
 from __future__ import annotations
 
 import errno
 import io
+from collections.abc import Callable
+from typing import TypeVar
 
 from vfs_state.client import SidecarClient, Stat
+from vfs_state.transport import BodyStream
 
 MIN_BLOCK = 64 * 1024
-MAX_BLOCK = 16 * 1024 * 1024
+T = TypeVar("T")
 
 
 class RangeReader(io.RawIOBase):
@@ -31,7 +36,8 @@ class RangeReader(io.RawIOBase):
         self._pos = 0
         self._block_start = 0
         self._block = head
-        self._readahead = MIN_BLOCK
+        self._stream: BodyStream | None = None
+        self._stream_pos = 0
         self.name = name or key
         self.mode = "rb"
 
@@ -71,49 +77,80 @@ class RangeReader(io.RawIOBase):
         if wanted <= 0:
             return 0
         offset = self._pos - self._block_start
-        if not 0 <= offset < len(self._block):
-            self._fetch(wanted)
-            offset = 0
-        count = min(wanted, len(self._block) - offset)
-        view[:count] = self._block[offset:offset + count]
+        if 0 <= offset < len(self._block):
+            count = min(wanted, len(self._block) - offset)
+            view[:count] = self._block[offset:offset + count]
+        elif self._pos == self._block_start + len(self._block) or self._streaming_here():
+            count = self._from_stream(view[:wanted])
+        else:
+            self._drop_stream()
+            self._block = self._get(self._pos, max(wanted, MIN_BLOCK))
+            self._block_start = self._pos
+            count = min(wanted, len(self._block))
+            view[:count] = self._block[:count]
         self._pos += count
         return count
 
+    def _streaming_here(self) -> bool:
+        return self._stream is not None and self._stream_pos == self._pos
+
+    def _from_stream(self, view: memoryview) -> int:
+        if not self._streaming_here():
+            self._drop_stream()
+            self._stream = self._pinned(lambda: self._client.stream_from(
+                self._key, self._pos, self._version))
+            self._stream_pos = self._pos
+            self._block, self._block_start = b"", self._pos
+        assert self._stream is not None
+        count = self._pinned(lambda: self._stream.readinto(view))  # type: ignore[union-attr]
+        self._stream_pos += count
+        self._block_start = self._stream_pos  # keeps later reads "sequential"
+        return count
+
+    def _drop_stream(self) -> None:
+        if self._stream is not None:
+            self._stream.close()
+            self._stream = None
+
     def readall(self) -> bytes:
-        """The rest of the object in one request (plus what is cached)."""
+        """The rest of the object: cached bytes, then one request for the remainder.
+
+        The remainder arrives as one ``bytes`` (no second copy when nothing
+        was cached), since ``readall`` must return ``bytes``.
+        """
         self._checkClosed()
         if self._pos >= self._size:
             return b""
-        parts = []
+        cached = b""
         offset = self._pos - self._block_start
         if 0 <= offset < len(self._block):
-            parts.append(self._block[offset:])
-            self._pos += len(self._block) - offset
-        if self._pos < self._size:
-            parts.append(self._get(self._pos, self._size - self._pos))
+            cached = self._block[offset:]
+            self._pos += len(cached)
+        self._drop_stream()
+        rest = self._get(self._pos, self._size - self._pos) if self._pos < self._size else b""
         self._pos = self._size
-        return b"".join(parts)
-
-    def _fetch(self, wanted: int) -> None:
-        sequential = self._pos == self._block_start + len(self._block)
-        self._readahead = min(self._readahead * 2, MAX_BLOCK) if sequential else MIN_BLOCK
-        length = min(max(wanted, self._readahead), self._size - self._pos)
-        self._block = self._get(self._pos, length)
-        self._block_start = self._pos
+        return rest if not cached else cached + rest
 
     def _get(self, start: int, length: int) -> bytes:
+        length = min(length, self._size - start)
+        data = self._pinned(lambda: self._client.read_range(self._key, start, length,
+                                                            self._version))
+        if len(data) != length:
+            raise OSError(errno.EIO, f"short read: {len(data)} of {length} bytes", self.name)
+        return data
+
+    def _pinned(self, call: Callable[[], T]) -> T:
+        """Run a request; a changed or vanished object becomes ``ESTALE``."""
         try:
-            data = self._client.read_range(self._key, start, length, self._version)
+            return call()
         except FileExistsError:
             raise OSError(errno.ESTALE, "object changed while it was being read",
                           self.name) from None
         except FileNotFoundError:
             raise OSError(errno.ESTALE, "object deleted while it was being read",
                           self.name) from None
-        if len(data) != length:
-            raise OSError(errno.EIO, f"short read: {len(data)} of {length} bytes", self.name)
-        return data
 
     def close(self) -> None:
+        self._drop_stream()
         self._block = b""
         super().close()

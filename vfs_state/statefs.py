@@ -122,7 +122,13 @@ class StateFS(FS):
         return self._info(basename(key), stat)
 
     def listdir(self, path: str) -> list[str]:
-        return [info.name for info in self.scandir(path)]
+        """Names straight from the listing: no ``Info`` object per entry."""
+        key = self._key(path)
+        with self._errors(path):
+            entries = self._entries(key)
+            if not entries:
+                self._require_dir(key, path)
+        return [name for name, _ in entries]
 
     def scandir(self, path: str, namespaces: Collection[str] | None = None,
                 page: tuple[int, int] | None = None) -> Iterator[Info]:

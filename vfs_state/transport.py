@@ -99,18 +99,22 @@ class Connection:
         while block := body.read(SEND_BLOCK):
             self.sock.sendall(block)
 
-    def read_reply(self, head_only: bool) -> tuple[int, dict[str, str], bytes, bool]:
-        """``(status, headers, body, must_close)`` of the next reply."""
+    def read_head(self) -> tuple[int, dict[str, str], bool]:
+        """``(status, headers, must_close)``: the reply up to its body."""
         line = self.reader.readline(MAX_LINE)
         if not line:
             raise _Closed()
         parts = line.split(None, 2)
         if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
             raise ProtocolError(f"bad status line {line[:80]!r}")
-        status = int(parts[1])
         headers = self._headers()
         must_close = (headers.get("connection", "").lower() == "close"
                       or parts[0] == b"HTTP/1.0")
+        return int(parts[1]), headers, must_close
+
+    def read_reply(self, head_only: bool) -> tuple[int, dict[str, str], bytes, bool]:
+        """``(status, headers, body, must_close)`` of the next reply."""
+        status, headers, must_close = self.read_head()
         if head_only or status in (204, 304) or status < 200:
             return status, headers, b"", must_close
         if "chunked" in headers.get("transfer-encoding", "").lower():
@@ -246,7 +250,82 @@ class Transport:
             return Reply(status, fields, data)
         raise AssertionError("unreachable")  # pragma: no cover
 
+    def stream(self, path: str, headers: Mapping[str, str], key: str = "") -> BodyStream:
+        """GET whose body is read as the caller goes (large sequential reads).
+
+        The connection belongs to the returned stream until it is closed:
+        back to the pool when the body was read to the end, dropped otherwise.
+        """
+        head = _request_head("GET", path, headers, None)
+        for attempt in (0, 1):
+            idle = self._idle()
+            conn = idle.pop() if idle else None
+            reused = conn is not None
+            try:
+                if conn is None:
+                    conn = Connection(self.socket_path, self.timeout)
+                conn.send(head, None)
+                status, fields, must_close = conn.read_head()
+            except (_Closed, BrokenPipeError, ConnectionResetError) as exc:
+                if conn is not None:
+                    conn.close()
+                if reused and attempt == 0:
+                    continue
+                raise unreachable(self.where, exc) from exc
+            except TimeoutError as exc:
+                conn.close()  # type: ignore[union-attr]
+                raise TimeoutError(f"sidecar timed out [{self.where}]") from exc
+            except (FileNotFoundError, ConnectionRefusedError) as exc:
+                raise unreachable(self.where, exc) from exc
+            length = fields.get("content-length", "")
+            if status >= 400 or not length.isdigit():
+                body = conn.reader.read(int(length)) if length.isdigit() else b""
+                conn.close()
+                if status >= 400:
+                    raise error_for_status(status, body, key, self.where)
+                raise ProtocolError("a streamed reply needs a Content-Length")
+            return BodyStream(self, conn, int(length), must_close)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _release(self, conn: Connection) -> None:
+        self._idle().append(conn)
+
     def close(self) -> None:
         for conn in self._idle():
             conn.close()
         self._local = threading.local()
+
+
+class BodyStream:
+    """The body of a ``Transport.stream`` reply, read incrementally."""
+
+    def __init__(self, transport: Transport, conn: Connection, length: int,
+                 must_close: bool) -> None:
+        self._transport = transport
+        self._conn: Connection | None = conn
+        self.remaining = length
+        self._must_close = must_close
+
+    def readinto(self, view: memoryview) -> int:
+        """Fill up to ``len(view)`` bytes; 0 only at the end of the body."""
+        if self._conn is None or self.remaining == 0:
+            return 0
+        count = self._conn.reader.readinto(view[:min(len(view), self.remaining)])
+        if not count:
+            self.close()
+            raise ConnectionResetError("reply body ended early")
+        self.remaining -= count
+        self._transport.bytes_received += count
+        if self.remaining == 0:
+            self.close()
+        return count
+
+    def close(self) -> None:
+        """Return the connection if the body is done, else drop it mid-body."""
+        conn, self._conn = self._conn, None
+        if conn is None:
+            return
+        if self.remaining == 0 and not self._must_close:
+            self._transport._release(conn)
+        else:
+            conn.close()
