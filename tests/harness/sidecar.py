@@ -35,7 +35,7 @@ class Sidecar(ServerProcess):
 
     name = "sidecar"
 
-    def __init__(self, connector: str, env: dict[str, str], workers: int = 2,
+    def __init__(self, connector: str, env: dict[str, str], workers: int | None = 2,
                  extra_args: tuple[str, ...] = ()) -> None:
         super().__init__()
         self.connector = connector
@@ -45,8 +45,9 @@ class Sidecar(ServerProcess):
         self.extra_args = extra_args
 
     def command(self) -> list[str]:
-        return [sys.executable, "-m", "sidecars.cli", self.connector, "--",
-                f"--workers={self.workers}", *self.extra_args]
+        workers = [] if self.workers is None else [f"--workers={self.workers}"]
+        return [sys.executable, "-m", "sidecars.cli", self.connector, "--", *workers,
+                *self.extra_args]
 
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
