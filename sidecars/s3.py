@@ -226,6 +226,7 @@ class S3Backend(Backend):
                                           PartNumber=number, Body=part)["ETag"]
                 parts.append({"ETag": etag, "PartNumber": number})
                 size += len(part)
+                _release(part)  # the caller's frame still references the first part
                 part = _fill(body, PART_SIZE, tail if number == 1 else b"")
             if "IfMatch" in conditions:
                 self._guard_if_match(key, _version(conditions["IfMatch"]))
@@ -349,6 +350,14 @@ class S3Backend(Backend):
         if self._client is not None and self._client_pid == os.getpid():
             self._client.close()
         self._client = None
+
+
+def _release(part: bytearray) -> None:
+    """Free a sent part's memory now, so at most one part is held at a time."""
+    try:
+        part.clear()
+    except BufferError:  # still exported (a view is alive): let it go with its references
+        pass
 
 
 def _fill(body: BinaryIO, size: int, start: bytes = b"") -> bytearray:
