@@ -25,24 +25,8 @@ def _status_mib(field: str) -> float:
     return 0.0
 
 
-def release_block_first() -> None:
-    """Experiment: the stock ``RangeReader._fetch`` plus one line (marked)."""
-    from vfs_state.reader import MAX_BLOCK, MIN_BLOCK, RangeReader
-
-    def _fetch(self: RangeReader, wanted: int) -> None:
-        sequential = self._pos == self._block_start + len(self._block)
-        self._readahead = min(self._readahead * 2, MAX_BLOCK) if sequential else MIN_BLOCK
-        length = min(max(wanted, self._readahead), self._size - self._pos)
-        self._block = b""  # the change: release the old block before fetching the next
-        self._block = self._get(self._pos, length)
-        self._block_start = self._pos
-    RangeReader._fetch = _fetch  # type: ignore[method-assign]
-
-
 def statefs(spec: dict[str, Any]) -> tuple[float, int, int]:
     from vfs_state import StateFS
-    if spec.get("patch") == "release_block":
-        release_block_first()
     fs = StateFS(spec["socket"], spec["mode"], timeout=600)
     path, size = spec["path"], spec["size"]
     start = time.perf_counter()

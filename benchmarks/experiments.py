@@ -8,7 +8,7 @@ edited) and times it against the stock code, interleaved:
   hand) against the previous ``http.client`` one (``httpclient_transport.py``);
 * ``readbytes``: ``StateFS.readbytes`` through ``FS.open`` (stock) vs
   ``openbin`` + ``read`` (what an override would do);
-* ``streamed read``: ``StateFS`` sequential read (ranged blocks) vs one
+* ``streamed read``: ``StateFS`` sequential read (streams since 8ccbf81) vs one
   open-ended ``Range: bytes=0-`` GET read in 1 MiB pieces, from S3.
 """
 from __future__ import annotations
@@ -117,7 +117,7 @@ def streamed_read(ctx: Context) -> dict[str, Any]:
     def boto3_get() -> None:
         body = s3.get_object(Bucket=BUCKET, Key=key)["Body"]
         assert sum(len(p) for p in body.iter_chunks(MiB)) == size
-    samples = interleaved({"StateFS ranged blocks (stock)": ranged,
+    samples = interleaved({"StateFS (stock)": ranged,
                            "one streamed GET via sidecar": streamed,
                            "boto3 streamed get_object": boto3_get}, ctx.scale(2, 1), warmup=0)
     fs.close()
@@ -127,26 +127,10 @@ def streamed_read(ctx: Context) -> dict[str, Any]:
                for k, v in samples.items()}}
 
 
-def read_memory(ctx: Context) -> dict[str, Any]:
-    """Client peak RSS of a sequential read, stock vs releasing the old block first."""
-    from benchmarks.large_objects import transfer
-    size = 64 * MiB  # past the 16 MiB block cap, so the peak no longer grows with size
-    sidecar = ctx.pool.sidecar("local-buffered-lww")
-    spec = {"client": "statefs", "size": size, "socket": sidecar.socket_path,
-            "mode": "passthrough", "path": "/exp/memory"}
-    transfer(dict(spec, op="write"), sidecar)
-    out = {}
-    for label, patch in (("stock", None), ("release old block first", "release_block")):
-        r = transfer(dict(spec, op="read", patch=patch), sidecar)
-        out[label] = {"peak_rss_mib": r["peak_rss_mib"], "mib_per_s": r["mib_per_s"],
-                      "rss_after_imports_mib": r["rss_after_imports_mib"]}
-    return out
-
-
 def run(ctx: Context) -> dict[str, Any]:
     results: dict[str, Any] = {}
     for name, fn in (("transport", transport), ("readbytes", readbytes),
-                     ("streamed_read", streamed_read), ("read_memory", read_memory)):
+                     ("streamed_read", streamed_read)):
         log(f"experiments: {name}")
         start = time.perf_counter()
         results[name] = fn(ctx)
@@ -173,7 +157,3 @@ def report(results: dict[str, Any]) -> None:
               ["variant", "MiB/s", "s median [p25-p75]"],
               [[k, v["mib_per_s"], spread(v["seconds"], 2)] for k, v in
                sorted(r.items(), key=lambda kv: "stock" not in kv[0]) if isinstance(v, dict)])
-    table("Experiment: client peak RSS reading 64 MiB (local sidecar), MiB",
-          ["variant", "peak RSS", "after imports", "MiB/s"],
-          [[k, v["peak_rss_mib"], v["rss_after_imports_mib"], v["mib_per_s"]]
-           for k, v in sorted(results["read_memory"].items(), key=lambda kv: kv[0] != "stock")])
