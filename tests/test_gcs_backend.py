@@ -9,7 +9,6 @@ filesystem backend, whose data survives a restart.
 from __future__ import annotations
 
 import hashlib
-import http.client
 import io
 import json
 import os
@@ -27,21 +26,13 @@ from sidecars.errors import BadRequest
 from sidecars.gcs import GcsBackend
 from tests.harness.fake_gcs import FakeGcsServer, create_bucket, sidecar_env
 from tests.harness.sidecar import Sidecar
+from vfs_state.transport import UnixHTTPConnection
 
 BUCKET = "vfs-state-test"
 FAST_FAILURE = {"GCS_RETRY_DEADLINE": "1.5", "GCS_TIMEOUT": "3"}
 MiB = 1 << 20
 
 
-class UnixHTTPConnection(http.client.HTTPConnection):
-    def __init__(self, path: str, timeout: float = 60) -> None:
-        super().__init__("localhost", timeout=timeout)
-        self._path = path
-
-    def connect(self) -> None:
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(self.timeout)
-        self.sock.connect(self._path)
 
 
 class Http:

@@ -11,7 +11,6 @@ import json
 import os
 import re
 import signal
-import socket
 import threading
 import time
 import urllib.parse
@@ -24,20 +23,12 @@ from hypothesis import strategies as st
 from sidecars.nats_keys import decode_key, encode_key, subtree_filter
 from tests.harness.nats_server import NatsServer, sidecar_env
 from tests.harness.sidecar import Sidecar
+from vfs_state.transport import UnixHTTPConnection
 
 CONNECTOR = "nats-kv-buffered-cas"
 NATS_KEY_RE = re.compile(r"^[-/_=.a-zA-Z0-9]+$")
 
 
-class UnixHTTPConnection(http.client.HTTPConnection):
-    def __init__(self, path: str, timeout: float = 20.0) -> None:
-        super().__init__("localhost", timeout=timeout)
-        self._path = path
-
-    def connect(self) -> None:
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(self.timeout)
-        self.sock.connect(self._path)
 
 
 class Client:

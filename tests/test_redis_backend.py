@@ -6,7 +6,6 @@ since other tools must be able to read them.
 """
 from __future__ import annotations
 
-import http.client
 import json
 import socket
 import threading
@@ -19,20 +18,12 @@ import redis
 
 from tests.harness.redis_server import RedisServer, sidecar_env
 from tests.harness.sidecar import Sidecar
+from vfs_state.transport import UnixHTTPConnection
 
 PREFIX = "pfx"
 MAX_SIZE = 3 << 20
 
 
-class _UnixConnection(http.client.HTTPConnection):
-    def __init__(self, path: str) -> None:
-        super().__init__("localhost", timeout=20)
-        self._path = path
-
-    def connect(self) -> None:
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(self.timeout)
-        self.sock.connect(self._path)
 
 
 class Client:
@@ -43,7 +34,7 @@ class Client:
 
     def request(self, method: str, path: str, body=None, headers=None):  # noqa: ANN001
         """One request; an iterable body goes out chunked (http.client does that)."""
-        conn = _UnixConnection(self.socket_path)
+        conn = UnixHTTPConnection(self.socket_path)
         try:
             conn.request(method, path, body=body, headers=headers or {})
             response = conn.getresponse()

@@ -28,6 +28,7 @@ from sidecars.s3 import LAST_CHAR, S3Backend, translate
 from tests.harness.base import free_port
 from tests.harness.moto_s3 import MotoS3Server, create_bucket, s3_client, sidecar_env
 from tests.harness.sidecar import Sidecar
+from vfs_state.transport import UnixHTTPConnection
 
 MiB = 1 << 20
 BUCKET = "vfs-state-s3-tests"
@@ -62,15 +63,6 @@ def lww(moto: MotoS3Server) -> Iterator[str]:
 
 # -- raw HTTP over the unix socket ----------------------------------------------
 
-class UnixHTTPConnection(http.client.HTTPConnection):
-    def __init__(self, path: str, timeout: float = 30) -> None:
-        super().__init__("localhost", timeout=timeout)
-        self._path = path
-
-    def connect(self) -> None:
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(self.timeout)
-        self.sock.connect(self._path)
 
 
 class Reply:

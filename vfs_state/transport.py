@@ -36,7 +36,7 @@ def key_path(route: str, key: str) -> str:
 class UnixHTTPConnection(http.client.HTTPConnection):
     """``HTTPConnection`` whose transport is a Unix stream socket."""
 
-    def __init__(self, socket_path: str, timeout: float) -> None:
+    def __init__(self, socket_path: str, timeout: float = 60.0) -> None:
         super().__init__("localhost", timeout=timeout, blocksize=SEND_BLOCK)
         self.socket_path = socket_path
 

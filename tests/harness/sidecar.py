@@ -1,28 +1,16 @@
 """A real sidecar: ``vfs-state-sidecar CONNECTOR`` under gunicorn on a Unix socket."""
 from __future__ import annotations
 
-import http.client
 import os
-import socket
 import sys
 import tempfile
 
 from tests.harness.base import ServerProcess
-
-
-class _UnixHTTPConnection(http.client.HTTPConnection):
-    def __init__(self, path: str) -> None:
-        super().__init__("localhost", timeout=2)
-        self._path = path
-
-    def connect(self) -> None:
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(self.timeout)
-        self.sock.connect(self._path)
+from vfs_state.transport import UnixHTTPConnection
 
 
 def healthy(socket_path: str) -> bool:
-    conn = _UnixHTTPConnection(socket_path)
+    conn = UnixHTTPConnection(socket_path, timeout=2)
     try:
         conn.request("GET", "/healthz")
         return conn.getresponse().status == 200
