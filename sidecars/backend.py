@@ -125,6 +125,28 @@ class Backend(abc.ABC):
         """Release clients and threads (worker shutdown)."""
 
 
+def page_of(items: Iterable[tuple[str, bool]], start_after: str | None,
+            max_keys: int) -> ListPage:
+    """One listing page from sorted ``(name, is_prefix)`` items, after the cursor.
+
+    For backends that gather a directory themselves (local, NATS KV): skips
+    items up to the cursor (and a cursor's subtree when it is a prefix), and
+    sets ``next`` when more items remain.
+    """
+    page = ListPage()
+    last = None
+    for name, is_prefix in items:
+        if start_after is not None and (name <= start_after or
+                                        (is_prefix and start_after.startswith(name))):
+            continue
+        if len(page.keys) + len(page.prefixes) == max_keys:
+            page.next = last
+            break
+        (page.prefixes if is_prefix else page.keys).append(name)
+        last = name
+    return page
+
+
 def iter_stream(stream: BinaryIO, chunk_size: int = 1 << 20) -> Iterator[bytes]:
     """Yield ``stream`` in chunks until EOF."""
     while True:

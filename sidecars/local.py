@@ -23,7 +23,7 @@ from flask import Flask
 
 from sidecars import config
 from sidecars.app import build_app
-from sidecars.backend import Backend, ListPage, ObjectBody, ObjectInfo, iter_stream
+from sidecars.backend import Backend, ListPage, ObjectBody, ObjectInfo, iter_stream, page_of
 from sidecars.errors import (
     BackendUnavailable,
     Conflict,
@@ -185,18 +185,7 @@ class LocalBackend(Backend):
         directory, _, name_start = prefix.rpartition("/")
         base = directory + "/" if directory else ""
         items = self._entries(base, name_start, recursive=delimiter is None)
-        page = ListPage()
-        last = None
-        for name, is_prefix in items:
-            if start_after is not None and (name <= start_after or
-                                            (is_prefix and start_after.startswith(name))):
-                continue
-            if len(page.keys) + len(page.prefixes) == max_keys:
-                page.next = last
-                break
-            (page.prefixes if is_prefix else page.keys).append(name)
-            last = name
-        return page
+        return page_of(items, start_after, max_keys)
 
     def _entries(self, base: str, name_start: str, recursive: bool) -> list[tuple[str, bool]]:
         """Sorted ``(key, is_prefix)`` under ``base`` whose names start ``name_start``."""

@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 import string
 
-from sidecars.backend import ListPage
+from sidecars.backend import ListPage, page_of
 
 #: The final token standing for a trailing ``/`` (a directory marker).
 MARKER_TOKEN = "=D"
@@ -108,16 +108,4 @@ def paginate(keys: list[str], prefix: str, delimiter: str | None, start_after: s
             items[prefix + rest[:cut + 1]] = True
         else:
             items.setdefault(key, False)
-    page = ListPage()
-    last = None
-    for name in sorted(items):
-        is_prefix = items[name]
-        if start_after is not None and (name <= start_after or
-                                        (is_prefix and start_after.startswith(name))):
-            continue
-        if len(page.keys) + len(page.prefixes) == max_keys:
-            page.next = last
-            break
-        (page.prefixes if is_prefix else page.keys).append(name)
-        last = name
-    return page
+    return page_of(sorted(items.items()), start_after, max_keys)
