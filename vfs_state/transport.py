@@ -112,22 +112,21 @@ class Connection:
                       or parts[0] == b"HTTP/1.0")
         return int(parts[1]), headers, must_close
 
-    def read_reply(self, head_only: bool) -> tuple[int, dict[str, str], bytes, bool]:
-        """``(status, headers, body, must_close)`` of the next reply."""
-        status, headers, must_close = self.read_head()
+    def read_body(self, status: int, headers: dict[str, str], head_only: bool) -> bytes:
+        """The whole body of a reply whose head was read (empty where none is sent)."""
         if head_only or status in (204, 304) or status < 200:
-            return status, headers, b"", must_close
+            return b""
         if "chunked" in headers.get("transfer-encoding", "").lower():
-            return status, headers, self._chunked(), must_close
+            return self._chunked()
         length = headers.get("content-length")
-        if length is None:
-            return status, headers, self.reader.read(), True
+        if length is None:  # framed by the server closing the connection
+            return self.reader.read()
         if not length.isdigit():
             raise ProtocolError(f"bad Content-Length {length!r}")
         data = self.reader.read(int(length))
         if len(data) != int(length):
             raise ConnectionResetError("reply body ended early")
-        return status, headers, data, must_close
+        return data
 
     def _headers(self) -> dict[str, str]:
         headers: dict[str, str] = {}
@@ -199,17 +198,14 @@ class Transport:
             idle = self._local.idle = []
         return idle
 
-    def request(self, method: str, path: str, headers: Mapping[str, str] | None = None,
-                body: bytes | BinaryIO | None = None, key: str = "",
-                ok: tuple[int, ...] = ()) -> Reply:
-        """Send one request and read the whole reply; errors become exceptions.
+    def _begin(self, head: bytes, body: bytes | BinaryIO | None
+               ) -> tuple[Connection, int, dict[str, str], bool]:
+        """Send a request and read the reply's head: ``(conn, status, headers, must_close)``.
 
-        A reply with status >= 400 raises unless listed in ``ok``. A reused
-        keep-alive connection that the sidecar closed meanwhile is retried
-        once on a fresh one (a streamed body is rewound first). A sidecar
-        that answers before reading the whole body (413) is still heard.
+        A reused keep-alive connection that the sidecar closed meanwhile is
+        retried once on a fresh one (a streamed body is rewound first). A
+        sidecar that answers before reading the whole body (413) is still heard.
         """
-        head = _request_head(method, path, headers or {}, body)
         start = body.tell() if body is not None and not isinstance(body, bytes) else 0
         for attempt in (0, 1):
             idle = self._idle()
@@ -223,7 +219,7 @@ class Transport:
                     broken = False
                 except (BrokenPipeError, ConnectionResetError):
                     broken = True  # the reply may still explain why (e.g. 413)
-                status, fields, data, must_close = conn.read_reply(method == "HEAD")
+                status, fields, must_close = conn.read_head()
             except (_Closed, BrokenPipeError, ConnectionResetError) as exc:
                 if conn is not None:
                     conn.close()
@@ -232,23 +228,43 @@ class Transport:
                         body.seek(start)
                     continue
                 raise unreachable(self.where, exc) from exc
-            except TimeoutError as exc:
-                conn.close()  # type: ignore[union-attr]
-                raise TimeoutError(f"sidecar timed out [{self.where}]") from exc
             except (FileNotFoundError, ConnectionRefusedError) as exc:
                 raise unreachable(self.where, exc) from exc
-            except ProtocolError:
+            except (TimeoutError, ProtocolError) as exc:
                 conn.close()  # type: ignore[union-attr]
-                raise
-            if must_close or broken:
-                conn.close()
-            else:
-                idle.append(conn)
-            self.bytes_received += len(data)
-            if status >= 400 and status not in ok:
-                raise error_for_status(status, data, key, self.where)
-            return Reply(status, fields, data)
+                raise self._failure(exc) from exc
+            return conn, status, fields, must_close or broken
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _failure(self, exc: BaseException) -> OSError:
+        if isinstance(exc, TimeoutError):
+            return TimeoutError(f"sidecar timed out [{self.where}]")
+        if isinstance(exc, ProtocolError):
+            return exc
+        return unreachable(self.where, exc)
+
+    def request(self, method: str, path: str, headers: Mapping[str, str] | None = None,
+                body: bytes | BinaryIO | None = None, key: str = "",
+                ok: tuple[int, ...] = ()) -> Reply:
+        """Send one request and read the whole reply; errors become exceptions.
+
+        A reply with status >= 400 raises unless listed in ``ok``.
+        """
+        head = _request_head(method, path, headers or {}, body)
+        conn, status, fields, must_close = self._begin(head, body)
+        try:
+            data = conn.read_body(status, fields, method == "HEAD")
+        except (OSError, ProtocolError) as exc:
+            conn.close()
+            raise self._failure(exc) from exc
+        if must_close:
+            conn.close()
+        else:
+            self._release(conn)
+        self.bytes_received += len(data)
+        if status >= 400 and status not in ok:
+            raise error_for_status(status, data, key, self.where)
+        return Reply(status, fields, data)
 
     def stream(self, path: str, headers: Mapping[str, str], key: str = "") -> BodyStream:
         """GET whose body is read as the caller goes (large sequential reads).
@@ -256,36 +272,18 @@ class Transport:
         The connection belongs to the returned stream until it is closed:
         back to the pool when the body was read to the end, dropped otherwise.
         """
-        head = _request_head("GET", path, headers, None)
-        for attempt in (0, 1):
-            idle = self._idle()
-            conn = idle.pop() if idle else None
-            reused = conn is not None
+        conn, status, fields, must_close = self._begin(_request_head("GET", path, headers, None),
+                                                       None)
+        length = fields.get("content-length", "")
+        if status >= 400 or not length.isdigit():
             try:
-                if conn is None:
-                    conn = Connection(self.socket_path, self.timeout)
-                conn.send(head, None)
-                status, fields, must_close = conn.read_head()
-            except (_Closed, BrokenPipeError, ConnectionResetError) as exc:
-                if conn is not None:
-                    conn.close()
-                if reused and attempt == 0:
-                    continue
-                raise unreachable(self.where, exc) from exc
-            except TimeoutError as exc:
-                conn.close()  # type: ignore[union-attr]
-                raise TimeoutError(f"sidecar timed out [{self.where}]") from exc
-            except (FileNotFoundError, ConnectionRefusedError) as exc:
-                raise unreachable(self.where, exc) from exc
-            length = fields.get("content-length", "")
-            if status >= 400 or not length.isdigit():
-                body = conn.reader.read(int(length)) if length.isdigit() else b""
+                body = conn.read_body(status, fields, False)
+            finally:
                 conn.close()
-                if status >= 400:
-                    raise error_for_status(status, body, key, self.where)
-                raise ProtocolError("a streamed reply needs a Content-Length")
-            return BodyStream(self, conn, int(length), must_close)
-        raise AssertionError("unreachable")  # pragma: no cover
+            if status >= 400:
+                raise error_for_status(status, body, key, self.where)
+            raise ProtocolError("a streamed reply needs a Content-Length")
+        return BodyStream(self, conn, int(length), must_close)
 
     def _release(self, conn: Connection) -> None:
         self._idle().append(conn)
