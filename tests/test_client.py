@@ -293,3 +293,19 @@ def test_object_replaced_mid_read_raises_estale(local_sidecar):
             while f.read(500_000):   # the cached first block, then a pinned request
                 pass
         assert raised.value.errno == errno.ESTALE
+
+
+def test_passthrough_stale_write_raises_on_close_and_keeps_value(local_sidecar):
+    a = StateFS(local_sidecar.socket_path, write_mode="passthrough")
+    b = StateFS(local_sidecar.socket_path)
+    key = f"pass-cas-{uuid.uuid4().hex}"
+    b.writebytes(key, b"v1")
+    with session():
+        a.readbytes(key)
+        with session():
+            b.writebytes(key, b"v2")
+        f = a.openbin(key, "w")
+        f.write(b"stale streamed data")
+        with pytest.raises(FileExistsError):
+            f.close()
+    assert b.readbytes(key) == b"v2"

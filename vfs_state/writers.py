@@ -154,6 +154,11 @@ class ChunkedUpload(io.RawIOBase):
 
     def _fail(self) -> None:
         """The sidecar stopped reading: report its answer if it sent one."""
+        self._verdict()
+        raise OSError(errno.EIO, "sidecar ended the upload early", self.name)
+
+    def _verdict(self) -> http.client.HTTPResponse:
+        """Read the sidecar's reply, end the upload, raise if it refused."""
         try:
             response = self._conn.getresponse()
             body = response.read()
@@ -163,7 +168,7 @@ class ChunkedUpload(io.RawIOBase):
         self._abandon()
         if response.status >= 400:
             raise error_for_status(response.status, body, self._key, self._client.where)
-        raise OSError(errno.EIO, "sidecar ended the upload early", self.name)
+        return response
 
     def _abandon(self) -> None:
         self._conn.close()
@@ -181,14 +186,5 @@ class ChunkedUpload(io.RawIOBase):
             self._conn.send(b"0\r\n\r\n")
         except OSError:
             self._fail()
-        try:
-            response = self._conn.getresponse()
-            body = response.read()
-        except (OSError, http.client.HTTPException) as exc:
-            self._abandon()
-            raise unreachable(self._client.where, exc) from exc
-        self._abandon()
-        if response.status >= 400:
-            raise error_for_status(response.status, body, self._key, self._client.where)
-        etag = response.getheader("ETag")
+        etag = self._verdict().getheader("ETag")
         self._client.observe(self._key, etag.strip('"') if etag else None)
