@@ -81,3 +81,20 @@ def outcome(function: Scenario, base: str) -> tuple:
     except Exception as exc:  # noqa: BLE001 - the exception *is* the outcome
         return ("raise", type(exc).__name__, getattr(exc, "errno", None))
     return ("ok", normalise(value, base))
+
+
+# -- helpers shared by the scenario modules ---------------------------------------
+
+def touch(path: str, data: bytes = b"") -> None:
+    """Write ``data`` to ``path`` with plain ``open`` (shimmed on a mount)."""
+    with open(path, "wb") as handle:
+        handle.write(data)
+
+
+def tree(base: str) -> None:
+    """a.txt, b/c.txt, b/d/e.txt, b/empty/"""
+    touch(f"{base}/a.txt", b"A")
+    os.makedirs(f"{base}/b/d")
+    os.mkdir(f"{base}/b/empty")
+    touch(f"{base}/b/c.txt", b"CC")
+    touch(f"{base}/b/d/e.txt", b"EEE")

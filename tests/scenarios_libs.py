@@ -14,23 +14,11 @@ import tarfile
 import zipfile
 
 from tests.differential import differs, ok, raises, scenario
+from tests.differential import touch as _touch
+from tests.differential import tree as _tree
 
 NAMES = ["with space.txt", "hash#tag", "question?mark", "per%25cent", "plus+and&amp",
          "ünïcödé.txt", "日本語.json", "emoji 😀.bin", "semi;colon", "quote'and\"double"]
-
-
-def _touch(path: str, data: bytes = b"") -> None:
-    with open(path, "wb") as handle:
-        handle.write(data)
-
-
-def _tree(base: str) -> None:
-    """a.txt, b/c.txt, b/d/e.txt, b/empty/"""
-    _touch(f"{base}/a.txt", b"A")
-    os.makedirs(f"{base}/b/d")
-    os.mkdir(f"{base}/b/empty")
-    _touch(f"{base}/b/c.txt", b"CC")
-    _touch(f"{base}/b/d/e.txt", b"EEE")
 
 
 def _walk(top: str) -> list:

@@ -7,20 +7,8 @@ import stat
 import time
 
 from tests.differential import differs, ok, raises, scenario
-
-
-def _touch(path: str, data: bytes = b"") -> None:
-    with open(path, "wb") as handle:
-        handle.write(data)
-
-
-def _tree(base: str) -> None:
-    """a.txt, b/c.txt, b/d/e.txt, b/empty/"""
-    _touch(f"{base}/a.txt", b"A")
-    os.makedirs(f"{base}/b/d")
-    os.mkdir(f"{base}/b/empty")
-    _touch(f"{base}/b/c.txt", b"CC")
-    _touch(f"{base}/b/d/e.txt", b"EEE")
+from tests.differential import touch as _touch
+from tests.differential import tree as _tree
 
 
 def _walk(top: str, **options) -> list:
