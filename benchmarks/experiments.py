@@ -20,12 +20,12 @@ from typing import Any
 
 from benchmarks.common import (
     Context,
-    GeneratedStream,
     KiB,
     MiB,
     interleaved,
     log,
     ratio,
+    seed_s3_object,
     spread,
     stats,
     table,
@@ -87,16 +87,10 @@ def readbytes(ctx: Context) -> dict[str, Any]:
 
 def streamed_read(ctx: Context) -> dict[str, Any]:
     """S3: stock ranged-block reading vs one open-ended GET streamed in 1 MiB pieces."""
-    from tests.connectors import BUCKET
-    from tests.harness.moto_s3 import s3_client
-    from vfs_state import StateFS
     from vfs_state.transport import UnixHTTPConnection
     size = min(ctx.options.large_size, ctx.scale(256 * MiB, 64 * MiB))
-    sidecar = ctx.pool.sidecar("s3-buffered-lww")
-    key = sidecar._env["STATE_PREFIX"].strip("/") + "/exp/stream"
-    s3 = s3_client(ctx.pool.server("s3"))
-    s3.upload_fileobj(GeneratedStream(size), BUCKET, key)
-    fs = StateFS(sidecar.socket_path)
+    seeded = seed_s3_object(ctx, "/exp/stream", size)
+    fs, s3, sidecar = seeded.fs, seeded.s3, seeded.sidecar
 
     def ranged() -> None:
         with fs.openbin("/exp/stream") as f:
@@ -115,13 +109,12 @@ def streamed_read(ctx: Context) -> dict[str, Any]:
         assert got == size
 
     def boto3_get() -> None:
-        body = s3.get_object(Bucket=BUCKET, Key=key)["Body"]
+        body = s3.get_object(Bucket=seeded.bucket, Key=seeded.key)["Body"]
         assert sum(len(p) for p in body.iter_chunks(MiB)) == size
     samples = interleaved({"StateFS (stock)": ranged,
                            "one streamed GET via sidecar": streamed,
                            "boto3 streamed get_object": boto3_get}, ctx.scale(2, 1), warmup=0)
-    fs.close()
-    s3.delete_object(Bucket=BUCKET, Key=key)
+    seeded.cleanup()
     return {"size_mib": size // MiB,
             **{k: {"mib_per_s": round(size / MiB / min(v), 1), "seconds": stats(v, 1, 2)}
                for k, v in samples.items()}}

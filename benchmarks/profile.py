@@ -31,10 +31,10 @@ from typing import Any
 from benchmarks.common import (
     RESULTS_DIR,
     Context,
-    GeneratedStream,
     KiB,
     MiB,
     log,
+    seed_s3_object,
     shim_installed,
     sidecar_pids,
     table,
@@ -210,21 +210,14 @@ def small_work(ctx: Context, connector: str) -> tuple[Any, Callable[[], int], An
 
 
 def large_work(ctx: Context, size: int) -> tuple[Any, Callable[[], int], Any]:
-    from tests.connectors import BUCKET
-    from tests.harness.moto_s3 import s3_client
-    from vfs_state import StateFS
-    sidecar = ctx.pool.sidecar("s3-buffered-lww")
-    key = sidecar._env["STATE_PREFIX"].strip("/") + "/prof/large"
-    s3 = s3_client(ctx.pool.server("s3"))
-    s3.upload_fileobj(GeneratedStream(size), BUCKET, key)
-    fs = StateFS(sidecar.socket_path)
+    seeded = seed_s3_object(ctx, "/prof/large", size)
 
     def read() -> int:
-        with fs.openbin("/prof/large") as f:
+        with seeded.fs.openbin("/prof/large") as f:
             while f.read(MiB):
                 pass
         return 1
-    return sidecar, read, lambda: (fs.close(), s3.delete_object(Bucket=BUCKET, Key=key))
+    return seeded.sidecar, read, seeded.cleanup
 
 
 def run(ctx: Context) -> dict[str, Any]:
