@@ -123,25 +123,25 @@ class StateFS(FS):
 
     def listdir(self, path: str) -> list[str]:
         """Names straight from the listing: no ``Info`` object per entry."""
-        key = self._key(path)
-        with self._errors(path):
-            entries = self._entries(key)
-            if not entries:
-                self._require_dir(key, path)
-        return [name for name, _ in entries]
+        return [name for name, _ in self._listing(self._key(path), path)]
 
     def scandir(self, path: str, namespaces: Collection[str] | None = None,
                 page: tuple[int, int] | None = None) -> Iterator[Info]:
         key = self._key(path)
-        with self._errors(path):
-            entries = self._entries(key)
-            if not entries:
-                self._require_dir(key, path)
+        entries = self._listing(key, path)
         details = bool(namespaces and "details" in namespaces)
         iterator = (self._entry_info(key, name, is_dir, details) for name, is_dir in entries)
         if page is not None:
             iterator = itertools.islice(iterator, page[0], page[1])
         return iterator
+
+    def _listing(self, key: str, path: str) -> list[tuple[str, bool]]:
+        """Sorted ``(name, is_dir)`` of a directory; an empty one must exist."""
+        with self._errors(path):
+            entries = self._entries(key)
+            if not entries:
+                self._require_dir(key, path)
+        return entries
 
     def _entries(self, key: str) -> list[tuple[str, bool]]:
         prefix = key + "/" if key else ""
