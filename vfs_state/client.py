@@ -50,6 +50,14 @@ def _total_size(reply: Reply) -> int:
     return len(reply.body)
 
 
+def _pinned_range(byte_range: str, version: str | None) -> dict[str, str]:
+    """``Range`` plus ``If-Match`` on the version a reader opened, if known."""
+    headers = {"Range": byte_range}
+    if version is not None:
+        headers["If-Match"] = f'"{version}"'
+    return headers
+
+
 class SidecarClient:
     """Typed calls to one sidecar; ``store_id`` scopes remembered versions."""
 
@@ -107,16 +115,12 @@ class SidecarClient:
 
     def read_range(self, key: str, start: int, length: int, version: str | None) -> bytes:
         """Bytes ``[start, start+length)`` of the version opened (412 if it changed)."""
-        headers = {"Range": f"bytes={start}-{start + length - 1}"}
-        if version is not None:
-            headers["If-Match"] = f'"{version}"'
+        headers = _pinned_range(f"bytes={start}-{start + length - 1}", version)
         return self.transport.request("GET", key_path("/keys/", key), headers, key=key).body
 
     def stream_from(self, key: str, start: int, version: str | None) -> BodyStream:
         """The object from ``start`` to its end, read incrementally (version-pinned)."""
-        headers = {"Range": f"bytes={start}-"}
-        if version is not None:
-            headers["If-Match"] = f'"{version}"'
+        headers = _pinned_range(f"bytes={start}-", version)
         return self.transport.stream(key_path("/keys/", key), headers, key=key)
 
     def write(self, key: str, body: bytes | BinaryIO, size: int,

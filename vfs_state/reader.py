@@ -79,7 +79,7 @@ class RangeReader(io.RawIOBase):
         offset = self._pos - self._block_start
         if 0 <= offset < len(self._block):
             count = min(wanted, len(self._block) - offset)
-            view[:count] = self._block[offset:offset + count]
+            view[:count] = memoryview(self._block)[offset:offset + count]  # one copy, not two
         elif self._pos == self._block_start + len(self._block) or self._streaming_here():
             count = self._from_stream(view[:wanted])
         else:
