@@ -6,14 +6,12 @@ stops the server under the running sidecar and expects it to recover alone.
 """
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import re
 import signal
 import threading
 import time
-import urllib.parse
 import uuid
 
 import pytest
@@ -23,79 +21,10 @@ from hypothesis import strategies as st
 from sidecars.nats_keys import decode_key, encode_key, subtree_filter
 from tests.harness.nats_server import NatsServer, sidecar_env
 from tests.harness.sidecar import Sidecar
-from vfs_state.transport import UnixHTTPConnection
+from tests.rawhttp import RawClient, key_url
 
 CONNECTOR = "nats-kv-buffered-cas"
 NATS_KEY_RE = re.compile(r"^[-/_=.a-zA-Z0-9]+$")
-
-
-
-
-class Client:
-    """Raw HTTP to one sidecar socket; a fresh connection per request."""
-
-    def __init__(self, socket_path: str) -> None:
-        self.socket_path = socket_path
-
-    def request(self, method: str, path: str, body: object = None,
-                headers: dict[str, str] | None = None,
-                chunked: bool = False) -> tuple[int, http.client.HTTPMessage, bytes]:
-        conn = UnixHTTPConnection(self.socket_path)
-        try:
-            try:
-                conn.request(method, path, body=body, headers=headers or {},
-                             encode_chunked=chunked)
-            except (BrokenPipeError, ConnectionResetError):
-                pass  # answered early (413) and closed: the answer is still readable
-            response = conn.getresponse()
-            return response.status, response.headers, response.read()
-        finally:
-            conn.close()
-
-    def put(self, key: str, data: bytes, **headers: str):
-        return self.request("PUT", _path(key), data, _headers(headers))
-
-    def get(self, key: str, **headers: str):
-        return self.request("GET", _path(key), None, _headers(headers))
-
-    def head(self, key: str):
-        return self.request("HEAD", _path(key))
-
-    def delete(self, key: str, **headers: str):
-        return self.request("DELETE", _path(key), None, _headers(headers))
-
-    def list(self, prefix: str, delimiter: str | None = "/", **params: object) -> dict:
-        query = {"prefix": prefix, **params}
-        if delimiter:
-            query["delimiter"] = delimiter
-        status, _, body = self.request("GET", "/keys/?" + urllib.parse.urlencode(query))
-        assert status == 200, body
-        return json.loads(body)
-
-    def list_all(self, prefix: str, delimiter: str | None = "/", max_keys: int = 1000):
-        """Follow ``next`` cursors; returns (keys, prefixes, pages)."""
-        keys: list[str] = []
-        prefixes: list[str] = []
-        cursor, pages = None, 0
-        while True:
-            params: dict[str, object] = {"max_keys": max_keys}
-            if cursor:
-                params["start_after"] = cursor
-            page = self.list(prefix, delimiter, **params)
-            keys += page["keys"]
-            prefixes += page["prefixes"]
-            pages += 1
-            cursor = page.get("next")
-            if not cursor:
-                return keys, prefixes, pages
-
-
-def _path(key: str) -> str:
-    return "/keys/" + urllib.parse.quote(key, safe="/")
-
-
-def _headers(given_headers: dict[str, str]) -> dict[str, str]:
-    return {name.replace("_", "-"): value for name, value in given_headers.items()}
 
 
 def _unique(name: str) -> str:
@@ -117,8 +46,8 @@ def sidecar(nats_server):
 
 
 @pytest.fixture()
-def client(sidecar) -> Client:
-    return Client(sidecar.socket_path)
+def client(sidecar) -> RawClient:
+    return RawClient(sidecar.socket_path)
 
 
 # -- key codec ------------------------------------------------------------------
@@ -159,7 +88,7 @@ def test_codec_examples_and_foreign_keys() -> None:
 
 # -- objects ------------------------------------------------------------------
 
-def test_put_get_head_delete(client: Client) -> None:
+def test_put_get_head_delete(client: RawClient) -> None:
     key = _unique("basic") + "/obj.json"
     status, headers, _ = client.put(key, b'{"a": 1}')
     assert status == 204
@@ -185,7 +114,7 @@ def test_put_get_head_delete(client: Client) -> None:
     assert client.delete(key)[0] == 404
 
 
-def test_longest_keys_fit_in_a_nats_subject(client: Client) -> None:
+def test_longest_keys_fit_in_a_nats_subject(client: RawClient) -> None:
     key = _unique("long") + "/" + "€" * 330 + "/" + "é." * 4   # ~1010 UTF-8 bytes
     assert len(key.encode()) <= 1024
     assert client.put(key, b"long")[0] == 204
@@ -193,7 +122,7 @@ def test_longest_keys_fit_in_a_nats_subject(client: Client) -> None:
     assert client.list(key.rsplit("/", 1)[0] + "/")["keys"] == [key]
 
 
-def test_attributes(client: Client) -> None:
+def test_attributes(client: RawClient) -> None:
     key = _unique("attrs")
     _, headers, _ = client.put(key, b"12345")
     status, _, body = client.request("GET", "/meta/" + key)
@@ -207,7 +136,7 @@ def test_attributes(client: Client) -> None:
     assert client.request("PUT", f"/meta/{key}?attr=size", b"9")[0] == 403
 
 
-def test_ranges(client: Client) -> None:
+def test_ranges(client: RawClient) -> None:
     key = _unique("range")
     client.put(key, b"0123456789")
     status, headers, body = client.get(key, Range="bytes=2-5")
@@ -219,7 +148,7 @@ def test_ranges(client: Client) -> None:
     assert client.get(key, Range="bytes=10-20")[0] == 416
 
 
-def test_empty_value(client: Client) -> None:
+def test_empty_value(client: RawClient) -> None:
     key = _unique("empty")
     assert client.put(key, b"")[0] == 204
     status, _, body = client.get(key)
@@ -230,7 +159,7 @@ def test_empty_value(client: Client) -> None:
 
 # -- CAS ------------------------------------------------------------------------
 
-def test_stale_if_match_is_412_and_keeps_the_value(client: Client) -> None:
+def test_stale_if_match_is_412_and_keeps_the_value(client: RawClient) -> None:
     key = _unique("cas")
     etag1 = client.put(key, b"one")[1]["ETag"]
     status, headers, _ = client.put(key, b"two", If_Match=etag1)
@@ -245,7 +174,7 @@ def test_stale_if_match_is_412_and_keeps_the_value(client: Client) -> None:
     assert client.put(_unique("never"), b"x", If_Match=etag2)[0] == 412
 
 
-def test_create_race_has_one_winner(client: Client) -> None:
+def test_create_race_has_one_winner(client: RawClient) -> None:
     key = _unique("race")
     results: list[int] = []
 
@@ -267,7 +196,7 @@ def test_create_race_has_one_winner(client: Client) -> None:
     assert client.get(key)[2] == b"reborn"
 
 
-def test_if_match_race_has_one_winner(client: Client) -> None:
+def test_if_match_race_has_one_winner(client: RawClient) -> None:
     key = _unique("swap")
     etag = client.put(key, b"base")[1]["ETag"]
     results: list[int] = []
@@ -284,7 +213,7 @@ def test_if_match_race_has_one_winner(client: Client) -> None:
     assert client.get(key)[2] in {f"s{i}".encode() for i in range(8)}
 
 
-def test_conditional_delete(client: Client) -> None:
+def test_conditional_delete(client: RawClient) -> None:
     key = _unique("cdel")
     etag1 = client.put(key, b"one")[1]["ETag"]
     etag2 = client.put(key, b"two")[1]["ETag"]
@@ -303,7 +232,7 @@ def test_conditional_delete(client: Client) -> None:
 @settings(max_examples=30, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(key=WIRE_KEYS)
-def test_arbitrary_keys_round_trip_through_the_sidecar(client: Client, key: str) -> None:
+def test_arbitrary_keys_round_trip_through_the_sidecar(client: RawClient, key: str) -> None:
     base = _unique("keys")
     full = f"{base}/{key}"
     data = key.encode("utf-8")
@@ -321,7 +250,7 @@ def test_arbitrary_keys_round_trip_through_the_sidecar(client: Client, key: str)
 
 # -- listings --------------------------------------------------------------------
 
-def test_listing_with_delimiter_paging_markers_and_deletes(client: Client) -> None:
+def test_listing_with_delimiter_paging_markers_and_deletes(client: RawClient) -> None:
     d = _unique("list") + "/"
     for name in ["a", "b/c", "b/e", "x.y", "z", "gone", "q/gone2", "b2", "a b"]:
         assert client.put(d + name, name.encode())[0] == 204
@@ -355,12 +284,12 @@ def test_listing_with_delimiter_paging_markers_and_deletes(client: Client) -> No
 
 # -- limits ------------------------------------------------------------------------
 
-def test_oversize_values_get_413_and_the_sidecar_keeps_serving(client: Client) -> None:
+def test_oversize_values_get_413_and_the_sidecar_keeps_serving(client: RawClient) -> None:
     key = _unique("big")
     assert client.put(key, b"s" * 512 * 1024)[0] == 204
     assert client.put(key, b"x" * (1024 * 1024 + 1))[0] == 413
     chunks = iter([b"y" * 65536] * 20)  # 1.25 MiB, chunked: no Content-Length up front
-    assert client.request("PUT", _path(key), chunks, chunked=True)[0] == 413
+    assert client.request("PUT", key_url(key), chunks, chunked=True)[0] == 413
     status, _, body = client.get(key)
     assert (status, len(body)) == (200, 512 * 1024)
     assert client.put(key + "-after", b"ok")[0] == 204
@@ -370,7 +299,7 @@ def test_configured_value_size_is_exact(nats_server) -> None:
     env = sidecar_env(nats_server, bucket="small")
     env["NATS_KV_MAX_VALUE_SIZE"] = "1000"
     with Sidecar(CONNECTOR, env, workers=1) as small:
-        c = Client(small.socket_path)
+        c = RawClient(small.socket_path)
         assert c.put("k", b"a" * 1000)[0] == 204
         assert c.put("k", b"b" * 1001)[0] == 413
         etag = c.head("k")[1]["ETag"]
@@ -386,7 +315,7 @@ def test_sidecar_started_before_the_server_connects_when_it_appears() -> None:
     env["NATS_TIMEOUT"] = "1"
     try:
         with Sidecar(CONNECTOR, env, workers=1) as early:
-            c = Client(early.socket_path)
+            c = RawClient(early.socket_path)
             started = time.monotonic()
             assert c.put("k", b"v")[0] == 503
             assert time.monotonic() - started < 5
@@ -401,7 +330,7 @@ def test_sidecar_started_before_the_server_connects_when_it_appears() -> None:
         server.close()
 
 
-def test_frozen_server_times_out_with_504(nats_server, client: Client) -> None:
+def test_frozen_server_times_out_with_504(nats_server, client: RawClient) -> None:
     key = _unique("frozen")
     client.put(key, b"v")
     os.kill(nats_server.proc.pid, signal.SIGSTOP)  # connection open, nobody answers
@@ -415,7 +344,7 @@ def test_frozen_server_times_out_with_504(nats_server, client: Client) -> None:
     assert client.get(key)[:3:2] == (200, b"v")
 
 
-def test_server_restart_fails_fast_then_recovers(nats_server, sidecar, client: Client) -> None:
+def test_server_restart_fails_fast_then_recovers(nats_server, sidecar, client: RawClient) -> None:
     key = _unique("restart")
     client.put(key, b"survives")
     assert client.request("GET", "/readyz")[0] == 200

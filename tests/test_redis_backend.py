@@ -10,7 +10,6 @@ import json
 import socket
 import threading
 import time
-import urllib.parse
 import uuid
 
 import pytest
@@ -18,65 +17,10 @@ import redis
 
 from tests.harness.redis_server import RedisServer, sidecar_env
 from tests.harness.sidecar import Sidecar
-from vfs_state.transport import UnixHTTPConnection
+from tests.rawhttp import RawClient
 
 PREFIX = "pfx"
 MAX_SIZE = 3 << 20
-
-
-
-
-class Client:
-    """Raw HTTP over the sidecar's Unix socket; a fresh connection per request."""
-
-    def __init__(self, socket_path: str) -> None:
-        self.socket_path = socket_path
-
-    def request(self, method: str, path: str, body=None, headers=None):  # noqa: ANN001
-        """One request; an iterable body goes out chunked (http.client does that)."""
-        conn = UnixHTTPConnection(self.socket_path)
-        try:
-            conn.request(method, path, body=body, headers=headers or {})
-            response = conn.getresponse()
-            return response.status, dict(response.getheaders()), response.read()
-        finally:
-            conn.close()
-
-    def put(self, key: str, data: bytes, **headers: str):
-        return self.request("PUT", "/keys/" + urllib.parse.quote(key), data, _h(headers))
-
-    def get(self, key: str, **headers: str):
-        return self.request("GET", "/keys/" + urllib.parse.quote(key), None, _h(headers))
-
-    def head(self, key: str):
-        return self.request("HEAD", "/keys/" + urllib.parse.quote(key))
-
-    def delete(self, key: str, **headers: str):
-        return self.request("DELETE", "/keys/" + urllib.parse.quote(key), None, _h(headers))
-
-    def list(self, prefix: str, delimiter: str | None = "/", **params: object) -> dict:
-        query = {"prefix": prefix, **params}
-        if delimiter:
-            query["delimiter"] = delimiter
-        status, _, body = self.request("GET", "/keys/?" + urllib.parse.urlencode(query))
-        assert status == 200, body
-        return json.loads(body)
-
-    def list_all(self, prefix: str, delimiter: str | None = "/", page: int = 2):
-        keys, prefixes, start_after = [], [], None
-        while True:
-            extra = {"start_after": start_after} if start_after else {}
-            data = self.list(prefix, delimiter, max_keys=page, **extra)
-            assert len(data["keys"]) + len(data["prefixes"]) <= page
-            keys += data["keys"]
-            prefixes += data["prefixes"]
-            start_after = data.get("next")
-            if start_after is None:
-                return keys, prefixes
-
-
-def _h(headers: dict[str, str]) -> dict[str, str]:
-    return {k.replace("_", "-"): v for k, v in headers.items()}
 
 
 @pytest.fixture(scope="module")
@@ -94,8 +38,8 @@ def sidecar(server):
 
 
 @pytest.fixture
-def client(sidecar) -> Client:
-    return Client(sidecar.socket_path)
+def client(sidecar) -> RawClient:
+    return RawClient(sidecar.socket_path)
 
 
 @pytest.fixture
@@ -215,9 +159,9 @@ def test_listing_delimiter_paging_prefixes_and_markers(client, raw, d):
     data = client.list(f"{d}/")
     assert (data["keys"], data["prefixes"]) == (expected_keys, expected_prefixes)
     assert "next" not in data
-    assert client.list_all(f"{d}/", page=2) == (expected_keys, expected_prefixes)
-    assert client.list_all(f"{d}/su", page=1) == ([f"{d}/subway"], [f"{d}/sub/"])
-    keys, prefixes = client.list_all(f"{d}/", delimiter=None, page=3)
+    assert client.list_all(f"{d}/", max_keys=2)[:2] == (expected_keys, expected_prefixes)
+    assert client.list_all(f"{d}/su", max_keys=1)[:2] == ([f"{d}/subway"], [f"{d}/sub/"])
+    keys, prefixes, _ = client.list_all(f"{d}/", delimiter=None, max_keys=3)
     assert prefixes == [] and keys == [f"{d}/a", f"{d}/b", f"{d}/c.txt", f"{d}/empty/",
                                        f"{d}/sub/deep/y", f"{d}/sub/x", f"{d}/subway"]
     assert client.list(f"{d}/empty/") == {"keys": [], "prefixes": []}
