@@ -1,7 +1,9 @@
 """Default gunicorn settings for a sidecar; ``GUNICORN_CMD_ARGS`` overrides them.
 
-gthread workers stream request and response bodies and keep client
-connections alive between requests (the client holds one per thread).
+Workers are ``sidecars.worker.ConnectionThreadWorker``: a thread per client
+connection (the client holds one per thread and keeps it alive), which halves
+the per-request cost of gthread's poller hand-off. ``--worker-class gthread``
+still works; ``threads`` only applies to it.
 """
 from __future__ import annotations
 
@@ -9,8 +11,10 @@ import os
 import socket
 
 bind = [f"unix:{os.environ.get('CONNECTOR_SOCKET', '/var/run/asya/state/sidecar.sock')}"]
-worker_class = "gthread"
+worker_class = "sidecars.worker.ConnectionThreadWorker"
 workers = int(os.environ.get("VFS_STATE_SIDECAR_WORKERS", "2"))
+#: connections (so threads) one worker serves at once; more wait to be accepted
+worker_connections = int(os.environ.get("VFS_STATE_SIDECAR_CONNECTIONS", "64"))
 threads = int(os.environ.get("VFS_STATE_SIDECAR_THREADS", "8"))
 keepalive = 75
 timeout = 120

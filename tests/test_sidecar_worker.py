@@ -1,0 +1,144 @@
+"""The sidecar's gunicorn worker (``sidecars.worker``): connections, limits, stopping.
+
+Each test runs a real ``vfs-state-sidecar`` under gunicorn and talks raw
+HTTP/1.1 on its Unix socket, so what is checked is what a client sees.
+"""
+from __future__ import annotations
+
+import select
+import signal
+import socket
+import time
+
+import psutil
+import pytest
+
+from tests.harness.sidecar import Sidecar
+
+PUT_A = (b"PUT /keys/w/a HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc")
+GET_A = b"GET /keys/w/a HTTP/1.1\r\nHost: x\r\n\r\n"
+HEALTH = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+
+
+def _sidecar(tmp_path, *args: str) -> Sidecar:
+    return Sidecar("local-buffered-lww", {"STATE_ROOT": str(tmp_path)}, workers=1,
+                   extra_args=args)
+
+
+def _connect(path: str) -> socket.socket:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(20)
+    sock.connect(path)
+    return sock
+
+
+def _read_replies(sock: socket.socket, count: int) -> list[tuple[bytes, bytes]]:
+    """``count`` whole replies (head, body) from a Content-Length speaking server."""
+    buf, replies = b"", []
+    while len(replies) < count:
+        while b"\r\n\r\n" not in buf:
+            data = sock.recv(65536)
+            assert data, f"connection closed after {len(replies)} replies"
+            buf += data
+        head, _, buf = buf.partition(b"\r\n\r\n")
+        length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                       if line.lower().startswith(b"content-length:")), 0)
+        while len(buf) < length:
+            buf += sock.recv(65536)
+        replies.append((head, buf[:length]))
+        buf = buf[length:]
+    return replies
+
+
+def _closed_by_peer(sock: socket.socket, within: float) -> bool:
+    ready, _, _ = select.select([sock], [], [], within)
+    return bool(ready) and sock.recv(1) == b""
+
+
+def test_one_connection_serves_many_requests_including_pipelined_ones(tmp_path):
+    with _sidecar(tmp_path) as sidecar:
+        sock = _connect(sidecar.socket_path)
+        sock.sendall(PUT_A)
+        (head, _), = _read_replies(sock, 1)
+        assert head.startswith(b"HTTP/1.1 20")
+        sock.sendall(GET_A + HEALTH + GET_A)  # three requests in one write
+        replies = _read_replies(sock, 3)
+        assert [body for _, body in replies] == [b"abc", b'{"status":"ready"}\n', b"abc"]
+        assert all(b"connection: close" not in h.lower() for h, _ in replies)
+        sock.close()
+
+
+def test_idle_connection_is_closed_after_keepalive_seconds(tmp_path):
+    with _sidecar(tmp_path, "--keep-alive=1") as sidecar:
+        sock = _connect(sidecar.socket_path)
+        sock.sendall(HEALTH)
+        _read_replies(sock, 1)
+        assert _closed_by_peer(sock, within=10)
+        fresh = _connect(sidecar.socket_path)  # and the sidecar still serves
+        fresh.sendall(HEALTH)
+        assert _read_replies(fresh, 1)[0][0].startswith(b"HTTP/1.1 200")
+
+
+def test_a_bad_request_gets_400_and_the_worker_keeps_serving(tmp_path):
+    with _sidecar(tmp_path) as sidecar:
+        sock = _connect(sidecar.socket_path)
+        sock.sendall(b"BOGUS\r\n\r\n")
+        head, _ = _read_replies(sock, 1)[0]
+        assert head.startswith(b"HTTP/1.1 400")
+        again = _connect(sidecar.socket_path)
+        again.sendall(HEALTH)
+        assert _read_replies(again, 1)[0][0].startswith(b"HTTP/1.1 200")
+
+
+def test_max_requests_closes_the_connection_and_a_new_worker_takes_over(tmp_path):
+    with _sidecar(tmp_path, "--max-requests=3") as sidecar:
+        worker_before = psutil.Process(sidecar.proc.pid).children()[0].pid
+        sock = _connect(sidecar.socket_path)
+        for _ in range(3):  # the harness's readiness probe may have counted too
+            sock.sendall(HEALTH)
+            head, _ = _read_replies(sock, 1)[0]
+            assert head.startswith(b"HTTP/1.1 200")
+            if b"connection: close" in head.lower():
+                break
+        else:
+            pytest.fail("the third request did not close the connection")
+        assert _closed_by_peer(sock, within=10)
+        deadline = time.monotonic() + 20
+        while True:  # the arbiter replaces the retired worker
+            children = psutil.Process(sidecar.proc.pid).children()
+            if children and children[0].pid != worker_before:
+                break
+            assert time.monotonic() < deadline, "no replacement worker"
+            time.sleep(0.05)
+        fresh = _connect(sidecar.socket_path)
+        fresh.sendall(HEALTH)
+        assert _read_replies(fresh, 1)[0][0].startswith(b"HTTP/1.1 200")
+
+
+def test_connections_beyond_worker_connections_wait_their_turn(tmp_path):
+    with _sidecar(tmp_path, "--worker-connections=1") as sidecar:
+        first = _connect(sidecar.socket_path)
+        first.sendall(HEALTH)
+        _read_replies(first, 1)
+        second = _connect(sidecar.socket_path)
+        second.sendall(HEALTH)
+        ready, _, _ = select.select([second], [], [], 1.0)
+        assert not ready, "a second connection was served beyond the cap"
+        first.close()
+        assert _read_replies(second, 1)[0][0].startswith(b"HTTP/1.1 200")
+
+
+@pytest.mark.parametrize("idle_connections", [0, 3])
+def test_sigterm_stops_without_waiting_out_idle_keepalive(tmp_path, idle_connections):
+    """Kept-alive idle clients must not hold a stopping sidecar for 75 s."""
+    sidecar = _sidecar(tmp_path, "--keep-alive=75", "--graceful-timeout=30").start()
+    try:
+        idle = [_connect(sidecar.socket_path) for _ in range(idle_connections)]
+        for sock in idle:
+            sock.sendall(HEALTH)
+            _read_replies(sock, 1)
+        sidecar.proc.send_signal(signal.SIGTERM)
+        assert sidecar.proc.wait(15) == 0
+        assert all(_closed_by_peer(sock, within=1) for sock in idle)
+    finally:
+        sidecar.close()
