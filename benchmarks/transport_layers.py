@@ -9,6 +9,10 @@ timed at every layer, interleaved:
 * ``raw socket``: a hand-written HTTP/1.1 request on a kept-alive Unix socket
   (gunicorn + socket + app, nothing on the client side);
 * ``raw socket /healthz``: the same on the smallest route (gunicorn + Flask floor);
+* ``raw socket /healthz, gthread``: that route on gunicorn's stock gthread
+  worker, which the sidecar used before ``sidecars.worker``;
+* ``python echo``: a Python thread that answers each request with canned
+  bytes, no parsing: the floor of any Python-to-Python round trip here;
 * ``vfs_state Transport``: ``vfs_state.transport.Transport.request`` (one
   ``sendall``, reply parsed by hand: what vfs_state uses);
 * ``http.client``: the previous transport on ``http.client`` (for comparison);
@@ -22,7 +26,9 @@ from __future__ import annotations
 import io
 import os
 import socket
+import subprocess
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -33,7 +39,8 @@ from benchmarks.common import Context, KiB, interleaved, log, shim_installed, sp
 NAME = "transport_layers"
 CONNECTORS = ("local-buffered-lww", "redis-buffered-cas")
 KEY = "layers/k"
-LAYERS = ("backend", "flask wsgi", "flask test_client", "raw socket /healthz", "raw socket",
+LAYERS = ("backend", "flask wsgi", "flask test_client", "python echo", "raw socket /healthz",
+          "raw socket /healthz, gthread", "raw socket",
           "vfs_state Transport", "http.client", "requests-unixsocket", "StateFS.readbytes",
           "shim open().read()")
 
@@ -63,6 +70,44 @@ class RawHttp:
 
     def close(self) -> None:
         self.sock.close()
+
+
+ECHO_SERVER = """
+import socket, sys, threading
+reply = b"HTTP/1.1 200 OK\\r\\nContent-Length: 2\\r\\n\\r\\nok"
+def serve(conn):
+    while conn.recv(65536):
+        conn.sendall(reply)
+listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+listener.bind(sys.argv[1])
+listener.listen()
+print("ready", flush=True)
+while True:
+    threading.Thread(target=serve, args=(listener.accept()[0],), daemon=True).start()
+"""
+
+
+@contextmanager
+def echo_server() -> Iterator[str]:
+    """A canned-reply Python server on a Unix socket: no HTTP parsing at all."""
+    path = os.path.join(tempfile.mkdtemp(prefix="vfs-echo-"), "echo.sock")
+    proc = subprocess.Popen([sys.executable, "-c", ECHO_SERVER, path], stdout=subprocess.PIPE)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline() == b"ready\n"
+        yield path
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+@contextmanager
+def gthread_sidecar(ctx: Context, connector: str) -> Iterator[Any]:
+    """The same connector on gunicorn's stock gthread worker (8 threads)."""
+    from tests.harness.sidecar import Sidecar
+    env = ctx.pool.env(connector, "gthread-layers")
+    sidecar = Sidecar(connector, env, extra_args=("--worker-class=gthread", "--threads=8"))
+    with sidecar:
+        yield sidecar
 
 
 @contextmanager
@@ -105,7 +150,8 @@ def wsgi_call(app: Any, path: str) -> Callable[[], bytes]:
     return call
 
 
-def layer_calls(sidecar: Any, fs: Any, mount_path: str, shim_on: bool
+def layer_calls(sidecar: Any, fs: Any, mount_path: str, shim_on: bool, echo_path: str,
+                gthread_path: str
                 ) -> tuple[dict[str, Callable[[], object] | None], list[Callable[[], None]]]:
     import requests_unixsocket
 
@@ -125,6 +171,7 @@ def layer_calls(sidecar: Any, fs: Any, mount_path: str, shim_on: bool
     client = app.test_client()
     raw, health = RawHttp(sidecar.socket_path, "/keys/" + KEY), RawHttp(sidecar.socket_path,
                                                                          "/healthz")
+    echo, gthread = RawHttp(echo_path, "/"), RawHttp(gthread_path, "/healthz")
     transport = Transport(sidecar.socket_path)
     old_transport = HttpClientTransport(sidecar.socket_path)
     session = requests_unixsocket.Session()
@@ -137,15 +184,16 @@ def layer_calls(sidecar: Any, fs: Any, mount_path: str, shim_on: bool
     calls: dict[str, Callable[[], object] | None] = {
         "backend": backend, "flask wsgi": wsgi_call(app, "/keys/" + KEY),
         "flask test_client": lambda: client.get("/keys/" + KEY).data,
-        "raw socket /healthz": health.get, "raw socket": raw.get,
+        "python echo": echo.get, "raw socket /healthz": health.get,
+        "raw socket /healthz, gthread": gthread.get, "raw socket": raw.get,
         "vfs_state Transport": lambda: transport.request("GET", "/keys/" + KEY).body,
         "http.client": lambda: old_transport.request("GET", "/keys/" + KEY).body,
         "requests-unixsocket": lambda: session.get(url).content,
         "StateFS.readbytes": lambda: fs.readbytes("/" + KEY),
         "shim open().read()": shim_read if shim_on else None,
     }
-    closers = [raw.close, health.close, transport.close, old_transport.close, session.close,
-               lambda: core.backend.close()]
+    closers = [raw.close, health.close, echo.close, gthread.close, transport.close,
+               old_transport.close, session.close, lambda: core.backend.close()]
     return calls, closers
 
 
@@ -160,11 +208,13 @@ def measure(ctx: Context, connector: str) -> dict[str, Any]:
         f.write(data)
     mount_path = f"/vfs-bench-layers/{connector}"
     mount = Mount(name="layers", path=mount_path, socket=sidecar.socket_path)
-    with shim_installed([mount]) as shim:
-        calls, closers = layer_calls(sidecar, fs, mount_path, shim is not None)
+    with shim_installed([mount]) as shim, echo_server() as echo_path, \
+            gthread_sidecar(ctx, connector) as stock:
+        calls, closers = layer_calls(sidecar, fs, mount_path, shim is not None, echo_path,
+                                     stock.socket_path)
         try:
             for name, call in calls.items():
-                if call is not None and name != "raw socket /healthz":
+                if call is not None and "healthz" not in name and name != "python echo":
                     got = call()
                     assert data in (got if isinstance(got, bytes) else b""), name
             samples = interleaved(calls, ctx.scale(400, 40), warmup=5)
@@ -185,6 +235,10 @@ def derive(m: dict[str, float]) -> dict[str, float | None]:
         "flask app around the backend": diff("flask wsgi", "backend"),
         "gunicorn + socket + worker thread (raw socket - flask wsgi)": diff("raw socket",
                                                                             "flask wsgi"),
+        "HTTP parse + Flask on the smallest route (/healthz - python echo)": diff(
+            "raw socket /healthz", "python echo"),
+        "gthread instead of sidecars.worker (/healthz)": diff("raw socket /healthz, gthread",
+                                                              "raw socket /healthz"),
         "client HTTP (Transport - raw socket)": diff("vfs_state Transport", "raw socket"),
         "StateFS, RangeReader, io, versions (readbytes - Transport)": diff(
             "StateFS.readbytes", "vfs_state Transport"),

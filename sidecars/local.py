@@ -195,17 +195,16 @@ class LocalBackend(Backend):
         except (FileNotFoundError, NotADirectoryError):
             return []
         items: list[tuple[str, bool]] = []
-        for entry in scanned:
-            if not entry.name.startswith(name_start) or entry.name.startswith(RESERVED_PREFIX):
+        for entry in scanned:  # hot for big directories: one type check per file
+            name = entry.name
+            if name.startswith(RESERVED_PREFIX) or (name_start and not name.startswith(name_start)):
                 continue
-            if entry.is_symlink():
-                continue
-            if entry.is_dir():
-                items.append((base + entry.name + "/", not recursive))
+            if entry.is_file(follow_symlinks=False):
+                items.append((base + name, False))
+            elif entry.is_dir(follow_symlinks=False):  # symlinks are neither: skipped
+                items.append((base + name + "/", not recursive))
                 if recursive:
-                    items.extend(self._entries(base + entry.name + "/", "", True))
-            elif entry.is_file():
-                items.append((base + entry.name, False))
+                    items.extend(self._entries(base + name + "/", "", True))
         items.sort()
         return items
 

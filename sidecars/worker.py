@@ -29,6 +29,9 @@ from gunicorn.workers import base
 
 #: How often idle connection threads and the accept loop look at ``alive``.
 POLL_SECONDS = 1.0
+#: Before accepting, a worker waits this long per connection it already
+#: serves, so a less busy worker takes the newcomer (see ``_accept``).
+ACCEPT_DELAY_PER_CONNECTION = 0.0005
 #: A stopping worker still answers a request that arrives this soon (with
 #: ``Connection: close``) instead of cutting the client off mid-send.
 STOP_LINGER_SECONDS = 2.0
@@ -74,6 +77,16 @@ class ConnectionThreadWorker(base.Worker):
         return True
 
     def _accept(self, listener: socket.socket) -> None:
+        """Take a waiting client, leaving it to an idler worker if there is one.
+
+        Every worker is woken for a new connection and the first ``accept``
+        wins. Left alone, the worker already serving the others tends to win
+        them all and, held to one core by the GIL, serves the whole sidecar.
+        Connections are kept alive for many requests, so a short head start
+        for less busy workers spreads them at almost no cost.
+        """
+        if self._open:
+            time.sleep(ACCEPT_DELAY_PER_CONNECTION * min(self._open, 10))
         try:
             client, addr = listener.accept()
         except OSError as exc:

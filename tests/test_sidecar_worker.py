@@ -142,3 +142,37 @@ def test_sigterm_stops_without_waiting_out_idle_keepalive(tmp_path, idle_connect
         assert all(_closed_by_peer(sock, within=1) for sock in idle)
     finally:
         sidecar.close()
+
+
+def _idle_workers(sidecar: Sidecar, count: int) -> list[psutil.Process]:
+    """The workers once all ``count`` have loaded the app (their CPU time stops growing)."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        workers = psutil.Process(sidecar.proc.pid).children()
+        before = [w.cpu_times() for w in workers]
+        time.sleep(0.3)
+        if len(workers) == count and [w.cpu_times() for w in workers] == before:
+            return workers
+    raise AssertionError(f"{count} idle workers not seen")
+
+
+def test_connections_spread_over_the_workers(tmp_path):
+    """One worker must not take every client: the GIL would hold them to one core."""
+    sidecar = Sidecar("local-buffered-lww", {"STATE_ROOT": str(tmp_path)}, workers=2)
+    with sidecar:
+        workers = _idle_workers(sidecar, 2)
+        idle_threads = {w.pid: w.num_threads() for w in workers}
+        for _ in range(3):  # clients come and go; each round must spread again
+            clients = []
+            for _ in range(4):
+                sock = _connect(sidecar.socket_path)
+                sock.sendall(HEALTH)
+                _read_replies(sock, 1)
+                clients.append(sock)
+                time.sleep(0.01)
+            served = [w.num_threads() - idle_threads[w.pid] for w in workers]
+            assert sum(served) == 4 and min(served) >= 1, served
+            for sock in clients:
+                sock.close()
+            while sum(w.num_threads() for w in workers) > sum(idle_threads.values()):
+                time.sleep(0.01)  # every connection thread has ended
