@@ -11,7 +11,7 @@ import argparse
 import os
 import sys
 
-from sidecars.config import ConfigError, require
+from sidecars.config import ConfigError, choice, require
 from sidecars.connectors import CONNECTORS, get_connector
 
 
@@ -28,6 +28,8 @@ def check_environment(connector_name: str) -> dict[str, str]:
     require("CONNECTOR_SOCKET")
     for name in connector.required_env:
         require(name)
+    for name, allowed in connector.choices:
+        choice(name, allowed)
     env = dict(os.environ)
     env["VFS_STATE_CONSISTENCY"] = connector.consistency
     return env

@@ -19,6 +19,14 @@ def optional(name: str, default: str = "") -> str:
     return os.environ.get(name, default).strip() or default
 
 
+def choice(name: str, allowed: tuple[str, ...]) -> str:
+    """One of ``allowed`` (the first when unset); anything else is refused by name."""
+    value = optional(name, allowed[0])
+    if value not in allowed:
+        raise ConfigError(f"{name} must be one of {', '.join(allowed)}, not {value!r}")
+    return value
+
+
 def flag(name: str, default: bool = False) -> bool:
     raw = os.environ.get(name, "").strip().lower()
     if not raw:

@@ -10,12 +10,16 @@ class Connector:
     module: str          # sidecars.<module> exposing create_app()
     consistency: str     # "lww" or "cas"
     required_env: tuple[str, ...]
+    #: settings with a fixed set of values: (name, allowed values), first is the default
+    choices: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
+
+S3_CHOICES = (("S3_REQUEST_CHECKSUMS", ("when_supported", "when_required")),)
 
 CONNECTORS: dict[str, Connector] = {c.name: c for c in (
-    Connector("s3-buffered-lww", "sidecars.s3", "lww", ("STATE_BUCKET",)),
-    Connector("s3-buffered-cas", "sidecars.s3", "cas", ("STATE_BUCKET",)),
-    Connector("s3-passthrough", "sidecars.s3", "lww", ("STATE_BUCKET",)),
+    Connector("s3-buffered-lww", "sidecars.s3", "lww", ("STATE_BUCKET",), S3_CHOICES),
+    Connector("s3-buffered-cas", "sidecars.s3", "cas", ("STATE_BUCKET",), S3_CHOICES),
+    Connector("s3-passthrough", "sidecars.s3", "lww", ("STATE_BUCKET",), S3_CHOICES),
     Connector("gcs-buffered-lww", "sidecars.gcs", "lww", ("STATE_BUCKET",)),
     Connector("gcs-buffered-cas", "sidecars.gcs", "cas", ("STATE_BUCKET",)),
     Connector("redis-buffered-cas", "sidecars.redis", "cas", ("REDIS_URL",)),

@@ -27,6 +27,7 @@ from flask import Flask
 from sidecars import config
 from sidecars.app import build_app
 from sidecars.backend import Backend, ListPage, ObjectBody, ObjectInfo
+from sidecars.connectors import S3_CHOICES
 from sidecars.errors import (
     BackendTimeout,
     BackendUnavailable,
@@ -44,6 +45,7 @@ log = logging.getLogger("vfs_state.sidecar.s3")
 
 PART_SIZE = 8 << 20          # one multipart part; also the largest single PutObject
 MAX_PARTS = 10_000           # S3's limit on parts per upload
+CHECKSUM_MODES = dict(S3_CHOICES)["S3_REQUEST_CHECKSUMS"]  # botocore's names
 READ_CHUNK = 1 << 20         # request/response streaming granularity
 COPY_LIMIT = 5 << 30         # CopyObject refuses larger sources
 LAST_CHAR = "\U0010ffff"     # sorts after every other character (and UTF-8 byte string)
@@ -115,18 +117,22 @@ class S3Backend(Backend):
 
     def __init__(self, bucket: str, region: str = "us-east-1", endpoint_url: str | None = None,
                  connect_timeout: float = 2.0, read_timeout: float = 60.0,
-                 max_attempts: int = 3, presign_expiry: int = 3600) -> None:
+                 max_attempts: int = 3, presign_expiry: int = 3600,
+                 request_checksums: str = "when_supported") -> None:
         self.bucket = bucket
         self.region = region
         self.endpoint_url = endpoint_url
         self.presign_expiry = presign_expiry
+        # Multipart uploads declare the algorithm so S3 keeps a whole-object CRC too.
+        self._upload_checksum = {"ChecksumAlgorithm": "CRC32"} \
+            if request_checksums == "when_supported" else {}
         self._config = Config(
             region_name=region, connect_timeout=connect_timeout, read_timeout=read_timeout,
             retries={"mode": "standard", "max_attempts": max_attempts},
             max_pool_connections=32,
-            # Checksums only where S3 demands them: S3-compatible stores differ in
-            # their support for the newer flexible checksums and aws-chunked bodies.
-            request_checksum_calculation="when_required",
+            # Uploads carry a CRC (boto3's default): S3 verifies every part. Some
+            # S3-compatible stores reject these headers: S3_REQUEST_CHECKSUMS.
+            request_checksum_calculation=request_checksums,
             response_checksum_validation="when_required",
             s3={"addressing_style": "path"} if endpoint_url else {})
         self._client: Any = None
@@ -213,7 +219,8 @@ class S3Backend(Backend):
         """Stream ``body`` part by part; abort on any failure, even a bad body."""
         s3 = self._s3()
         with s3_errors(f"start upload of {key}"):
-            upload_id = s3.create_multipart_upload(Bucket=self.bucket, Key=key)["UploadId"]
+            upload_id = s3.create_multipart_upload(Bucket=self.bucket, Key=key,
+                                                   **self._upload_checksum)["UploadId"]
         try:
             parts: list[dict[str, Any]] = []
             size, part = 0, first
@@ -222,9 +229,11 @@ class S3Backend(Backend):
                     raise PayloadTooLarge(f"more than {MAX_PARTS} parts of {PART_SIZE} bytes")
                 number = len(parts) + 1
                 with s3_errors(f"upload part {number} of {key}"):
-                    etag = s3.upload_part(Bucket=self.bucket, Key=key, UploadId=upload_id,
-                                          PartNumber=number, Body=part)["ETag"]
-                parts.append({"ETag": etag, "PartNumber": number})
+                    sent = s3.upload_part(Bucket=self.bucket, Key=key, UploadId=upload_id,
+                                          PartNumber=number, Body=part, **self._upload_checksum)
+                parts.append({"ETag": sent["ETag"], "PartNumber": number,
+                              **({"ChecksumCRC32": sent["ChecksumCRC32"]}
+                                 if "ChecksumCRC32" in sent else {})})
                 size += len(part)
                 _release(part)  # the caller's frame still references the first part
                 part = _fill(body, PART_SIZE, tail if number == 1 else b"")
@@ -375,7 +384,9 @@ def create_app(consistency: str | None = None) -> Flask:
     """WSGI factory: ``gunicorn 'sidecars.s3:create_app()'``."""
     bucket = config.require("STATE_BUCKET")
     region = config.optional("AWS_REGION") or config.optional("AWS_DEFAULT_REGION", "us-east-1")
+    checksums = config.choice("S3_REQUEST_CHECKSUMS", CHECKSUM_MODES)
     backend = S3Backend(bucket, region=region,
-                        endpoint_url=config.optional("AWS_ENDPOINT_URL") or None)
+                        endpoint_url=config.optional("AWS_ENDPOINT_URL") or None,
+                        request_checksums=checksums)
     return build_app(backend, consistency=config.consistency(consistency),
                      prefix=config.optional("STATE_PREFIX", ""), name="vfs-state-s3")

@@ -257,6 +257,26 @@ def test_body_size_picks_put_or_multipart(cas: str, s3: Any) -> None:
     assert stored(s3, CAS_PREFIX + sized) == pattern(9 * MiB)
 
 
+def _crc32(s3: Any, key: str) -> str | None:
+    return s3.head_object(Bucket=BUCKET, Key=key, ChecksumMode="ENABLED").get("ChecksumCRC32")
+
+
+def test_uploads_carry_checksums_unless_turned_off(moto: MotoS3Server, cas: str,
+                                                   s3: Any) -> None:
+    """Default: S3 gets (and keeps) a CRC32 of every upload, single or multipart."""
+    small, big = unique("crc-small"), unique("crc-big")
+    assert put(cas, small, b"checked").status == 204
+    assert put(cas, big, chunks(pattern(9 * MiB))).status == 204
+    assert _crc32(s3, CAS_PREFIX + small) and _crc32(s3, CAS_PREFIX + big)
+    env = sidecar_env(moto, BUCKET, prefix="plain/")
+    env["S3_REQUEST_CHECKSUMS"] = "when_required"
+    with Sidecar("s3-buffered-lww", env, workers=1) as plain:
+        assert put(plain.socket_path, small, b"unchecked").status == 204
+        assert put(plain.socket_path, big, chunks(pattern(9 * MiB))).status == 204
+    assert _crc32(s3, "plain/" + small) is None and _crc32(s3, "plain/" + big) is None
+    assert stored(s3, "plain/" + big) == pattern(9 * MiB)
+
+
 def test_multipart_preconditions(cas: str, s3: Any) -> None:
     key = unique("mp-cas")
     old = put(cas, key, b"original").headers["ETag"]
@@ -404,6 +424,16 @@ def test_missing_bucket_config_fails_clearly() -> None:
                           cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     assert done.returncode == 2
     assert "STATE_BUCKET" in done.stderr
+
+
+def test_bad_checksum_setting_fails_clearly(moto: MotoS3Server) -> None:
+    env = dict(os.environ, **sidecar_env(moto, BUCKET), S3_REQUEST_CHECKSUMS="always")
+    env["CONNECTOR_SOCKET"] = f"/tmp/unused-vfs-state-{uuid.uuid4().hex[:8]}.sock"
+    done = subprocess.run([sys.executable, "-m", "sidecars.cli", "s3-buffered-cas"],
+                          env=env, capture_output=True, text=True, timeout=30,
+                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    assert done.returncode == 2
+    assert "S3_REQUEST_CHECKSUMS must be one of when_supported, when_required" in done.stderr
 
 
 # -- the backend in-process (same moto server, no sidecar) -------------------------------
