@@ -127,6 +127,11 @@ class _Session:
                 raise
             raise mapped from exc
 
+    def known_limit(self) -> int | None:
+        """The bound bucket's value limit without a trip to the loop (None before binding)."""
+        bucket = self._bucket
+        return None if bucket is None else bucket.limit
+
     async def connection(self) -> NATS:
         """The live connection; connects in the background, never blocks past the timeout."""
         if self._connecting is None or _failed(self._connecting):
@@ -302,7 +307,8 @@ class NatsKvBackend(Backend):
 
     def write(self, key: str, body: BinaryIO, length: int | None,
               if_match: str | None = None, if_none_match: bool = False) -> ObjectInfo:
-        limit = self._run(_limit)
+        # The early check may use the limit seen at binding: _write checks it again.
+        limit = self._current().known_limit() or self._run(_limit)
         if length is not None and length > limit:
             raise PayloadTooLarge(f"value of {length} bytes exceeds the NATS KV limit of {limit}")
         data = _read_limited(body, limit)
