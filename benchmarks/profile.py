@@ -122,7 +122,7 @@ def sidecar_layers(raw_path: str) -> tuple[dict[str, float], list[tuple[str, int
     with open(raw_path) as f:
         for line in f:
             stack, _, count = line.rstrip().rpartition(" ")
-            if not stack:
+            if not stack or not count.isdigit():  # not a "stack count" sample line
                 continue
             frames = [f for f in stack.split(";") if not f.startswith("process ")]
             if not frames:  # no Python stack in this sample (native or detached thread)
