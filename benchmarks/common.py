@@ -207,6 +207,19 @@ def process_tree(pid: int) -> list[int]:
         return []
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds used so far by the processes ``pids`` (gone ones: 0)."""
+    import psutil
+    total = 0.0
+    for pid in pids:
+        try:
+            t = psutil.Process(pid).cpu_times()
+            total += t.user + t.system
+        except psutil.Error:
+            pass
+    return total
+
+
 def sidecar_pids(sidecar: Any) -> list[int]:
     return process_tree(sidecar.proc.pid) if sidecar.proc is not None else []
 

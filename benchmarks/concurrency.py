@@ -15,7 +15,7 @@ import statistics
 import time
 from typing import Any
 
-from benchmarks.common import Context, KiB, log, process_tree, sidecar_pids, table
+from benchmarks.common import Context, KiB, cpu_seconds, log, process_tree, sidecar_pids, table
 
 NAME = "concurrency"
 CONNECTORS = ("local-buffered-cas", "redis-buffered-cas")
@@ -45,18 +45,6 @@ def _client(socket_path: str, index: int, seconds: float, barrier: Any, out: Any
     fs.close()
 
 
-def _cpu_seconds(pids: list[int]) -> float:
-    import psutil
-    total = 0.0
-    for pid in pids:
-        try:
-            t = psutil.Process(pid).cpu_times()
-            total += t.user + t.system
-        except psutil.Error:
-            pass
-    return total
-
-
 def one_run(socket_path: str, pids: list[int], processes: int, seconds: float
             ) -> dict[str, float]:
     mp = multiprocessing.get_context("fork")
@@ -66,9 +54,9 @@ def one_run(socket_path: str, pids: list[int], processes: int, seconds: float
     for child in children:
         child.start()
     barrier.wait()
-    sidecar_cpu0 = _cpu_seconds(pids)
+    sidecar_cpu0 = cpu_seconds(pids)
     results = [out.get(timeout=seconds + 60) for _ in children]
-    sidecar_cpu = _cpu_seconds(pids) - sidecar_cpu0
+    sidecar_cpu = cpu_seconds(pids) - sidecar_cpu0
     for child in children:
         child.join(30)
     ops = sum(r[0] for r in results)

@@ -19,7 +19,11 @@ timed at every layer, interleaved:
 * ``requests-unixsocket``: a ``requests`` session over the same socket;
 * ``StateFS.readbytes`` and ``shim open().read()``: the full client stacks.
 
-Differences between neighbouring rows are the layer costs.
+Differences between neighbouring rows are the layer costs. A second table
+runs a few of these calls in a tight loop and divides each process's CPU
+time by the calls (this client, the sidecar's gunicorn processes, the
+backend server): a request's path is serial, so its wall time is about the
+sum of those, and it shows what one request costs each side.
 """
 from __future__ import annotations
 
@@ -29,12 +33,25 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 from urllib.parse import quote
 
-from benchmarks.common import Context, KiB, interleaved, log, shim_installed, spread, stats, table
+from benchmarks.common import (
+    Context,
+    KiB,
+    cpu_seconds,
+    interleaved,
+    log,
+    process_tree,
+    shim_installed,
+    sidecar_pids,
+    spread,
+    stats,
+    table,
+)
 
 NAME = "transport_layers"
 CONNECTORS = ("local-buffered-lww", "redis-buffered-cas")
@@ -218,12 +235,48 @@ def measure(ctx: Context, connector: str) -> dict[str, Any]:
                     got = call()
                     assert data in (got if isinstance(got, bytes) else b""), name
             samples = interleaved(calls, ctx.scale(400, 40), warmup=5)
+            cpu = cpu_table(ctx, connector, calls, sidecar, stock)
         finally:
             for close in closers:
                 close()
             fs.close()
     medians = {name: stats(s, 1e6) for name, s in samples.items()}
-    return {"layers": medians, "derived_us": derive({k: v["median"] for k, v in medians.items()})}
+    return {"layers": medians, "derived_us": derive({k: v["median"] for k, v in medians.items()}),
+            "cpu_us_per_call": cpu}
+
+
+def cpu_table(ctx: Context, connector: str, calls: dict[str, Callable[[], object] | None],
+              sidecar: Any, stock: Any) -> dict[str, dict[str, float]]:
+    """Wall and per-process CPU µs per call of a few layers, each in a tight loop."""
+    from benchmarks.direct import direct_client, kind_of
+    backend = [] if kind_of(connector) == "local" else \
+        process_tree(ctx.pool.server(kind_of(connector)).proc.pid)
+    direct = direct_client(ctx.pool, connector)
+    direct.write(KEY, os.urandom(KiB))
+    loops = {"direct client read": (lambda: direct.read(KEY), []),
+             "raw socket /healthz": (calls["raw socket /healthz"], sidecar_pids(sidecar)),
+             "raw socket /healthz, gthread": (calls["raw socket /healthz, gthread"],
+                                              sidecar_pids(stock)),
+             "StateFS.readbytes": (calls["StateFS.readbytes"], sidecar_pids(sidecar))}
+    out = {}
+    n = ctx.scale(3000, 300)
+    try:
+        for name, (call, server) in loops.items():
+            assert call is not None
+            for _ in range(n // 10):
+                call()
+            s0, b0, c0 = cpu_seconds(server), cpu_seconds(backend), time.process_time()
+            t0 = time.perf_counter()
+            for _ in range(n):
+                call()
+            wall = time.perf_counter() - t0
+            out[name] = {"wall": wall, "client": time.process_time() - c0,
+                         "sidecar": cpu_seconds(server) - s0,
+                         "backend server": cpu_seconds(backend) - b0}
+            out[name] = {k: round(v * 1e6 / n, 1) for k, v in out[name].items()}
+    finally:
+        direct.close()
+    return out
 
 
 def derive(m: dict[str, float]) -> dict[str, float | None]:
@@ -266,3 +319,12 @@ def report(results: dict[str, Any]) -> None:
     derived = list(results["connectors"][names[0]]["derived_us"])
     table("Per-layer cost (difference of medians), µs", ["layer", *names],
           [[d, *(results["connectors"][c]["derived_us"][d] for c in names)] for d in derived])
+    rows = []
+    for c in names:
+        for call, cost in results["connectors"][c].get("cpu_us_per_call", {}).items():
+            rows.append([c, call, cost["wall"], cost["client"], cost["sidecar"],
+                         cost["backend server"]])
+    if rows:
+        table("CPU per call in a tight loop, µs (sidecar: the gunicorn processes serving it)",
+              ["connector", "call", "wall", "client CPU", "sidecar CPU", "backend server CPU"],
+              rows)
