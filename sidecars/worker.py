@@ -7,6 +7,7 @@ pool thread: two thread switches and a handful of syscalls per request,
 measured at a third of the sidecar's CPU (docs/performance.md). Here the
 connection's own thread simply waits for the next request on its socket.
 
+Built on gunicorn 27's worker API (``Parser.finish_body`` with a deadline).
 The rest is gunicorn's: request parsing, the WSGI environ and response,
 error pages, the arbiter's heartbeat and signals, ``max_requests``,
 ``keepalive`` (idle seconds before a connection is closed),
@@ -150,8 +151,8 @@ class ConnectionThreadWorker(base.Worker):
                 return False
             try:
                 ready, _, _ = select.select([client], [], [], min(remaining, POLL_SECONDS))
-            except (InterruptedError, ValueError):
-                continue
+            except (OSError, ValueError):  # the socket is gone
+                return False
             if ready:
                 return True
 
