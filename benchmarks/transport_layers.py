@@ -11,6 +11,9 @@ timed at every layer, interleaved:
 * ``raw socket /healthz``: the same on the smallest route (gunicorn + Flask floor);
 * ``raw socket /healthz, gthread``: that route on gunicorn's stock gthread
   worker, which the sidecar used before ``sidecars.worker``;
+* ``gunicorn parse, in process`` and ``gunicorn + flask /healthz, in
+  process``: gunicorn's parser alone, then parser, WSGI environ, the app and
+  the reply written, over a socket pair in this process (no other process);
 * ``python echo``: a Python thread that answers each request with canned
   bytes, no parsing: the floor of any Python-to-Python round trip here;
 * ``vfs_state Transport``: ``vfs_state.transport.Transport.request`` (one
@@ -56,7 +59,8 @@ from benchmarks.common import (
 NAME = "transport_layers"
 CONNECTORS = ("local-buffered-lww", "redis-buffered-cas")
 KEY = "layers/k"
-LAYERS = ("backend", "flask wsgi", "flask test_client", "python echo", "raw socket /healthz",
+LAYERS = ("backend", "flask wsgi", "flask test_client", "gunicorn parse, in process",
+          "gunicorn + flask /healthz, in process", "python echo", "raw socket /healthz",
           "raw socket /healthz, gthread", "raw socket",
           "vfs_state Transport", "http.client", "requests-unixsocket", "StateFS.readbytes",
           "shim open().read()")
@@ -115,6 +119,39 @@ def echo_server() -> Iterator[str]:
     finally:
         proc.kill()
         proc.wait()
+
+
+class InProcessGunicorn:
+    """gunicorn's own request handling for ``GET /healthz``, in this process.
+
+    A socket pair stands in for the client connection, so what is timed is
+    gunicorn's parser, its WSGI environ, the app and gunicorn writing the
+    reply, with no other process involved.
+    """
+
+    REQUEST = b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n"
+
+    def __init__(self, app: Any) -> None:
+        from gunicorn.config import Config
+        self.cfg, self.app = Config(), app
+        self.client, self.server = socket.socketpair()
+
+    def parse(self) -> Any:
+        from gunicorn import http
+        self.client.sendall(self.REQUEST)
+        return next(http.RequestParser(self.cfg, self.server, ("", 0)))
+
+    def serve(self) -> bytes:
+        from gunicorn.http import wsgi
+        resp, environ = wsgi.create(self.parse(), self.server, ("", 0), ("", 0), self.cfg)
+        for chunk in self.app(environ, resp.start_response):
+            resp.write(chunk)
+        resp.close()
+        return self.client.recv(65536)
+
+    def close(self) -> None:
+        self.client.close()
+        self.server.close()
 
 
 @contextmanager
@@ -186,6 +223,7 @@ def layer_calls(sidecar: Any, fs: Any, mount_path: str, shim_on: bool, echo_path
         return data
 
     client = app.test_client()
+    gunicorn_here = InProcessGunicorn(app)
     raw, health = RawHttp(sidecar.socket_path, "/keys/" + KEY), RawHttp(sidecar.socket_path,
                                                                          "/healthz")
     echo, gthread = RawHttp(echo_path, "/"), RawHttp(gthread_path, "/healthz")
@@ -201,6 +239,8 @@ def layer_calls(sidecar: Any, fs: Any, mount_path: str, shim_on: bool, echo_path
     calls: dict[str, Callable[[], object] | None] = {
         "backend": backend, "flask wsgi": wsgi_call(app, "/keys/" + KEY),
         "flask test_client": lambda: client.get("/keys/" + KEY).data,
+        "gunicorn parse, in process": gunicorn_here.parse,
+        "gunicorn + flask /healthz, in process": gunicorn_here.serve,
         "python echo": echo.get, "raw socket /healthz": health.get,
         "raw socket /healthz, gthread": gthread.get, "raw socket": raw.get,
         "vfs_state Transport": lambda: transport.request("GET", "/keys/" + KEY).body,
@@ -209,7 +249,8 @@ def layer_calls(sidecar: Any, fs: Any, mount_path: str, shim_on: bool, echo_path
         "StateFS.readbytes": lambda: fs.readbytes("/" + KEY),
         "shim open().read()": shim_read if shim_on else None,
     }
-    closers = [raw.close, health.close, echo.close, gthread.close, transport.close,
+    closers = [gunicorn_here.close, raw.close, health.close, echo.close, gthread.close,
+               transport.close,
                old_transport.close, session.close, lambda: core.backend.close()]
     return calls, closers
 
@@ -231,7 +272,8 @@ def measure(ctx: Context, connector: str) -> dict[str, Any]:
                                      stock.socket_path)
         try:
             for name, call in calls.items():
-                if call is not None and "healthz" not in name and name != "python echo":
+                if call is not None and "healthz" not in name and name != "python echo" \
+                        and "in process" not in name:
                     got = call()
                     assert data in (got if isinstance(got, bytes) else b""), name
             samples = interleaved(calls, ctx.scale(400, 40), warmup=5)
