@@ -26,40 +26,23 @@ from sidecars.errors import BadRequest
 from sidecars.gcs import GcsBackend
 from tests.harness.fake_gcs import FakeGcsServer, create_bucket, sidecar_env
 from tests.harness.sidecar import Sidecar
-from vfs_state.transport import UnixHTTPConnection
+from tests.rawhttp import RawClient, key_url
 
 BUCKET = "vfs-state-test"
 FAST_FAILURE = {"GCS_RETRY_DEADLINE": "1.5", "GCS_TIMEOUT": "3"}
 MiB = 1 << 20
 
 
-
-
-class Http:
-    """A tiny client for one sidecar: ``(status, headers, body)`` per request."""
-
-    def __init__(self, socket_path: str) -> None:
-        self.socket_path = socket_path
+class Http(RawClient):
+    """``RawClient`` plus the shorthands these tests use: ``(status, headers, body)``."""
 
     def __call__(self, method: str, path: str, body: bytes | Iterable[bytes] | None = None,
-                 headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
-        conn = UnixHTTPConnection(self.socket_path)
-        try:
-            chunked = body is not None and not isinstance(body, bytes)
-            conn.request(method, path, body=body, headers=headers or {}, encode_chunked=chunked)
-            response = conn.getresponse()
-            return response.status, dict(response.getheaders()), response.read()
-        finally:
-            conn.close()
-
-    def put(self, key: str, data: bytes, **headers: str) -> tuple[int, dict[str, str], bytes]:
-        return self("PUT", _path(key), data, _headers(headers))
-
-    def get(self, key: str, **headers: str) -> tuple[int, dict[str, str], bytes]:
-        return self("GET", _path(key), None, _headers(headers))
+                 headers: dict[str, str] | None = None):  # noqa: ANN204
+        chunked = body is not None and not isinstance(body, bytes)
+        return self.request(method, path, body, headers, chunked=chunked)
 
     def etag(self, key: str) -> str:
-        status, headers, _ = self("HEAD", _path(key))
+        status, headers, _ = self.head(key)
         assert status == 200, status
         return headers["ETag"]
 
@@ -67,14 +50,6 @@ class Http:
         status, _, body = self("GET", "/keys/?" + urllib.parse.urlencode(params))
         assert status == 200, body
         return json.loads(body)
-
-
-def _path(key: str) -> str:
-    return "/keys/" + urllib.parse.quote(key, safe="/")
-
-
-def _headers(kwargs: dict[str, str]) -> dict[str, str]:
-    return {name.replace("_", "-"): value for name, value in kwargs.items()}
 
 
 @pytest.fixture(scope="module")
@@ -114,17 +89,17 @@ def test_put_get_head_delete(cas: Http, gcs: storage.Bucket) -> None:
 
     status, headers, body = cas.get("basic/a.txt")
     assert (status, body, headers["ETag"]) == (200, b"hello world", etag)
-    status, headers, body = cas("HEAD", _path("basic/a.txt"))
+    status, headers, body = cas("HEAD", key_url("basic/a.txt"))
     assert status == 200 and body == b""
     assert headers["Content-Length"] == "11" and headers["X-Is-File"] == "true"
     assert headers["ETag"] == etag and headers["Last-Modified"].endswith("GMT")
-    status, headers, _ = cas("HEAD", _path("basic"))
+    status, headers, _ = cas("HEAD", key_url("basic"))
     assert (status, headers["X-Is-File"]) == (200, "false")
 
-    assert cas("DELETE", _path("basic/a.txt"))[0] == 204
+    assert cas("DELETE", key_url("basic/a.txt"))[0] == 204
     assert cas.get("basic/a.txt")[0] == 404
-    assert cas("HEAD", _path("basic/a.txt"))[0] == 404
-    status, _, body = cas("DELETE", _path("basic/a.txt"))
+    assert cas("HEAD", key_url("basic/a.txt"))[0] == 404
+    status, _, body = cas("DELETE", key_url("basic/a.txt"))
     assert status == 404 and json.loads(body)["error"] == "not_found"
 
 
@@ -204,11 +179,11 @@ def test_create_only_race(cas: Http) -> None:
 def test_conditional_delete(cas: Http) -> None:
     old = cas.put("cas/del", b"1")[1]["ETag"]
     new = cas.put("cas/del", b"2")[1]["ETag"]
-    assert cas("DELETE", _path("cas/del"), headers={"If-Match": old})[0] == 412
+    assert cas("DELETE", key_url("cas/del"), headers={"If-Match": old})[0] == 412
     assert cas.get("cas/del")[2] == b"2"
-    assert cas("DELETE", _path("cas/del"), headers={"If-Match": new})[0] == 204
+    assert cas("DELETE", key_url("cas/del"), headers={"If-Match": new})[0] == 204
     assert cas.get("cas/del")[0] == 404
-    assert cas("DELETE", _path("cas/del"), headers={"If-Match": new})[0] == 404
+    assert cas("DELETE", key_url("cas/del"), headers={"If-Match": new})[0] == 404
 
 
 def _pieces(data: bytes, size: int) -> Iterator[bytes]:
@@ -218,7 +193,7 @@ def _pieces(data: bytes, size: int) -> Iterator[bytes]:
 
 def test_large_chunked_put_lands_intact(cas: Http) -> None:
     data = os.urandom(20 * MiB + 12345)
-    status, headers, _ = cas("PUT", _path("big/chunked.bin"), _pieces(data, 300_001))
+    status, headers, _ = cas("PUT", key_url("big/chunked.bin"), _pieces(data, 300_001))
     assert status == 204
     status, got_headers, body = cas.get("big/chunked.bin")
     assert status == 200 and got_headers["ETag"] == headers["ETag"]
@@ -229,9 +204,9 @@ def test_large_chunked_put_lands_intact(cas: Http) -> None:
     status, headers, _ = cas.put("big/chunked.bin", known, If_Match=stale)
     assert status == 204
     assert cas.get("big/chunked.bin", Range=f"bytes={9 * MiB - 4}-")[2] == known[-4:]
-    assert cas("PUT", _path("big/chunked.bin"), _pieces(data, MiB), {"If-Match": stale})[0] == 412
+    assert cas("PUT", key_url("big/chunked.bin"), _pieces(data, MiB), {"If-Match": stale})[0] == 412
     assert cas.etag("big/chunked.bin") == headers["ETag"]
-    assert cas("PUT", _path("big/exact.bin"), _pieces(data[:8 * MiB], MiB))[0] == 204
+    assert cas("PUT", key_url("big/exact.bin"), _pieces(data[:8 * MiB], MiB))[0] == 204
     assert cas.get("big/exact.bin")[2] == data[:8 * MiB]
 
 
@@ -241,7 +216,7 @@ def _raw_chunked_put(socket_path: str, key: str, pieces: Iterable[bytes], tail: 
     sock.settimeout(30)
     sock.connect(socket_path)
     try:
-        sock.sendall(f"PUT {_path(key)} HTTP/1.1\r\nHost: localhost\r\n"
+        sock.sendall(f"PUT {key_url(key)} HTTP/1.1\r\nHost: localhost\r\n"
                      "Transfer-Encoding: chunked\r\n\r\n".encode())
         for piece in pieces:
             sock.sendall(b"%x\r\n%s\r\n" % (len(piece), piece))
@@ -298,11 +273,11 @@ def test_listing_delimiter_paging_prefixes_markers(cas: Http) -> None:
     flat = cas.listing(prefix="ls/")
     assert flat["keys"] == ["ls/a", "ls/b/x", "ls/b/y/z", "ls/c", "ls/d-e", "ls/e/"]
     assert cas.listing(prefix="ls/e/")["keys"] == []  # the marker itself is not a child
-    status, headers, _ = cas("HEAD", _path("ls/e/"))
+    status, headers, _ = cas("HEAD", key_url("ls/e/"))
     assert (status, headers["X-Is-File"]) == (200, "false")
-    assert cas("HEAD", _path("ls/nothing/"))[0] == 404
-    assert cas("DELETE", _path("ls/e/"))[0] == 204
-    assert cas("HEAD", _path("ls/e/"))[0] == 404
+    assert cas("HEAD", key_url("ls/nothing/"))[0] == 404
+    assert cas("DELETE", key_url("ls/e/"))[0] == 204
+    assert cas("HEAD", key_url("ls/e/"))[0] == 404
     many = [f"many/k{i:03d}" for i in range(25)]
     for key in many:
         cas.put(key, b"")
@@ -398,7 +373,7 @@ def test_lww_ignores_preconditions(lww: Http) -> None:
     assert lww.put("w/k", b"three", If_Match=first)[0] == 204
     assert lww.put("w/k", b"four", If_None_Match="*")[0] == 204
     assert lww.get("w/k")[2] == b"four"
-    assert lww("DELETE", _path("w/k"), headers={"If-Match": first})[0] == 204
+    assert lww("DELETE", key_url("w/k"), headers={"If-Match": first})[0] == 204
 
 
 def test_readyz(cas: Http) -> None:
@@ -416,7 +391,7 @@ def test_outage_fails_fast_and_recovers_after_restart() -> None:
             for method, key, body in (("GET", "survivor", None), ("PUT", "new", b"x"),
                                       ("HEAD", "survivor", None)):
                 started = time.monotonic()
-                status, _, _ = http(method, _path(key), body)
+                status, _, _ = http(method, key_url(key), body)
                 assert status in (503, 504), (method, status)
                 assert time.monotonic() - started < 10
             assert http("GET", "/readyz")[0] == 503

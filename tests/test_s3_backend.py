@@ -28,7 +28,7 @@ from sidecars.s3 import LAST_CHAR, S3Backend, translate
 from tests.harness.base import free_port
 from tests.harness.moto_s3 import MotoS3Server, create_bucket, s3_client, sidecar_env
 from tests.harness.sidecar import Sidecar
-from vfs_state.transport import UnixHTTPConnection
+from tests.rawhttp import RawClient, header_names, key_url
 
 MiB = 1 << 20
 BUCKET = "vfs-state-s3-tests"
@@ -63,13 +63,9 @@ def lww(moto: MotoS3Server) -> Iterator[str]:
 
 # -- raw HTTP over the unix socket ----------------------------------------------
 
-
-
 class Reply:
-    def __init__(self, response: http.client.HTTPResponse) -> None:
-        self.status = response.status
-        self.headers = response.headers
-        self.body = response.read()
+    def __init__(self, status: int, headers: http.client.HTTPMessage, body: bytes) -> None:
+        self.status, self.headers, self.body = status, headers, body
 
     def json(self) -> Any:
         return json.loads(self.body)
@@ -77,31 +73,18 @@ class Reply:
 
 def call(sock: str, method: str, path: str, body: bytes | Iterable[bytes] | None = None,
          headers: dict[str, str] | None = None) -> Reply:
-    conn = UnixHTTPConnection(sock)
-    try:
-        chunked = body is not None and not isinstance(body, bytes)
-        conn.request(method, path, body=body, headers=headers or {}, encode_chunked=chunked)
-        return Reply(conn.getresponse())
-    finally:
-        conn.close()
-
-
-def keypath(key: str) -> str:
-    return "/keys/" + quote(key, safe="/")
+    chunked = body is not None and not isinstance(body, bytes)
+    return Reply(*RawClient(sock).request(method, path, body, headers, chunked=chunked))
 
 
 def put(sock: str, key: str, data: bytes | Iterable[bytes], **headers: str) -> Reply:
     if not isinstance(data, bytes):
         headers["Transfer-Encoding"] = "chunked"
-    return call(sock, "PUT", keypath(key), data, _headers(headers))
+    return call(sock, "PUT", key_url(key), data, header_names(headers))
 
 
 def get(sock: str, key: str, **headers: str) -> Reply:
-    return call(sock, "GET", keypath(key), headers=_headers(headers))
-
-
-def _headers(headers: dict[str, str]) -> dict[str, str]:
-    return {name.replace("_", "-"): value for name, value in headers.items()}
+    return call(sock, "GET", key_url(key), headers=header_names(headers))
 
 
 def unique(name: str = "k") -> str:
@@ -147,19 +130,19 @@ def test_put_get_head_delete(cas: str, s3: Any) -> None:
 
     reply = get(cas, key)
     assert (reply.status, reply.body, reply.headers["ETag"]) == (200, b"hello world", etag)
-    head = call(cas, "HEAD", keypath(key))
+    head = call(cas, "HEAD", key_url(key))
     assert head.status == 200
     assert head.headers["Content-Length"] == "11"
     assert head.headers["X-Is-File"] == "true"
     assert head.headers["ETag"] == etag
     assert head.headers["Last-Modified"]
 
-    assert call(cas, "DELETE", keypath(key)).status == 204
+    assert call(cas, "DELETE", key_url(key)).status == 204
     assert s3.list_objects_v2(Bucket=BUCKET, Prefix=CAS_PREFIX + key).get("KeyCount") == 0
     missing = get(cas, key)
     assert missing.status == 404 and missing.json()["error"] == "not_found"
-    assert call(cas, "DELETE", keypath(key)).status == 404
-    assert call(cas, "HEAD", keypath(key)).status == 404
+    assert call(cas, "DELETE", key_url(key)).status == 404
+    assert call(cas, "HEAD", key_url(key)).status == 404
 
 
 def test_ranged_reads(cas: str) -> None:
@@ -215,10 +198,10 @@ def test_conditional_delete(cas: str, s3: Any) -> None:
     key = unique()
     old = put(cas, key, b"v1").headers["ETag"]
     new = put(cas, key, b"v2").headers["ETag"]
-    assert call(cas, "DELETE", keypath(key), headers={"If-Match": old}).status == 412
+    assert call(cas, "DELETE", key_url(key), headers={"If-Match": old}).status == 412
     assert stored(s3, CAS_PREFIX + key) == b"v2"
-    assert call(cas, "DELETE", keypath(key), headers={"If-Match": new}).status == 204
-    assert call(cas, "DELETE", keypath(key), headers={"If-Match": new}).status == 404
+    assert call(cas, "DELETE", key_url(key), headers={"If-Match": new}).status == 204
+    assert call(cas, "DELETE", key_url(key), headers={"If-Match": new}).status == 404
 
 
 def test_lww_ignores_preconditions(lww: str, s3: Any) -> None:
@@ -227,7 +210,7 @@ def test_lww_ignores_preconditions(lww: str, s3: Any) -> None:
     assert put(lww, key, b"v2", If_Match='"not-the-etag"').status == 204
     assert put(lww, key, b"v3", If_None_Match="*").status == 204
     assert stored(s3, "lww/" + key) == b"v3"
-    assert call(lww, "DELETE", keypath(key), headers={"If-Match": '"nope"'}).status == 204
+    assert call(lww, "DELETE", key_url(key), headers={"If-Match": '"nope"'}).status == 204
 
 
 # -- streaming writes -------------------------------------------------------------
@@ -296,7 +279,7 @@ def _start_chunked_put(sock_path: str, key: str, size: int) -> socket.socket:
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.settimeout(30)
     sock.connect(sock_path)
-    sock.sendall((f"PUT {keypath(key)} HTTP/1.1\r\nHost: localhost\r\n"
+    sock.sendall((f"PUT {key_url(key)} HTTP/1.1\r\nHost: localhost\r\n"
                   "Transfer-Encoding: chunked\r\n\r\n").encode())
     for chunk in chunks(pattern(size, seed=3)):
         sock.sendall(b"%x\r\n%b\r\n" % (len(chunk), chunk))
@@ -329,7 +312,7 @@ def test_listing_with_delimiter_and_paging(cas: str) -> None:
     root = unique("tree") + "/"
     for name in ("a", "b", "sub/c", "sub/d", "z"):
         assert put(cas, root + name, b"x").status == 204
-    assert call(cas, "PUT", keypath(root + "sub2/"), b"").status == 204  # marker
+    assert call(cas, "PUT", key_url(root + "sub2/"), b"").status == 204  # marker
 
     listing = call(cas, "GET", f"/keys/?prefix={quote(root)}&delimiter=/").json()
     assert listing["keys"] == [root + "a", root + "b", root + "z"]
@@ -359,16 +342,16 @@ def test_listing_with_delimiter_and_paging(cas: str) -> None:
 def test_directories(cas: str, s3: Any) -> None:
     root = unique("dirs") + "/"
     put(cas, root + "implicit/file", b"x")
-    assert call(cas, "PUT", keypath(root + "marker/"), b"").status == 204
+    assert call(cas, "PUT", key_url(root + "marker/"), b"").status == 204
     assert s3.head_object(Bucket=BUCKET, Key=CAS_PREFIX + root + "marker/")["ContentLength"] == 0
     for name in (root + "implicit", root + "marker", root + "implicit/", root.rstrip("/")):
-        head = call(cas, "HEAD", keypath(name))
+        head = call(cas, "HEAD", key_url(name))
         assert (head.status, head.headers["X-Is-File"]) == (200, "false"), name
-    assert call(cas, "HEAD", keypath(root + "nothing")).status == 404
-    assert call(cas, "DELETE", keypath(root + "implicit/")).status == 409
-    assert call(cas, "DELETE", keypath(root + "nothing/")).status == 404
-    assert call(cas, "DELETE", keypath(root + "marker/")).status == 204
-    assert call(cas, "HEAD", keypath(root + "marker")).status == 404
+    assert call(cas, "HEAD", key_url(root + "nothing")).status == 404
+    assert call(cas, "DELETE", key_url(root + "implicit/")).status == 409
+    assert call(cas, "DELETE", key_url(root + "nothing/")).status == 404
+    assert call(cas, "DELETE", key_url(root + "marker/")).status == 204
+    assert call(cas, "HEAD", key_url(root + "marker")).status == 404
 
 
 # -- xattrs, health, failures --------------------------------------------------------------
@@ -390,7 +373,7 @@ def test_xattrs(cas: str, s3: Any) -> None:
     reply = call(cas, "PUT", f"/meta/{quote(key)}?attr=user.vfs.content_type", b"text/html")
     assert reply.status == 204
     assert s3.head_object(Bucket=BUCKET, Key=CAS_PREFIX + key)["ContentType"] == "text/html"
-    head = call(cas, "HEAD", keypath(key))
+    head = call(cas, "HEAD", key_url(key))
     assert head.headers["Content-Type"] == "text/html"
     assert head.headers["ETag"] == etag  # same bytes: versions clients hold stay valid
     assert get(cas, key).body == b"<p>hi</p>"
