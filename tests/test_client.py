@@ -117,14 +117,19 @@ def _two_clients(socket_path: str) -> tuple[StateFS, StateFS]:
     return StateFS(socket_path), StateFS(socket_path)
 
 
+def _moved_on(other: StateFS, key: str, data: bytes) -> None:
+    """Another client writes ``key`` in a session of its own (none of ours is touched)."""
+    with session():
+        other.writebytes(key, data)
+
+
 def test_stale_write_raises_and_keeps_value(local_sidecar):
     a, b = _two_clients(local_sidecar.socket_path)
     key = f"cas-{uuid.uuid4().hex}"
     b.writebytes(key, b"v1")
     with session():
         assert a.readbytes(key) == b"v1"   # a observes v1
-        with session():
-            b.writebytes(key, b"v2")        # another client moves it on
+        _moved_on(b, key, b"v2")   # another client moves it on
         with pytest.raises(FileExistsError):
             a.writebytes(key, b"from a")
     assert b.readbytes(key) == b"v2"
@@ -135,8 +140,7 @@ def test_create_race_raises_and_keeps_value(local_sidecar):
     key = f"race-{uuid.uuid4().hex}"
     with session():
         assert not a.exists(key)           # a observes "absent"
-        with session():
-            b.writebytes(key, b"b won")
+        _moved_on(b, key, b"b won")
         with pytest.raises(FileExistsError):
             a.writebytes(key, b"a lost")
     assert b.readbytes(key) == b"b won"
@@ -148,8 +152,7 @@ def test_stale_delete_raises(local_sidecar):
     b.writebytes(key, b"v1")
     with session():
         a.getinfo(key)
-        with session():
-            b.writebytes(key, b"v2")
+        _moved_on(b, key, b"v2")
         with pytest.raises(FileExistsError):
             a.remove(key)
     assert b.readbytes(key) == b"v2"
@@ -171,8 +174,7 @@ def test_library_checks_do_not_refresh_the_observed_version(local_sidecar):
     b.writebytes(key, b"v1")
     with session():
         a.readbytes(key)
-        with session():
-            b.writebytes(key, b"v2")
+        _moved_on(b, key, b"v2")
         with pytest.raises(FileExistsError):
             with a.openbin(key, "w") as f:   # HEADs internally (parent/dir checks)
                 f.write(b"stale")
@@ -188,8 +190,7 @@ def test_cas_holds_across_workers(tmp_path):
                 b.writebytes("k", b"base %d" % i)
                 a.readbytes("k")
                 a.client.transport.close()   # next request: a new connection, maybe a new worker
-                with session():
-                    b.writebytes("k", b"moved %d" % i)
+                _moved_on(b, "k", b"moved %d" % i)
                 with pytest.raises(FileExistsError):
                     a.writebytes("k", b"stale")
             assert b.readbytes("k") == b"moved %d" % i
@@ -202,8 +203,7 @@ def test_cas_holds_across_sidecar_restart(tmp_path):
         with session():
             a.readbytes("k")
             sidecar.restart()
-            with session():
-                b.writebytes("k", b"v2")
+            _moved_on(b, "k", b"v2")
             with pytest.raises(FileExistsError):
                 a.writebytes("k", b"stale")
         assert b.readbytes("k") == b"v2"
@@ -302,8 +302,7 @@ def test_passthrough_stale_write_raises_on_close_and_keeps_value(local_sidecar):
     b.writebytes(key, b"v1")
     with session():
         a.readbytes(key)
-        with session():
-            b.writebytes(key, b"v2")
+        _moved_on(b, key, b"v2")
         f = a.openbin(key, "w")
         f.write(b"stale streamed data")
         with pytest.raises(FileExistsError):
