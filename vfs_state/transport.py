@@ -9,9 +9,16 @@ request is written in one ``sendall`` and the reply parsed by hand.
 Connections are pooled per thread and dropped after ``fork``, so a child never
 shares a socket with its parent. ``UnixHTTPConnection`` (``http.client``)
 remains for the long-lived streaming upload of passthrough mode.
+
+A request is never sent twice if it may have changed state: an idle
+connection is checked for a close (or stray bytes) *before* it is reused,
+and only GET/HEAD are retried when a connection dies with no reply. A PUT or
+DELETE whose connection dies after sending raises ``OutcomeUnknownError``:
+resending could apply it twice (docs/reliability.md).
 """
 from __future__ import annotations
 
+import errno
 import http.client
 import os
 import socket
@@ -26,6 +33,23 @@ SEND_BLOCK = 1 << 20
 SMALL_BODY = 64 * 1024
 MAX_LINE = 65536
 MAX_HEADERS = 100
+#: Requests that cannot change state: the only ones ever sent a second time.
+SAFE_METHODS = frozenset({"GET", "HEAD"})
+
+
+class OutcomeUnknownError(ConnectionError):
+    """A request that may change state was sent and its reply never came.
+
+    The sidecar may or may not have applied it. It is not sent again (that
+    could apply it twice); re-read the key to learn which happened.
+    """
+
+    outcome_unknown = True
+
+
+def outcome_unknown(exc: BaseException) -> bool:
+    """True for a failure after which a write may or may not have been applied."""
+    return bool(getattr(exc, "outcome_unknown", False))
 
 
 def key_path(route: str, key: str) -> str:
@@ -86,7 +110,30 @@ class Connection:
 
     def __init__(self, socket_path: str, timeout: float) -> None:
         self.sock = _connect(socket_path, timeout)
+        self.timeout = timeout
         self.reader = self.sock.makefile("rb", buffering=256 * 1024)
+        #: True once a reply was read to the connection's end (close-delimited).
+        self.at_eof = False
+
+    def dropped(self) -> bool:
+        """True when this idle connection must not be reused.
+
+        The peer closed it (EOF), reset it, or sent bytes nobody asked for:
+        a request written now could be lost after the sidecar received it.
+        Checked without blocking, before each reuse (as urllib3 does).
+        """
+        try:
+            self.sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+            return True  # EOF (b"") or bytes nobody asked for
+        except BlockingIOError:
+            pass  # nothing waiting in the socket: alive
+        except OSError:
+            return True
+        self.sock.setblocking(False)  # a peek into our own buffer must not wait
+        try:
+            return bool(self.reader.peek(1))
+        finally:
+            self.sock.settimeout(self.timeout)
 
     def send(self, head: bytes, body: bytes | BinaryIO | None) -> None:
         if body is None or (isinstance(body, bytes) and len(body) <= SMALL_BODY):
@@ -100,17 +147,33 @@ class Connection:
             self.sock.sendall(block)
 
     def read_head(self) -> tuple[int, dict[str, str], bool]:
-        """``(status, headers, must_close)``: the reply up to its body."""
-        line = self.reader.readline(MAX_LINE)
+        """``(status, headers, must_close)``: the final reply up to its body.
+
+        Interim 1xx replies (100 Continue, 103 Early Hints) are skipped.
+        Raises ``_Closed`` only when not one byte of a reply arrived.
+        """
+        try:
+            line = self.reader.readline(MAX_LINE)
+        except ConnectionResetError:
+            line = b""
         if not line:
             raise _Closed()
-        parts = line.split(None, 2)
-        if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
-            raise ProtocolError(f"bad status line {line[:80]!r}")
-        headers = self._headers()
-        must_close = (headers.get("connection", "").lower() == "close"
-                      or parts[0] == b"HTTP/1.0")
-        return int(parts[1]), headers, must_close
+        while True:
+            parts = line.split(None, 2)
+            if (len(parts) < 2 or not parts[0].startswith(b"HTTP/1.")
+                    or not parts[1].isdigit() or len(parts[1]) != 3):
+                raise ProtocolError(f"bad status line {line[:80]!r}")
+            status = int(parts[1])
+            headers = self._headers()
+            if status >= 200:
+                break
+            if status == 101:
+                raise ProtocolError("the sidecar switched protocols (101)")
+            line = self.reader.readline(MAX_LINE)  # after an interim reply: the next one
+            if not line:
+                raise ConnectionResetError("connection closed after an interim reply")
+        tokens = {token.strip().lower() for token in headers.get("connection", "").split(",")}
+        return status, headers, "close" in tokens or parts[0] == b"HTTP/1.0"
 
     def read_body(self, status: int, headers: dict[str, str], head_only: bool) -> bytes:
         """The whole body of a reply whose head was read (empty where none is sent)."""
@@ -120,6 +183,7 @@ class Connection:
             return self._chunked()
         length = headers.get("content-length")
         if length is None:  # framed by the server closing the connection
+            self.at_eof = True
             return self.reader.read()
         if not length.isdigit():
             raise ProtocolError(f"bad Content-Length {length!r}")
@@ -139,7 +203,9 @@ class Connection:
             name, colon, value = raw.decode("latin-1").partition(":")
             if not colon:
                 raise ProtocolError(f"bad header line {raw[:80]!r}")
-            headers[name.strip().lower()] = value.strip()
+            name, value = name.strip().lower(), value.strip()
+            # a repeated field is one comma-separated list (RFC 9110 5.3)
+            headers[name] = f"{headers[name]}, {value}" if name in headers else value
         raise ProtocolError("too many reply headers")
 
     def _chunked(self) -> bytes:
@@ -198,49 +264,69 @@ class Transport:
             idle = self._local.idle = []
         return idle
 
-    def _begin(self, head: bytes, body: bytes | BinaryIO | None
+    def _checkout(self) -> Connection:
+        """An idle connection still fit for a request, else a new one."""
+        idle = self._idle()
+        while idle:
+            conn = idle.pop()
+            if not conn.dropped():
+                return conn
+            conn.close()
+        try:
+            return Connection(self.socket_path, self.timeout)
+        except OSError as exc:  # nothing was sent: safe to report as unreachable
+            raise self._failure("", exc) from exc
+
+    def _begin(self, method: str, head: bytes, body: bytes | BinaryIO | None
                ) -> tuple[Connection, int, dict[str, str], bool]:
         """Send a request and read the reply's head: ``(conn, status, headers, must_close)``.
 
-        A reused keep-alive connection that the sidecar closed meanwhile is
-        retried once on a fresh one (a streamed body is rewound first). A
-        sidecar that answers before reading the whole body (413) is still heard.
+        Only GET/HEAD are sent a second time, once, and only when the
+        connection died before one byte of the reply came; any other request
+        that lost its connection raises ``OutcomeUnknownError``. A sidecar that
+        answers before reading the whole body (413) is still heard.
         """
-        start = body.tell() if body is not None and not isinstance(body, bytes) else 0
         for attempt in (0, 1):
-            idle = self._idle()
-            conn = idle.pop() if idle else None
-            reused = conn is not None
+            conn = self._checkout()
             try:
-                if conn is None:
-                    conn = Connection(self.socket_path, self.timeout)
                 try:
                     conn.send(head, body)
                     broken = False
                 except (BrokenPipeError, ConnectionResetError):
                     broken = True  # the reply may still explain why (e.g. 413)
                 status, fields, must_close = conn.read_head()
-            except (_Closed, BrokenPipeError, ConnectionResetError) as exc:
-                if conn is not None:
-                    conn.close()
-                if reused and attempt == 0:
-                    if body is not None and not isinstance(body, bytes):
-                        body.seek(start)
+            except _Closed as exc:
+                conn.close()
+                if method in SAFE_METHODS and attempt == 0:
                     continue
-                raise unreachable(self.where, exc) from exc
-            except (FileNotFoundError, ConnectionRefusedError) as exc:
-                raise unreachable(self.where, exc) from exc
-            except (TimeoutError, ProtocolError) as exc:
-                conn.close()  # type: ignore[union-attr]
-                raise self._failure(exc) from exc
+                raise self._failure(method, ConnectionResetError("connection closed")) from exc
+            except (OSError, ProtocolError) as exc:
+                conn.close()
+                raise self._failure(method, exc) from exc
             return conn, status, fields, must_close or broken
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _failure(self, exc: BaseException) -> OSError:
-        if isinstance(exc, TimeoutError):
-            return TimeoutError(f"sidecar timed out [{self.where}]")
+    def _failure(self, method: str, exc: BaseException) -> OSError:
+        """The error for a request that failed without a (complete) reply.
+
+        ``method`` is "" when nothing was sent. After a state-changing
+        request went out, the message and ``outcome_unknown`` say that it
+        may have been applied.
+        """
         if isinstance(exc, ProtocolError):
             return exc
+        unknown = bool(method) and method not in SAFE_METHODS
+        if isinstance(exc, TimeoutError):
+            error = TimeoutError(errno.ETIMEDOUT, f"sidecar timed out [{self.where}]"
+                                 + (f"; the {method} may or may not have been applied"
+                                    if unknown else ""))
+            error.outcome_unknown = unknown  # type: ignore[attr-defined]
+            return error
+        if unknown:
+            return OutcomeUnknownError(
+                errno.ECONNRESET, f"connection to the sidecar lost after the {method} was sent;"
+                f" it may or may not have been applied, and was not sent again"
+                f" [{self.where}]: {exc}")
         return unreachable(self.where, exc)
 
     def request(self, method: str, path: str, headers: Mapping[str, str] | None = None,
@@ -251,13 +337,13 @@ class Transport:
         A reply with status >= 400 raises unless listed in ``ok``.
         """
         head = _request_head(method, path, headers or {}, body)
-        conn, status, fields, must_close = self._begin(head, body)
+        conn, status, fields, must_close = self._begin(method, head, body)
         try:
             data = conn.read_body(status, fields, method == "HEAD")
         except (OSError, ProtocolError) as exc:
             conn.close()
-            raise self._failure(exc) from exc
-        if must_close:
+            raise self._failure(method, exc) from exc
+        if must_close or conn.at_eof:
             conn.close()
         else:
             self._release(conn)
@@ -272,8 +358,8 @@ class Transport:
         The connection belongs to the returned stream until it is closed:
         back to the pool when the body was read to the end, dropped otherwise.
         """
-        conn, status, fields, must_close = self._begin(_request_head("GET", path, headers, None),
-                                                       None)
+        conn, status, fields, must_close = self._begin(
+            "GET", _request_head("GET", path, headers, None), None)
         length = fields.get("content-length", "")
         if status >= 400 or not length.isdigit():
             try:

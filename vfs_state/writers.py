@@ -2,19 +2,25 @@
 
 Both are ``io.RawIOBase`` so the usual ``io.BufferedWriter`` /
 ``io.TextIOWrapper`` stack sits on top and handlers get real ``io`` objects.
+
+A commit that fails in an explicit ``close()`` raises. One that fails while
+an unclosed file object is garbage-collected cannot raise (``io`` finalizers
+swallow the error), so it prints one line on stderr naming the path and the
+error: a lost write is never silent.
 """
 from __future__ import annotations
 
 import errno
 import http.client
 import io
+import sys
 import tempfile
 from collections.abc import Callable
 from typing import BinaryIO
 
 from vfs_state.client import SidecarClient
 from vfs_state.errors import error_for_status, unreachable
-from vfs_state.transport import UnixHTTPConnection, key_path
+from vfs_state.transport import OutcomeUnknownError, UnixHTTPConnection, key_path
 
 SPILL_SIZE = 4 * 1024 * 1024
 
@@ -22,7 +28,35 @@ SPILL_SIZE = 4 * 1024 * 1024
 Commit = Callable[[BinaryIO, int], None]
 
 
-class SpooledFile(io.RawIOBase):
+class _Finalizable(io.RawIOBase):
+    """Knows when ``close()`` runs from a garbage collector's finalizer.
+
+    ``io`` marks finalization for us: it sets ``_finalizing`` on an object it
+    closes on collection, and a ``BufferedWriter``/``TextIOWrapper`` being
+    collected calls ``raw._dealloc_warn()`` just before closing its raw file.
+    """
+
+    _finalizing = False
+
+    def _dealloc_warn(self, source: object) -> None:
+        self._finalizing = True
+
+    def _report_lost(self, exc: BaseException) -> None:
+        """One stderr line for a commit nobody will see fail (``close()`` from GC)."""
+        if not self._finalizing:
+            return
+        stream = sys.stderr
+        if stream is not None:
+            try:
+                stream.write(f"vfs-state: write to {getattr(self, 'name', '?')!r} LOST: the file"
+                             f" was not closed, and committing it on garbage collection failed:"
+                             f" {type(exc).__name__}: {exc}\n")
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+
+
+class SpooledFile(_Finalizable):
     """Buffered write mode: a ``SpooledTemporaryFile`` (RAM to 4 MiB, then disk).
 
     Seek, tell, truncate and reading back work as on a local file. ``close()``
@@ -104,12 +138,25 @@ class SpooledFile(io.RawIOBase):
                 size = self._spool.seek(0, io.SEEK_END)
                 self._spool.seek(0)
                 self._commit(self._spool, size)
+        except BaseException as exc:
+            self._report_lost(exc)
+            raise
         finally:
             self._spool.close()
             super().close()
 
 
-class ChunkedUpload(io.RawIOBase):
+def _unknown(exc: BaseException, where: str, key: str) -> OSError:
+    """The error for a finished upload whose verdict never came: maybe applied."""
+    text = f"the upload was complete; it may or may not have been applied [{where}]: {exc}"
+    if isinstance(exc, TimeoutError):
+        error: OSError = TimeoutError(errno.ETIMEDOUT, f"sidecar timed out: {text}", key)
+        error.outcome_unknown = True  # type: ignore[attr-defined]
+        return error
+    return OutcomeUnknownError(errno.ECONNRESET, f"connection to the sidecar lost: {text}", key)
+
+
+class ChunkedUpload(_Finalizable):
     """Passthrough write mode: every ``write()`` goes out as an HTTP chunk.
 
     Memory stays bounded by the caller's write size. ``close()`` sends the
@@ -157,13 +204,20 @@ class ChunkedUpload(io.RawIOBase):
         self._verdict()
         raise OSError(errno.EIO, "sidecar ended the upload early", self.name)
 
-    def _verdict(self) -> http.client.HTTPResponse:
-        """Read the sidecar's reply, end the upload, raise if it refused."""
+    def _verdict(self, complete: bool = False) -> http.client.HTTPResponse:
+        """Read the sidecar's reply, end the upload, raise if it refused.
+
+        ``complete``: the last chunk went out, so a lost reply leaves the
+        outcome unknown (never re-sent). Before that, the sidecar discards an
+        unfinished upload and the old object stays.
+        """
         try:
             response = self._conn.getresponse()
             body = response.read()
         except (OSError, http.client.HTTPException) as exc:
             self._abandon()
+            if complete:
+                raise _unknown(exc, self._client.where, self._key) from exc
             raise unreachable(self._client.where, exc) from exc
         self._abandon()
         if response.status >= 400:
@@ -183,8 +237,12 @@ class ChunkedUpload(io.RawIOBase):
         if self.closed:
             return
         try:
-            self._conn.send(b"0\r\n\r\n")
-        except OSError:
-            self._fail()
-        etag = self._verdict().getheader("ETag")
+            try:
+                self._conn.send(b"0\r\n\r\n")
+            except OSError:
+                self._fail()
+            etag = self._verdict(complete=True).getheader("ETag")
+        except BaseException as exc:
+            self._report_lost(exc)
+            raise
         self._client.observe(self._key, etag.strip('"') if etag else None)
