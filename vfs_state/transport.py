@@ -21,6 +21,7 @@ from __future__ import annotations
 import errno
 import http.client
 import os
+import select
 import socket
 import threading
 from collections.abc import Mapping
@@ -114,6 +115,8 @@ class Connection:
         self.reader = self.sock.makefile("rb", buffering=256 * 1024)
         #: True once a reply was read to the connection's end (close-delimited).
         self.at_eof = False
+        self._poll = select.poll()
+        self._poll.register(self.sock, select.POLLIN)
 
     def dropped(self) -> bool:
         """True when this idle connection must not be reused.
@@ -122,14 +125,9 @@ class Connection:
         a request written now could be lost after the sidecar received it.
         Checked without blocking, before each reuse (as urllib3 does).
         """
-        try:
-            self.sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
-            return True  # EOF (b"") or bytes nobody asked for
-        except BlockingIOError:
-            pass  # nothing waiting in the socket: alive
-        except OSError:
-            return True
-        self.sock.setblocking(False)  # a peek into our own buffer must not wait
+        if self._poll.poll(0):
+            return True  # EOF, a reset, or bytes nobody asked for
+        self.sock.setblocking(False)  # bytes already in our buffer: peek, never wait
         try:
             return bool(self.reader.peek(1))
         finally:
@@ -159,6 +157,8 @@ class Connection:
         if not line:
             raise _Closed()
         while True:
+            if not line.endswith(b"\n"):
+                raise ConnectionResetError("reply status line ended early")
             parts = line.split(None, 2)
             if (len(parts) < 2 or not parts[0].startswith(b"HTTP/1.")
                     or not parts[1].isdigit() or len(parts[1]) != 3):
@@ -170,8 +170,6 @@ class Connection:
             if status == 101:
                 raise ProtocolError("the sidecar switched protocols (101)")
             line = self.reader.readline(MAX_LINE)  # after an interim reply: the next one
-            if not line:
-                raise ConnectionResetError("connection closed after an interim reply")
         tokens = {token.strip().lower() for token in headers.get("connection", "").split(",")}
         return status, headers, "close" in tokens or parts[0] == b"HTTP/1.0"
 
@@ -198,7 +196,7 @@ class Connection:
             raw = self.reader.readline(MAX_LINE)
             if raw in (b"\r\n", b"\n"):
                 return headers
-            if not raw:
+            if not raw.endswith(b"\n"):
                 raise ConnectionResetError("reply headers ended early")
             name, colon, value = raw.decode("latin-1").partition(":")
             if not colon:
