@@ -92,14 +92,27 @@ def session(store: VersionStore | None = None) -> Iterator[VersionStore]:
         _current.reset(token)
 
 
+def _outcome_unknown(exc: BaseException) -> bool:
+    """A write that may or may not have been applied (see ``vfs_state.transport``)."""
+    return bool(getattr(exc, "outcome_unknown", False))
+
+
 def retry_on_conflict(fn: Callable[[], T], attempts: int = 5, backoff: float = 0.05,
-                      max_backoff: float = 2.0) -> T:
+                      max_backoff: float = 2.0, *, idempotent: bool = False) -> T:
     """Run ``fn`` in a fresh ``session()``; on ``FileExistsError`` run it again.
 
     Each attempt starts with no remembered versions, so ``fn`` re-reads what
     it depends on. Waits between attempts grow exponentially with full jitter
     (a random time up to ``backoff * 2**attempt``, capped at ``max_backoff``)
     so contending writers spread out. The last conflict is re-raised.
+
+    A conflict (412) proves ``fn``'s write was *not* applied, so running
+    ``fn`` again applies it once. A write whose reply was lost
+    (``OutcomeUnknownError``, or a ``TimeoutError`` with ``outcome_unknown``)
+    may have been applied: running ``fn`` again could apply it twice, so that
+    error propagates, unless ``idempotent=True`` says ``fn`` notices its own
+    earlier effect (say an operation id stored with the data) and then does
+    nothing. Rule and pattern: docs/consistency.md.
     """
     if attempts < 1:
         raise ValueError("attempts must be at least 1")
@@ -109,6 +122,9 @@ def retry_on_conflict(fn: Callable[[], T], attempts: int = 5, backoff: float = 0
                 return fn()
             except FileExistsError:
                 if attempt == attempts - 1:
+                    raise
+            except OSError as exc:
+                if not (idempotent and _outcome_unknown(exc)) or attempt == attempts - 1:
                     raise
         time.sleep(random.uniform(0, min(max_backoff, backoff * (2 ** attempt))))
     raise AssertionError("unreachable")  # pragma: no cover

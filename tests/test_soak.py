@@ -1,0 +1,181 @@
+"""Exactly-once under worker kills: a soak on every CAS connector.
+
+N client processes append their own unique ids to one shared key with
+``retry_on_conflict`` read-modify-writes, through ``StateFS``, while a thread
+SIGKILLs the sidecar's gunicorn workers at random (the arbiter respawns them).
+At the end every id must be in the value exactly once: a lost id is a lost
+update, a repeated one a write applied twice.
+
+A write whose connection died after it was sent (``OutcomeUnknownError``)
+is settled the only safe way: re-read; if the id is there it was applied,
+else write it again (conditionally, so a late first copy cannot slip in).
+
+CI profile by default (4 processes x 50 ops per connector); the deep profile
+(``VFS_STATE_DEEP=1``: 16 processes, minutes) prints the figures recorded in
+docs/reliability.md. ``VFS_STATE_SOAK_OPS``/``VFS_STATE_SOAK_CLIENTS``
+override the sizes.
+"""
+from __future__ import annotations
+
+import multiprocessing
+import os
+import random
+import signal
+import statistics
+import threading
+import time
+import uuid
+from collections import Counter
+
+import pytest
+
+from tests.connectors import ALL_CONNECTORS, is_cas
+from tests.harness.sidecar import Sidecar
+from vfs_state import StateFS, retry_on_conflict
+
+DEEP = os.environ.get("VFS_STATE_DEEP") == "1"
+CLIENTS = int(os.environ.get("VFS_STATE_SOAK_CLIENTS", 16 if DEEP else 4))
+OPS = int(os.environ.get("VFS_STATE_SOAK_OPS", 150 if DEEP else 50))
+KILL_EVERY = (1.0, 3.0) if DEEP else (0.3, 0.8)  # seconds between kills, uniform
+
+
+def _children(pid: int) -> list[int]:
+    """Processes whose parent is ``pid`` (the arbiter's workers)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(entry))
+    return found
+
+
+def _rss_mib(pids: list[int]) -> float:
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/statm") as f:
+                total += int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        except OSError:
+            pass
+    return total / 2**20
+
+
+class WorkerKiller(threading.Thread):
+    """SIGKILLs a random worker of ``arbiter`` every few seconds; samples RSS."""
+
+    def __init__(self, arbiter: int) -> None:
+        super().__init__(daemon=True)
+        self.arbiter = arbiter
+        self.kills = 0
+        self.rss: list[float] = []  # MiB, arbiter + workers, once per pause
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        pause = 0.1  # the first kill comes early: even a short run sees one
+        while not self.done.wait(pause):
+            pause = random.uniform(*KILL_EVERY)
+            workers = _children(self.arbiter)
+            self.rss.append(_rss_mib([self.arbiter, *workers]))
+            if workers:
+                try:
+                    os.kill(random.choice(workers), signal.SIGKILL)
+                    self.kills += 1
+                except ProcessLookupError:
+                    pass
+
+
+def append_once(fs: StateFS, key: str, token: str) -> tuple[int, int]:
+    """Append ``token`` to ``key`` exactly once; ``(conflicts, ambiguous)`` met.
+
+    A conflict (412) proves the write was not applied: retry. A lost
+    connection may hide an applied write: from then on each attempt first
+    checks whether ``token`` is already there.
+    """
+    counts = {"conflicts": 0, "ambiguous": 0}
+    unsure = False
+
+    def attempt() -> None:
+        value = fs.readtext(key)
+        if unsure and token in value.split():
+            return  # the write whose reply was lost had been applied
+        try:
+            fs.writetext(key, value + token + "\n")
+        except FileExistsError:
+            counts["conflicts"] += 1
+            raise
+
+    while True:
+        try:
+            retry_on_conflict(attempt, attempts=10_000, backoff=0.002, max_backoff=0.05)
+            return counts["conflicts"], counts["ambiguous"]
+        except (ConnectionError, TimeoutError):  # outcome unknown, or a worker respawning
+            counts["ambiguous"] += 1
+            unsure = True
+            time.sleep(0.01)
+
+
+def _client(socket_path: str, key: str, client: int, ops: int) -> tuple[list[float], int, int]:
+    fs = StateFS(socket_path)
+    latencies, conflicts, ambiguous = [], 0, 0
+    for op in range(ops):
+        start = time.perf_counter()
+        lost_conflicts, lost_replies = append_once(fs, key, f"c{client}-{op}")
+        latencies.append(time.perf_counter() - start)
+        conflicts += lost_conflicts
+        ambiguous += lost_replies
+    return latencies, conflicts, ambiguous
+
+
+@pytest.fixture(scope="module")
+def soak_sidecars(connector_pool):
+    """A private 2-worker sidecar per connector (its workers get killed)."""
+    started: dict[str, Sidecar] = {}
+
+    def start(connector: str) -> Sidecar:
+        env = connector_pool.env(connector, f"soak-{connector}-{uuid.uuid4().hex[:8]}")
+        started[connector] = Sidecar(connector, env, workers=2).start()
+        return started[connector]
+
+    yield start
+    for sidecar in started.values():
+        sidecar.close()
+
+
+@pytest.mark.parametrize("connector", [c for c in ALL_CONNECTORS if is_cas(c)])
+def test_exactly_once_under_worker_kills(soak_sidecars, connector):
+    sidecar = soak_sidecars(connector)
+    key = f"soak-{uuid.uuid4().hex}"
+    StateFS(sidecar.socket_path).writetext(key, "")
+    killer = WorkerKiller(sidecar.proc.pid)
+    with multiprocessing.get_context("fork").Pool(CLIENTS) as pool:
+        began = time.perf_counter()
+        killer.start()
+        try:
+            results = pool.starmap(_client, [(sidecar.socket_path, key, client, OPS)
+                                             for client in range(CLIENTS)])
+        finally:
+            killer.done.set()
+            killer.join()
+        wall = time.perf_counter() - began
+    stored = Counter(StateFS(sidecar.socket_path).readtext(key).split())
+    expected = {f"c{client}-{op}" for client in range(CLIENTS) for op in range(OPS)}
+    lost = expected - set(stored)
+    duplicated = {token: n for token, n in stored.items() if n > 1}
+    latencies = sorted(t for result in results for t in result[0])
+    print(f"\nsoak {connector}: {CLIENTS}x{OPS} ops in {wall:.1f}s"
+          f" ({len(latencies) / wall:.0f} ops/s), p50 {statistics.median(latencies) * 1e3:.1f} ms"
+          f" p99 {latencies[int(len(latencies) * 0.99) - 1] * 1e3:.1f} ms,"
+          f" kills {killer.kills}, conflicts {sum(r[1] for r in results)},"
+          f" ambiguous {sum(r[2] for r in results)}, lost {len(lost)},"
+          f" duplicated {len(duplicated)}, sidecar RSS MiB"
+          f" {[round(x) for x in killer.rss[:: max(1, len(killer.rss) // 8)]]}")
+    assert not lost, f"lost updates: {sorted(lost)[:10]}"
+    assert not duplicated, f"applied twice: {dict(list(duplicated.items())[:10])}"
+    assert set(stored) == expected
+    assert killer.kills > 0, "the soak must kill workers to prove anything"
