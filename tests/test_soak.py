@@ -37,11 +37,15 @@ DEEP = os.environ.get("VFS_STATE_DEEP") == "1"
 CLIENTS = int(os.environ.get("VFS_STATE_SOAK_CLIENTS", 16 if DEEP else 4))
 OPS = int(os.environ.get("VFS_STATE_SOAK_OPS", 150 if DEEP else 50))
 KILL_EVERY = (1.0, 3.0) if DEEP else (0.3, 0.8)  # seconds between kills, uniform
+MIN_AGE = 1.0  # a worker is killed only when both are this old (booted): one always serves
 
 
-def _children(pid: int) -> list[int]:
-    """Processes whose parent is ``pid`` (the arbiter's workers)."""
-    found = []
+def _children(pid: int) -> dict[int, float]:
+    """Processes whose parent is ``pid`` (the arbiter's workers) and their ages in s."""
+    with open("/proc/uptime") as f:
+        uptime = float(f.read().split()[0])
+    ticks = os.sysconf("SC_CLK_TCK")
+    found = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -51,7 +55,7 @@ def _children(pid: int) -> list[int]:
         except OSError:
             continue
         if int(fields[1]) == pid:
-            found.append(int(entry))
+            found[int(entry)] = uptime - int(fields[19]) / ticks
     return found
 
 
@@ -67,7 +71,11 @@ def _rss_mib(pids: list[int]) -> float:
 
 
 class WorkerKiller(threading.Thread):
-    """SIGKILLs a random worker of ``arbiter`` every few seconds; samples RSS."""
+    """SIGKILLs a random worker of ``arbiter`` every few seconds; samples RSS.
+
+    Only when both workers have lived ``MIN_AGE``: the socket always has a
+    worker behind it, so clients see killed requests, never a dead sidecar.
+    """
 
     def __init__(self, arbiter: int) -> None:
         super().__init__(daemon=True)
@@ -82,12 +90,14 @@ class WorkerKiller(threading.Thread):
             pause = random.uniform(*KILL_EVERY)
             workers = _children(self.arbiter)
             self.rss.append(_rss_mib([self.arbiter, *workers]))
-            if workers:
-                try:
-                    os.kill(random.choice(workers), signal.SIGKILL)
-                    self.kills += 1
-                except ProcessLookupError:
-                    pass
+            if len(workers) < 2 or min(workers.values()) < MIN_AGE:
+                pause = 0.1  # a worker is (re)starting: wait until both serve
+                continue
+            try:
+                os.kill(random.choice(list(workers)), signal.SIGKILL)
+                self.kills += 1
+            except ProcessLookupError:
+                pass
 
 
 def append_once(fs: StateFS, key: str, token: str) -> tuple[int, int]:
