@@ -13,7 +13,9 @@ import io
 import itertools
 from collections.abc import Collection, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any, BinaryIO
+from typing import IO, Any, BinaryIO
+
+from fs.mode import validate_open_mode
 
 from vfs_state._pyfs import (
     FS,
@@ -180,6 +182,18 @@ class StateFS(FS):
             self._require_dir(dirname(key), dirname(path) or "/")
             self.client.make_marker(key)
         return self.opendir(path)
+
+    def open(self, path: str, mode: str = "r", buffering: int = -1,  # type: ignore[override]
+             encoding: str | None = None, errors: str | None = None, newline: str = "",
+             **options: Any) -> IO[Any]:
+        """As ``fs``'s ``open`` but with no ``RawWrapper`` layer in the ``io`` stack,
+        so a file left to the garbage collector reports a failed commit (writers.py)."""
+        validate_open_mode(mode)
+        binary = self.openbin(path, mode.replace("t", ""), buffering, **options)
+        if "b" in mode:
+            return binary
+        return io.TextIOWrapper(binary, encoding or "utf-8", errors, newline,  # type: ignore[arg-type]
+                                line_buffering=buffering == 1)
 
     def openbin(self, path: str, mode: str = "r", buffering: int = -1,
                 **options: Any) -> BinaryIO:
