@@ -35,6 +35,7 @@ from tests.connectors import ALL_CONNECTORS, BUCKET, is_cas
 from tests.harness import moto_s3
 from tests.harness.sidecar import Sidecar
 from vfs_state import StateFS, retry_on_conflict
+from vfs_state.transport import outcome_unknown
 
 DEEP = os.environ.get("VFS_STATE_DEEP") == "1"
 CLIENTS = int(os.environ.get("VFS_STATE_SOAK_CLIENTS", 16 if DEEP else 4))
@@ -128,14 +129,17 @@ class WorkerKiller(threading.Thread):
                 pass
 
 
-def append_once(fs: StateFS, key: str, token: str) -> tuple[int, int]:
-    """Append ``token`` to ``key`` exactly once; ``(conflicts, ambiguous)`` met.
+def append_once(fs: StateFS, key: str, token: str) -> tuple[int, int, int]:
+    """Append ``token`` to ``key`` exactly once; ``(conflicts, unknown, other)`` met.
+
+    ``unknown``: writes whose outcome was unknown; ``other``: connection
+    errors with nothing applied (a GET that failed twice, a refused connect).
 
     A conflict (412) proves the write was not applied: retry. A lost
     connection may hide an applied write: from then on each attempt first
     checks whether ``token`` is already there.
     """
-    counts = {"conflicts": 0, "ambiguous": 0}
+    counts = {"conflicts": 0, "unknown": 0, "other": 0}
     unsure = False
 
     def attempt() -> None:
@@ -151,23 +155,23 @@ def append_once(fs: StateFS, key: str, token: str) -> tuple[int, int]:
     while True:
         try:
             retry_on_conflict(attempt, attempts=10_000, backoff=0.002, max_backoff=0.05)
-            return counts["conflicts"], counts["ambiguous"]
-        except (ConnectionError, TimeoutError):  # outcome unknown, or a worker respawning
-            counts["ambiguous"] += 1
+            return counts["conflicts"], counts["unknown"], counts["other"]
+        except (ConnectionError, TimeoutError) as exc:  # outcome unknown, or a lost GET
+            counts["unknown" if outcome_unknown(exc) else "other"] += 1
             unsure = True
             time.sleep(0.01)
 
 
-def _client(socket_path: str, key: str, client: int, ops: int) -> tuple[list[float], int, int]:
+def _client(socket_path: str, key: str, client: int, ops: int
+            ) -> tuple[list[float], int, int, int]:
     fs = StateFS(socket_path)
-    latencies, conflicts, ambiguous = [], 0, 0
+    latencies, totals = [], [0, 0, 0]
     for op in range(ops):
         start = time.perf_counter()
-        lost_conflicts, lost_replies = append_once(fs, key, f"c{client}-{op}")
+        counts = append_once(fs, key, f"c{client}-{op}")
         latencies.append(time.perf_counter() - start)
-        conflicts += lost_conflicts
-        ambiguous += lost_replies
-    return latencies, conflicts, ambiguous
+        totals = [a + b for a, b in zip(totals, counts, strict=True)]
+    return latencies, *totals
 
 
 @pytest.fixture(scope="module")
@@ -221,7 +225,8 @@ def test_exactly_once_under_worker_kills(soak_sidecars, connector):
           f" ({len(latencies) / wall:.0f} ops/s), p50 {statistics.median(latencies) * 1e3:.1f} ms"
           f" p99 {latencies[int(len(latencies) * 0.99) - 1] * 1e3:.1f} ms,"
           f" kills {killer.kills}, conflicts {sum(r[1] for r in results)},"
-          f" ambiguous {sum(r[2] for r in results)}, lost {len(lost)},"
+          f" outcome unknown {sum(r[2] for r in results)},"
+          f" other connection errors {sum(r[3] for r in results)}, lost {len(lost)},"
           f" duplicated {len(duplicated)}, sidecar RSS MiB"
           f" {[round(x) for x in killer.rss[:: max(1, len(killer.rss) // 8)]]}")
     assert not lost, f"lost updates: {sorted(lost)[:10]}"
