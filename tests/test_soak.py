@@ -233,3 +233,43 @@ def test_exactly_once_under_worker_kills(soak_sidecars, connector):
     assert not duplicated, f"applied twice: {dict(list(duplicated.items())[:10])}"
     assert set(stored) == expected
     assert killer.kills > 0, "the soak must kill workers to prove anything"
+
+
+def test_retry_on_conflict_never_reruns_after_an_unknown_outcome():
+    """A write that may have been applied is not applied again by the helper."""
+    from vfs_state import OutcomeUnknownError
+
+    calls = []
+
+    def write_lost() -> None:
+        calls.append(1)
+        raise OutcomeUnknownError(104, "lost after the PUT was sent")
+
+    with pytest.raises(OutcomeUnknownError):
+        retry_on_conflict(write_lost, attempts=5, backoff=0)
+    assert len(calls) == 1
+    lost_timeout = TimeoutError(110, "timed out after the PUT was sent")
+    lost_timeout.outcome_unknown = True  # as the transport marks it
+
+    def slow() -> None:
+        calls.append(1)
+        raise lost_timeout
+
+    with pytest.raises(TimeoutError):
+        retry_on_conflict(slow, attempts=5, backoff=0)
+    assert len(calls) == 2
+
+
+def test_retry_on_conflict_reruns_an_idempotent_fn_after_an_unknown_outcome():
+    from vfs_state import OutcomeUnknownError
+
+    outcomes = [OutcomeUnknownError(104, "lost"), FileExistsError(17, "conflict"), None]
+
+    def fn() -> str:
+        outcome = outcomes.pop(0)
+        if outcome is not None:
+            raise outcome
+        return "done"
+
+    assert retry_on_conflict(fn, attempts=5, backoff=0, idempotent=True) == "done"
+    assert not outcomes
