@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import errno
 import http.client
+import io
 import os
 import select
 import socket
@@ -106,13 +107,36 @@ class ProtocolError(OSError):
     """The sidecar's reply was not valid HTTP/1.1."""
 
 
+class _SocketRaw(io.RawIOBase):
+    """The socket as the raw stream under a ``BufferedReader``.
+
+    While ``probing``, a read reports "nothing yet" without a system call, so
+    ``peek`` shows what the buffer already holds and never waits (cheaper
+    than a non-blocking ``recv`` that fails).
+    """
+
+    def __init__(self, sock: socket.socket) -> None:
+        super().__init__()
+        self._sock = sock
+        self.probing = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview | bytearray) -> int | None:  # type: ignore[override]
+        if self.probing:
+            return None
+        return self._sock.recv_into(buffer)
+
+
 class Connection:
     """One keep-alive connection: write a request, read its reply."""
 
     def __init__(self, socket_path: str, timeout: float) -> None:
         self.sock = _connect(socket_path, timeout)
         self.timeout = timeout
-        self.reader = self.sock.makefile("rb", buffering=256 * 1024)
+        self._raw = _SocketRaw(self.sock)
+        self.reader = io.BufferedReader(self._raw, 256 * 1024)
         #: True once a reply was read to the connection's end (close-delimited).
         self.at_eof = False
         self._poll = select.poll()
@@ -127,11 +151,11 @@ class Connection:
         """
         if self._poll.poll(0):
             return True  # EOF, a reset, or bytes nobody asked for
-        self.sock.setblocking(False)  # bytes already in our buffer: peek, never wait
+        self._raw.probing = True  # or bytes that came with the last reply
         try:
             return bool(self.reader.peek(1))
         finally:
-            self.sock.settimeout(self.timeout)
+            self._raw.probing = False
 
     def send(self, head: bytes, body: bytes | BinaryIO | None) -> None:
         if body is None or (isinstance(body, bytes) and len(body) <= SMALL_BODY):
