@@ -10,7 +10,7 @@ A write whose connection died after it was sent (``OutcomeUnknownError``)
 is settled the only safe way: re-read; if the id is there it was applied,
 else write it again (conditionally, so a late first copy cannot slip in).
 
-CI profile by default (4 processes x 50 ops per connector, 30 on the slower S3
+CI profile by default (4 processes x 100 ops per connector, 30 on the slower S3
 and GCS emulators); the deep profile
 (``VFS_STATE_DEEP=1``: 16 processes, minutes) prints the figures recorded in
 docs/reliability.md. ``VFS_STATE_SOAK_OPS``/``VFS_STATE_SOAK_CLIENTS``
@@ -39,7 +39,7 @@ from vfs_state.transport import outcome_unknown
 
 DEEP = os.environ.get("VFS_STATE_DEEP") == "1"
 CLIENTS = int(os.environ.get("VFS_STATE_SOAK_CLIENTS", 16 if DEEP else 4))
-OPS = int(os.environ.get("VFS_STATE_SOAK_OPS", 150 if DEEP else 50))
+OPS = int(os.environ.get("VFS_STATE_SOAK_OPS", 150 if DEEP else 100))
 SLOW_OPS = int(os.environ.get("VFS_STATE_SOAK_OPS", 150 if DEEP else 30))  # S3, GCS emulators
 KILL_EVERY = (1.0, 3.0) if DEEP else (0.3, 0.8)  # seconds between kills, uniform
 MIN_AGE = 1.0  # a worker is killed only when both are this old (booted): one always serves
