@@ -80,7 +80,7 @@ def open_child_dir(dir_fd: int, name: str, create: bool = False) -> int:
     Raises ``Forbidden`` for a symbolic link, ``FileInPath`` for a non-directory,
     ``PathMissing`` when absent (and not created).
     """
-    for _ in range(3):  # a concurrent rmdir between mkdir and open: try again
+    for _ in range(3):  # a concurrent rmdir or swap between two looks: try again
         try:
             return os.open(name, DIR_FLAGS, dir_fd=dir_fd)
         except FileNotFoundError:
@@ -92,14 +92,28 @@ def open_child_dir(dir_fd: int, name: str, create: bool = False) -> int:
                 pass
             except OSError as exc:
                 raise os_error(exc, "cannot create a directory") from None
-        except (NotADirectoryError, OSError) as exc:
-            if exc.errno == errno.ELOOP or is_link(dir_fd, name):
+        except OSError as exc:
+            if exc.errno not in (errno.ENOTDIR, errno.ELOOP):
+                raise os_error(exc, "cannot open a directory") from None
+            kind = _kind(dir_fd, name)
+            if kind == "other":
+                raise FileInPath("a parent of the key is a file") from None
+            if kind != "dir":  # a link, or swapped under us: never follow it
                 raise Forbidden("a directory on the key's path is a symbolic link",
                                 code="symlink") from None
-            if exc.errno == errno.ENOTDIR:
-                raise FileInPath("a parent of the key is a file") from None
-            raise os_error(exc, "cannot open a directory") from None
-    raise PathMissing("directory vanished while it was being created")
+            # a link swapped back for a directory between our two looks: look again
+    raise Forbidden("a directory on the key's path keeps changing", code="symlink")
+
+
+def _kind(dir_fd: int, name: str) -> str:
+    """``dir``, ``link``, ``missing`` or ``other`` for ``name`` in ``dir_fd`` (not followed)."""
+    try:
+        mode = os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode
+    except OSError:
+        return "missing"
+    if stat.S_ISDIR(mode):
+        return "dir"
+    return "link" if stat.S_ISLNK(mode) else "other"
 
 
 class Root:
