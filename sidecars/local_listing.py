@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 from sidecars.backend import ListPage
 from sidecars.keys import RESERVED_PREFIX
-from sidecars.local_paths import DIR_FLAGS, FileInPath, PathMissing, Root
+from sidecars.local_paths import DIR_FLAGS, FileInPath, PathMissing, Root, os_error
 
 #: Coarsest timestamp granularity trusted (ext4 small inodes, NFS: 1 s; FAT: 2 s).
 MARGIN_NS = 2_000_000_000
@@ -51,7 +51,10 @@ class Listings:
     def page(self, base: str, name_start: str, recursive: bool, start_after: str | None,
              max_keys: int) -> ListPage:
         """One page of keys under ``base`` (``""`` or ending ``/``) starting ``name_start``."""
-        snap = self._snapshot(base, recursive)
+        try:
+            snap = self._snapshot(base, recursive)
+        except OSError as exc:
+            raise os_error(exc, "cannot list the directory") from None
         names = snap.names
         wanted = base + name_start
         index = bisect_left(names, wanted)

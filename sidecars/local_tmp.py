@@ -27,7 +27,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from sidecars.keys import RESERVED_PREFIX
-from sidecars.local_paths import DIR_FLAGS, FILE_FLAGS, Root
+from sidecars.local_paths import DIR_FLAGS, FILE_FLAGS, Root, os_error
 
 log = logging.getLogger("vfs_state.sidecar.local")
 
@@ -49,8 +49,11 @@ class TempFiles:
     @contextmanager
     def lock(self, mode: int = fcntl.LOCK_EX) -> Iterator[int]:
         """The root lock, opened afresh so threads of one process exclude each other too."""
-        fd = os.open(LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
-                     dir_fd=self.root.fd)
+        try:
+            fd = os.open(LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
+                         0o600, dir_fd=self.root.fd)
+        except OSError as exc:  # e.g. a symlink planted at the lock's name
+            raise os_error(exc, "cannot open the lock file of STATE_ROOT") from None
         try:
             fcntl.flock(fd, mode)
             yield fd
