@@ -269,16 +269,17 @@ def test_listing_pages_scan_once_and_see_changes(tmp_path):
     assert backend.listings.scans == 2
 
 
-def test_symlinked_key_and_parent_are_refused(tmp_path, dirs):
-    backend = LocalBackend(str(tmp_path))
-    os.symlink(dirs[1], tmp_path / "out")
-    os.symlink(os.path.join(dirs[1], "secret"), tmp_path / "s")
+def test_symlinked_key_and_parent_are_refused(dirs):
+    root, outside = dirs
+    backend = LocalBackend(root)
+    os.symlink(outside, os.path.join(root, "out"))
+    os.symlink(os.path.join(outside, "secret"), os.path.join(root, "s"))
     for call in (lambda: backend.read("out/secret"), lambda: backend.read("s"),
                  lambda: backend.write("out/new", _Body(b"x"), 1),
                  lambda: backend.list("out/", "/", None, 10)):
         with pytest.raises(Forbidden):
             call()
-    assert sorted(os.listdir(dirs[1])) == ["secret"]
+    assert sorted(os.listdir(outside)) == ["secret"]
 
 
 class _Body:
