@@ -75,10 +75,13 @@ class LocalBackend(Backend):
         """``(fd, fstat)`` of the file at ``key`` that may be served; None if absent."""
         parts = segments(key)
         try:
-            with self.root.directory(parts[:-1]) as parent:
-                opened = open_regular(parent, parts[-1])
+            parent = self.root.open_dir(parts[:-1])
         except (PathMissing, FileInPath):
             return None
+        try:
+            opened = open_regular(parent, parts[-1])
+        finally:
+            os.close(parent)
         if opened is not None:
             try:
                 check_servable(opened[1], self.root.device)

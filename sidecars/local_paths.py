@@ -127,14 +127,18 @@ class Root:
 
     def open_dir(self, parts: list[str] | tuple[str, ...], create: bool = False) -> int:
         """A new descriptor of the directory ``parts`` below the root (caller closes)."""
-        current = os.dup(self.fd)
+        if not parts:
+            return os.dup(self.fd)
+        current = self.fd
         try:
             for name in parts:
                 child = open_child_dir(current, name, create)
-                os.close(current)
+                if current != self.fd:
+                    os.close(current)
                 current = child
         except BaseException:
-            os.close(current)
+            if current != self.fd:
+                os.close(current)
             raise
         return current
 
