@@ -164,6 +164,17 @@ def test_sweep_removes_orphans_and_spares_live_writers(tmp_path):
         os.close(holder)
 
 
+def test_worker_exit_removes_temp_files_of_uploads_in_flight(tmp_path):
+    temps = LocalBackend(str(tmp_path)).temps
+    fd, name, _ = temps.create(temps.root.fd)
+    try:
+        assert _temp_names(str(tmp_path)) == [name]
+        temps.remove_live()  # what atexit runs when a stopping worker exits
+        assert _temp_names(str(tmp_path)) == []
+    finally:
+        os.close(fd)
+
+
 def _stall_upload(sock_path: str, key: str) -> socket.socket:
     """Send a PUT that promises 1 MB and deliver a little: the upload stays open."""
     conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
