@@ -84,7 +84,7 @@ class LocalBackend(Backend):
             os.close(parent)
         if opened is not None:
             try:
-                check_servable(opened[1], self.root.device)
+                check_servable(opened[1])
             except BaseException:
                 os.close(opened[0])
                 raise

@@ -86,16 +86,16 @@ def open_regular(dir_fd: int, name: str) -> tuple[int, os.stat_result] | None:
     return fd, st
 
 
-def check_servable(st: os.stat_result, root_device: int) -> None:
-    """Refuse a file that may be a door out of the root: hard-linked or on another device.
+def check_servable(st: os.stat_result) -> None:
+    """Refuse a file that may be a door out of the root: one with several hard links.
 
     A file with more than one link might be the same inode as a file outside
     ``STATE_ROOT`` (a hard link planted by someone who can write the root);
-    we cannot tell where its other names are, so we serve no such file.
+    we cannot tell where its other names are, so we serve no such file. No
+    device check: a hard link cannot cross file systems, mounting one inside
+    the root takes privileges, and overlayfs reports the real device of
+    lower-layer files, which would refuse legitimate state.
     """
     if st.st_nlink > 1:
         raise Forbidden("the key is a file with several hard links; it is not served",
                         code="hard_link")
-    if st.st_dev != root_device:
-        raise Forbidden("the key is on another file system than STATE_ROOT; it is not served",
-                        code="other_device")

@@ -123,7 +123,6 @@ class Root:
         os.makedirs(path, exist_ok=True)
         self.path = os.path.realpath(path)  # for logs only; never in a reply
         self.fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        self.device = os.fstat(self.fd).st_dev
 
     def open_dir(self, parts: list[str] | tuple[str, ...], create: bool = False) -> int:
         """A new descriptor of the directory ``parts`` below the root (caller closes)."""
