@@ -26,7 +26,7 @@ from sidecars.local_paths import DIR_FLAGS, FileInPath, PathMissing, Root, os_er
 #: Coarsest timestamp granularity trusted (ext4 small inodes, NFS: 1 s; FAT: 2 s).
 MARGIN_NS = 2_000_000_000
 MAX_SNAPSHOTS = 16
-MAX_ITEMS = 2_000_000  # summed over the snapshots one worker keeps
+MAX_ITEMS = 500_000  # summed over the snapshots one worker keeps (~50 MB)
 
 
 @dataclass
