@@ -1,12 +1,15 @@
 """Local-directory backend (``local-buffered-lww``, ``local-buffered-cas``).
 
 Keys map to files under ``STATE_ROOT``, so the state stays browsable with
-ordinary tools. Writes go to a temp file in the target directory and are
-renamed into place (readers never see half a file). The CAS check and the
-rename happen under an ``flock`` on ``STATE_ROOT/.vfs-state.lock``, opened
-afresh per operation, so the check holds across threads and gunicorn worker
-processes. A version is ``mtime_ns-inode-size``: a rename always brings a new
-inode (the temp file exists beside the old one), so every write changes it.
+ordinary tools. Every lookup is relative to a directory descriptor and
+follows no symbolic link (``sidecars.local_paths``), so no race can lead a
+request out of the root. Writes stream into a locked temp file beside the
+target and are renamed into place (readers never see half a file); the CAS
+check and the rename run under an ``flock`` on ``STATE_ROOT/.vfs-state.lock``
+(``sidecars.local_tmp``), so the check holds across threads and gunicorn
+workers. Versions are unique tokens stored with each file
+(``sidecars.local_files``); listings page from a per-worker snapshot
+(``sidecars.local_listing``).
 """
 from __future__ import annotations
 
@@ -14,16 +17,14 @@ import errno
 import fcntl
 import os
 import stat
-import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import BinaryIO
 
 from flask import Flask
 
 from sidecars import config
 from sidecars.app import build_app
-from sidecars.backend import Backend, ListPage, ObjectBody, ObjectInfo, iter_stream, page_of
+from sidecars.backend import Backend, ListPage, ObjectBody, ObjectInfo, iter_stream
 from sidecars.errors import (
     BackendUnavailable,
     Conflict,
@@ -32,86 +33,92 @@ from sidecars.errors import (
     PreconditionFailed,
     RangeNotSatisfiable,
 )
-from sidecars.keys import RESERVED_PREFIX
+from sidecars.local_files import Versions, check_servable, open_regular
+from sidecars.local_listing import Listings
+from sidecars.local_paths import FileInPath, PathMissing, Root, is_link, os_error, segments
+from sidecars.local_tmp import TempFiles
 
 CHUNK = 1 << 20
-
-
-def _version(st: os.stat_result) -> str:
-    return f"{st.st_mtime_ns:x}-{st.st_ino:x}-{st.st_size:x}"
-
-
-def _info(st: os.stat_result) -> ObjectInfo:
-    return ObjectInfo(size=st.st_size, version=_version(st), modified=st.st_mtime)
 
 
 class LocalBackend(Backend):
     """Objects as files under one root directory."""
 
     def __init__(self, root: str, fsync: bool = False) -> None:
-        os.makedirs(root, exist_ok=True)
-        self.root = os.path.realpath(root)
+        self.root = Root(root)
         self.fsync = fsync
-        self._lock_path = os.path.join(self.root, RESERVED_PREFIX + ".lock")
+        self.versions = Versions()
+        self.temps = TempFiles(self.root)
+        self.listings = Listings(self.root)
 
-    # -- paths --------------------------------------------------------------
+    # -- helpers ------------------------------------------------------------
 
-    def _path(self, key: str) -> str:
-        """Filesystem path of ``key``, refusing anything that leaves the root."""
-        path = os.path.join(self.root, *key.rstrip("/").split("/"))
-        parent = os.path.realpath(os.path.dirname(path))
-        if parent != self.root and not parent.startswith(self.root + os.sep):
-            raise Forbidden(f"key {key!r} resolves outside STATE_ROOT")
-        if os.path.islink(path):
-            raise Forbidden(f"key {key!r} is a symbolic link; links are not followed")
-        return path
-
-    @contextmanager
-    def _locked(self) -> Iterator[None]:
-        fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+    def _current(self, dir_fd: int, name: str) -> str | None:
+        """Version of the file ``name`` in ``dir_fd``; None when absent or not a file."""
+        opened = open_regular(dir_fd, name)
+        if opened is None:
+            return None
+        fd, st = opened
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
+            return self.versions.version(fd, st)
         finally:
-            os.close(fd)  # closing the description releases the flock
+            os.close(fd)
 
     @staticmethod
-    def _check(current: os.stat_result | None, if_match: str | None,
-               if_none_match: bool) -> None:
+    def _check(current: str | None, if_match: str | None, if_none_match: bool) -> None:
         if if_none_match and current is not None:
             raise PreconditionFailed("key exists (If-None-Match: *)")
-        if if_match is not None and (current is None or _version(current) != if_match):
+        if if_match is not None and current != if_match:
             raise PreconditionFailed("stored version differs from If-Match")
 
-    @staticmethod
-    def _stat_file(path: str) -> os.stat_result | None:
+    def _open_served(self, key: str) -> tuple[int, os.stat_result] | None:
+        """``(fd, fstat)`` of the file at ``key`` that may be served; None if absent."""
+        parts = segments(key)
         try:
-            st = os.stat(path)
-        except (FileNotFoundError, NotADirectoryError):
+            parent = self.root.open_dir(parts[:-1])
+        except (PathMissing, FileInPath):
             return None
-        return st if stat.S_ISREG(st.st_mode) else None
+        try:
+            opened = open_regular(parent, parts[-1])
+        finally:
+            os.close(parent)
+        if opened is not None:
+            try:
+                check_servable(opened[1])
+            except BaseException:
+                os.close(opened[0])
+                raise
+        return opened
 
     # -- Backend ------------------------------------------------------------
 
     def stat(self, key: str) -> ObjectInfo | None:
-        st = self._stat_file(self._path(key))
-        return None if st is None else _info(st)
+        opened = self._open_served(key)
+        if opened is None:
+            return None
+        fd, st = opened
+        try:
+            return self.versions.info(fd, st)
+        finally:
+            os.close(fd)
 
     def is_dir(self, key: str) -> bool:
-        return os.path.isdir(self._path(key))
+        try:
+            os.close(self.root.open_dir(segments(key)))
+        except (PathMissing, FileInPath):
+            return False
+        return True
 
     def read(self, key: str, start: int = 0, length: int | None = None,
              if_match: str | None = None) -> ObjectBody:
-        path = self._path(key)
+        opened = self._open_served(key)
+        if opened is None:
+            raise NotFound(f"no such key: {key}")
+        fd, st = opened
+        handle = open(fd, "rb", closefd=True)  # noqa: SIM115 - closed by the response
         try:
-            handle = open(path, "rb")
-        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
-            raise NotFound(f"no such key: {key}") from None
-        try:
-            st = os.fstat(handle.fileno())  # the version of the bytes we serve
-            if not stat.S_ISREG(st.st_mode):
-                raise NotFound(f"no such key: {key}")
-            if if_match is not None and _version(st) != if_match:
+            info = self.versions.info(fd, st)  # the version of the bytes we serve
+            if if_match is not None and info.version != if_match:
                 raise PreconditionFailed("object changed since it was observed")
             if start and start >= st.st_size:
                 raise RangeNotSatisfiable(st.st_size)
@@ -121,103 +128,133 @@ class LocalBackend(Backend):
         except BaseException:
             handle.close()
             raise
-        return ObjectBody(_info(st), start, length, _read_exactly(handle, length), handle.close)
+        return ObjectBody(info, start, length, _read_exactly(handle, length), handle.close)
 
     def write(self, key: str, body: BinaryIO, length: int | None,
               if_match: str | None = None, if_none_match: bool = False) -> ObjectInfo:
-        path = self._path(key)
+        parts = segments(key)
         if key.endswith("/"):
-            return self._make_marker(key, path)
-        parent = os.path.dirname(path)
-        self._makedirs(parent, key)
-        tmp = os.path.join(parent, f"{RESERVED_PREFIX}-tmp-{uuid.uuid4().hex}")
+            return self._make_marker(parts)
         try:
-            with open(tmp, "wb") as out:
+            parent = self.root.open_dir(parts[:-1], create=True)
+        except FileInPath:
+            raise Conflict(f"a parent of {key!r} is a file") from None
+        try:
+            return self._write_in(parent, parts[-1], key, body, if_match, if_none_match)
+        finally:
+            os.close(parent)
+
+    def _write_in(self, parent: int, name: str, key: str, body: BinaryIO,
+                  if_match: str | None, if_none_match: bool) -> ObjectInfo:
+        try:
+            fd, tmp, ticket = self.temps.create(parent)
+        except OSError as exc:
+            raise os_error(exc, "cannot create a temp file") from None
+        renamed = False
+        try:
+            with open(fd, "wb", closefd=False) as out:
                 for chunk in iter_stream(body, CHUNK):
                     out.write(chunk)
-                if self.fsync:
-                    out.flush()
-                    os.fsync(out.fileno())
-            with self._locked():
-                if os.path.isdir(path):
-                    raise Conflict(f"{key!r} is a directory")
-                self._check(self._stat_file(path), if_match, if_none_match)
-                os.replace(tmp, path)
-                return _info(os.stat(path))
+            if self.fsync:
+                os.fsync(fd)
+            self.versions.stamp(fd)
+            info = self.versions.info(fd, os.fstat(fd))
+            with self.temps.lock(fcntl.LOCK_EX):
+                self._check_target(parent, name, key)
+                self._check(self._current(parent, name), if_match, if_none_match)
+                os.rename(tmp, name, src_dir_fd=parent, dst_dir_fd=parent)
+                renamed = True
+            return info
+        except OSError as exc:
+            raise os_error(exc, "cannot write the key") from None
         finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+            os.close(fd)
+            self.temps.done(ticket, parent, tmp, renamed)
 
-    def _makedirs(self, directory: str, key: str) -> None:
+    @staticmethod
+    def _check_target(parent: int, name: str, key: str) -> None:
         try:
-            os.makedirs(directory, exist_ok=True)
-        except (FileExistsError, NotADirectoryError):
-            raise Conflict(f"a parent of {key!r} is a file") from None
+            st = os.stat(name, dir_fd=parent, follow_symlinks=False)
+        except FileNotFoundError:
+            return
+        if stat.S_ISDIR(st.st_mode):
+            raise Conflict(f"{key!r} is a directory")
+        if stat.S_ISLNK(st.st_mode):
+            raise Forbidden(f"key {key!r} is a symbolic link; links are not followed",
+                            code="symlink")
 
-    def _make_marker(self, key: str, path: str) -> ObjectInfo:
-        if os.path.isfile(path):
-            raise Conflict(f"{key.rstrip('/')!r} is a file")
-        self._makedirs(path, key)
-        return ObjectInfo(size=0, version=_version(os.stat(path)))
+    def _make_marker(self, parts: list[str]) -> ObjectInfo:
+        try:
+            fd = self.root.open_dir(parts, create=True)
+        except FileInPath:
+            raise Conflict(f"{'/'.join(parts)!r} or a parent is a file") from None
+        try:
+            st = os.fstat(fd)
+        finally:
+            os.close(fd)
+        return ObjectInfo(size=0, version=f"d{st.st_ino:x}-{st.st_mtime_ns:x}")
 
     def delete(self, key: str, if_match: str | None = None) -> None:
-        path = self._path(key)
-        if key.endswith("/"):
-            try:
-                os.rmdir(path)
-            except (FileNotFoundError, NotADirectoryError):
-                raise NotFound(f"no such directory marker: {key}") from None
-            except OSError as exc:
-                if exc.errno == errno.ENOTEMPTY:
-                    raise Conflict(f"directory {key!r} is not empty",
-                                   code="directory_not_empty") from None
-                raise
-            return
-        with self._locked():
-            current = self._stat_file(path)
+        parts = segments(key)
+        try:
+            parent = self.root.open_dir(parts[:-1])
+        except (PathMissing, FileInPath):
+            raise NotFound(f"no such key: {key}") from None
+        try:
+            if is_link(parent, parts[-1]):
+                raise Forbidden(f"key {key!r} is a symbolic link; links are not followed",
+                                code="symlink")
+            if key.endswith("/"):
+                self._remove_dir(parent, parts[-1], key)
+            else:
+                self._remove_file(parent, parts[-1], key, if_match)
+        finally:
+            os.close(parent)
+
+    @staticmethod
+    def _remove_dir(parent: int, name: str, key: str) -> None:
+        try:
+            os.rmdir(name, dir_fd=parent)
+        except (FileNotFoundError, NotADirectoryError):
+            raise NotFound(f"no such directory marker: {key}") from None
+        except OSError as exc:
+            if exc.errno in (errno.ENOTEMPTY, errno.EEXIST):
+                raise Conflict(f"directory {key!r} is not empty",
+                               code="directory_not_empty") from None
+            raise os_error(exc, "cannot remove the directory") from None
+
+    def _remove_file(self, parent: int, name: str, key: str, if_match: str | None) -> None:
+        with self.temps.lock(fcntl.LOCK_EX):
+            current = self._current(parent, name)
             if current is None:
                 raise NotFound(f"no such key: {key}")
             self._check(current, if_match, False)
-            os.unlink(path)
+            try:
+                os.unlink(name, dir_fd=parent)
+            except OSError as exc:
+                raise os_error(exc, "cannot delete the key") from None
 
     def list(self, prefix: str, delimiter: str | None, start_after: str | None,
              max_keys: int) -> ListPage:
         directory, _, name_start = prefix.rpartition("/")
         base = directory + "/" if directory else ""
-        items = self._entries(base, name_start, recursive=delimiter is None)
-        return page_of(items, start_after, max_keys)
-
-    def _entries(self, base: str, name_start: str, recursive: bool) -> list[tuple[str, bool]]:
-        """Sorted ``(key, is_prefix)`` under ``base`` whose names start ``name_start``."""
-        try:
-            path = self._path(base) if base else self.root
-            scanned = list(os.scandir(path))
-        except (FileNotFoundError, NotADirectoryError):
-            return []
-        items: list[tuple[str, bool]] = []
-        for entry in scanned:  # hot for big directories: one type check per file
-            name = entry.name
-            if name.startswith(RESERVED_PREFIX) or (name_start and not name.startswith(name_start)):
-                continue
-            if entry.is_file(follow_symlinks=False):
-                items.append((base + name, False))
-            elif entry.is_dir(follow_symlinks=False):  # symlinks are neither: skipped
-                items.append((base + name + "/", not recursive))
-                if recursive:
-                    items.extend(self._entries(base + name + "/", "", True))
-        items.sort()
-        return items
+        if base:
+            segments(base)  # overlong segments: 400
+        return self.listings.page(base, name_start, delimiter is None, start_after, max_keys)
 
     def get_attrs(self, key: str) -> dict[str, str]:
-        st = self._stat_file(self._path(key))
-        if st is None:
+        info = self.stat(key)
+        if info is None:
             raise NotFound(f"no such key: {key}")
-        return {"version": _version(st), "size": str(st.st_size),
-                "mtime": repr(st.st_mtime), "path": self._path(key)}
+        return {"version": info.version, "size": str(info.size),
+                "mtime": repr(info.modified)}
 
     def ping(self) -> None:
-        if not os.access(self.root, os.W_OK):
-            raise BackendUnavailable(f"STATE_ROOT {self.root} is not writable")
+        if not os.access(".", os.W_OK, dir_fd=self.root.fd):
+            raise BackendUnavailable("STATE_ROOT is not writable")
+
+    def close(self) -> None:
+        self.root.close()
 
 
 def _read_exactly(handle: BinaryIO, length: int) -> Iterator[bytes]:
@@ -231,8 +268,14 @@ def _read_exactly(handle: BinaryIO, length: int) -> Iterator[bytes]:
 
 
 def create_app(consistency: str | None = None) -> Flask:
-    """WSGI factory: ``gunicorn 'sidecars.local:create_app()'``."""
+    """WSGI factory: ``gunicorn 'sidecars.local:create_app()'``.
+
+    Each worker sweeps stale temp files (left by killed workers) in the
+    background as it starts; live writes of other workers are left alone.
+    """
     root = config.require("STATE_ROOT")
     backend = LocalBackend(root, fsync=config.flag("STATE_FSYNC"))
+    backend.temps.sweep_in_background()
     return build_app(backend, consistency=config.consistency(consistency),
                      prefix=config.optional("STATE_PREFIX", ""), name="vfs-state-local")
+
