@@ -11,6 +11,7 @@ import time
 
 import pytest
 
+from tests.harness import backends
 from tests.harness.sidecar import Sidecar
 from vfs_state import StateFS
 
@@ -18,36 +19,7 @@ BOUND = 15.0  # seconds an operation may take to fail while the backend is down
 OUTAGE_ERRORS = (ConnectionError, TimeoutError, OSError)
 
 
-def _nats():
-    from tests.harness import nats_server
-    server = nats_server.NatsServer().start()
-    return server, "nats-kv-buffered-cas", nats_server.sidecar_env(server, "outage"), None
-
-
-def _gcs():
-    from tests.harness import fake_gcs
-    server = fake_gcs.FakeGcsServer().start()
-    fake_gcs.create_bucket(server, "outage")
-    return server, "gcs-buffered-cas", fake_gcs.sidecar_env(server, "outage"), None
-
-
-def _redis():
-    from tests.harness import redis_server
-    server = redis_server.RedisServer().start()
-    return server, "redis-buffered-cas", redis_server.sidecar_env(server), None
-
-
-def _s3():
-    from tests.harness import moto_s3
-    server = moto_s3.MotoS3Server().start()
-    moto_s3.create_bucket(server, "outage")
-    # moto keeps nothing across a restart: the bucket comes back empty, recreated
-    return (server, "s3-buffered-cas", moto_s3.sidecar_env(server, "outage"),
-            lambda: moto_s3.create_bucket(server, "outage"))
-
-
-BACKENDS = [_nats, _gcs, _redis, _s3]
-IDS = ["nats", "gcs", "redis", "s3"]
+KINDS = ["nats", "gcs", "redis", "s3"]
 
 
 def fails_within_bound(operation) -> OSError:  # noqa: ANN001
@@ -73,11 +45,13 @@ def write_until_back(fs: StateFS, key: str, data: bytes, limit: float = 30) -> N
             time.sleep(0.2)
 
 
-@pytest.mark.parametrize("start", BACKENDS, ids=IDS)
-def test_outage_and_recovery_without_sidecar_restart(start):
-    server, connector, env, revive = start()
+@pytest.mark.parametrize("kind", KINDS)
+def test_outage_and_recovery_without_sidecar_restart(kind, tmp_path):
+    backend = backends.start(kind, str(tmp_path))
+    server = backend.server
+    assert server is not None
     try:
-        with Sidecar(connector, env, workers=1) as sidecar:
+        with Sidecar(backend.connector, backend.env, workers=1) as sidecar:
             fs = StateFS(sidecar.socket_path)
             fs.writebytes("k", b"before")
             fs.writebytes("gone", b"x")
@@ -86,11 +60,10 @@ def test_outage_and_recovery_without_sidecar_restart(start):
                               lambda: fs.listdir("/"), lambda: fs.remove("gone")):
                 fails_within_bound(operation)
             server.start()
-            if revive is not None:
-                revive()
+            backend.revive()
             write_until_back(fs, "new", b"after")
             assert fs.readbytes("new") == b"after"
-            if revive is None:  # a backend that keeps its data: nothing was lost or changed
+            if backend.persistent:  # a backend that keeps its data: nothing was lost or changed
                 assert fs.readbytes("k") == b"before"
                 assert sorted(fs.listdir("/")) == ["gone", "k", "new"]
             fs.remove("new")
