@@ -51,6 +51,11 @@ def kinds(ci: list[str], deep: list[str] = list(backends.KINDS)) -> list[str]:  
     return deep if DEEP else ci
 
 
+def sized(backend: backends.Backend, nbytes: int) -> int:
+    """``nbytes`` scaled down for a store with small values (NATS KV: under 1 MiB)."""
+    return nbytes if backend.max_value is None else nbytes * backend.max_value // (24 * MiB)
+
+
 def new_value(size: int, seed: int) -> bytes:
     return random.Random(seed).randbytes(size)
 
@@ -134,23 +139,23 @@ def test_backend_stopped_during_streaming_write_and_read(backend):
     assert server is not None
     with Sidecar(backend.connector, backend.env, workers=1) as sidecar:
         fs = StateFS(sidecar.socket_path, "passthrough")
-        big = new_value(20 * MiB, seed=1)
+        big, part = new_value(sized(backend, 20 * MiB), seed=1), sized(backend, MiB)
         fs.writebytes("big", big)
         fs.writebytes("k", OLD)
         reader = fs.openbin("big")
-        assert reader.read(MiB) == big[:MiB]
+        assert reader.read(part) == big[:part]
         writer = fs.openbin("k", "w")
-        writer.write(new_value(10 * MiB, seed=2))  # an upload is under way
+        writer.write(new_value(sized(backend, 10 * MiB), seed=2))  # an upload is under way
         server.stop()
 
         def finish_write() -> None:
-            writer.write(new_value(10 * MiB, seed=3))
+            writer.write(new_value(sized(backend, 10 * MiB), seed=3))
             writer.close()
 
         fails_within_bound(finish_write)
         began = time.monotonic()
         try:  # bytes already in flight may complete the read: then they must be right
-            assert reader.read() == big[MiB:]
+            assert reader.read() == big[part:]
         except OUTAGE_ERRORS:
             pass
         assert time.monotonic() - began < SETTLE
@@ -182,7 +187,7 @@ def test_worker_killed_during_a_buffered_write(backend):
         fs = StateFS(sidecar.socket_path)
         for round_ in range(ITERATIONS):
             fs.writebytes("k", OLD)
-            new = new_value(4 * MiB, seed=round_)
+            new = new_value(sized(backend, 4 * MiB), seed=round_)
             sent = len(new) if round_ % 2 else len(new) // 2  # whole body, or half
             sock = start_put(sidecar.socket_path, "k", new[:sent], total=len(new))
             time.sleep(random.uniform(0, 0.2) if DEEP else 0.1)
@@ -202,18 +207,19 @@ def test_worker_killed_during_a_passthrough_write(backend):
         for round_ in range(ITERATIONS):
             fs = StateFS(sidecar.socket_path, "passthrough")
             fs.writebytes("k", OLD)
-            new = new_value(20 * MiB, seed=round_)
+            new = new_value(sized(backend, 20 * MiB), seed=round_)
+            cut = sized(backend, 12 * MiB)
             left = len(multipart_uploads(backend)) if backend.s3 is not None else 0
             writer = fs.openbin("k", "w")
-            writer.write(new[:12 * MiB])
+            writer.write(new[:cut])
             if backend.s3 is not None:  # the first part is stored: an upload is open
                 assert wait_until(lambda left=left: len(multipart_uploads(backend)) > left)
             else:
                 time.sleep(0.2)
             kill_workers(sidecar)
 
-            def finish(writer: Any = writer, new: bytes = new) -> None:
-                writer.write(new[12 * MiB:])
+            def finish(writer: Any = writer, new: bytes = new, cut: int = cut) -> None:
+                writer.write(new[cut:])
                 writer.close()
 
             fails_within_bound(finish)
@@ -246,7 +252,8 @@ def test_client_killed_mid_write(backend, mode):
         for _ in range(ITERATIONS):
             fs.writebytes("k", OLD)
             client = subprocess.Popen(
-                [sys.executable, "-c", CLIENT, sidecar.socket_path, mode, str(12 * MiB)],
+                [sys.executable, "-c", CLIENT, sidecar.socket_path, mode,
+                 str(sized(backend, 12 * MiB))],
                 stdout=subprocess.PIPE, env=dict(os.environ))
             try:
                 assert client.stdout is not None

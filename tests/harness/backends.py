@@ -28,6 +28,7 @@ class Backend:
     persistent: bool = True
     revive: Callable[[], None] = field(default=lambda: None)
     s3: object | None = None  # a boto3 client for checks (S3 only)
+    max_value: int | None = None  # the largest value the store takes (NATS KV), else None
 
     @property
     def connector(self) -> str:
@@ -64,5 +65,6 @@ def start(kind: str, tmp: str) -> Backend:
     if kind == "nats":
         from tests.harness import nats_server
         server = nats_server.NatsServer().start()
-        return Backend(kind, server, nats_server.sidecar_env(server, "faults"))
+        return Backend(kind, server, nats_server.sidecar_env(server, "faults"),
+                       max_value=1 << 20)
     raise ValueError(f"unknown backend kind {kind!r}; known: {', '.join(KINDS)}")
