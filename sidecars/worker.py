@@ -48,6 +48,9 @@ STOP_LINGER_SECONDS = 2.0
 #: Part of ``graceful_timeout`` kept back to abort uploads still in flight
 #: before the arbiter's SIGKILL (at most this, at most a fifth of it).
 ABORT_RESERVE_SECONDS = 2.0
+#: A connection waits at least this long for a request before a newcomer may
+#: evict it: time for a new client to send its head, or a served one its next.
+EVICT_GRACE_SECONDS = 0.5
 HEADER_TIMEOUT_ENV = "VFS_STATE_HEADER_TIMEOUT"
 BODY_TIMEOUT_ENV = "VFS_STATE_BODY_TIMEOUT"
 DEFAULT_HEADER_TIMEOUT = 10.0
@@ -205,8 +208,11 @@ class ConnectionThreadWorker(base.Worker):
                          name="vfs-state-conn", daemon=True).start()
 
     def _longest_waiting(self) -> _Connection | None:
+        """The eviction candidate: waiting for a request, and for at least the grace."""
+        cutoff = time.monotonic() - EVICT_GRACE_SECONDS
         with self._open_lock:
-            waiting = [c for c in self._conns if c.waiting_since is not None]
+            waiting = [c for c in self._conns
+                       if c.waiting_since is not None and c.waiting_since <= cutoff]
         return min(waiting, key=lambda c: c.waiting_since or 0.0, default=None)
 
     def _drain(self) -> None:

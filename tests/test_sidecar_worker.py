@@ -120,6 +120,7 @@ def test_connections_beyond_worker_connections_wait_while_all_are_busy(tmp_path)
     with _sidecar(tmp_path, "--worker-connections=1") as sidecar:
         first = _connect(sidecar.socket_path)
         first.sendall(PUT_A[:-2])  # the head and one byte of the body: busy
+        time.sleep(0.2)  # (a head still arriving could be evicted after 0.5 s)
         second = _connect(sidecar.socket_path)
         second.sendall(HEALTH)
         ready, _, _ = select.select([second], [], [], 1.0)
@@ -257,3 +258,15 @@ def test_connections_spread_over_the_workers(tmp_path):
                 sock.close()
             while sum(w.num_threads() for w in workers) > sum(idle_threads.values()):
                 time.sleep(0.01)  # every connection thread has ended
+
+
+def test_a_bad_timeout_setting_stops_the_start_with_one_line(tmp_path):
+    sidecar = Sidecar("local-buffered-lww", {"STATE_ROOT": str(tmp_path),
+                                             "VFS_STATE_HEADER_TIMEOUT": "soon"}, workers=1)
+    sidecar.startup_timeout = 20
+    try:
+        with pytest.raises(RuntimeError,
+                           match=r"exited with 2:\n.*VFS_STATE_HEADER_TIMEOUT must be a number"):
+            sidecar.start()
+    finally:
+        sidecar.close()
