@@ -13,6 +13,7 @@ import sys
 
 from sidecars.config import ConfigError, choice, require
 from sidecars.connectors import CONNECTORS, get_connector
+from sidecars.worker import timeouts_from_env
 
 
 def gunicorn_argv(connector_name: str, extra: list[str]) -> list[str]:
@@ -30,6 +31,10 @@ def check_environment(connector_name: str) -> dict[str, str]:
         require(name)
     for name, allowed in connector.choices:
         choice(name, allowed)
+    try:
+        timeouts_from_env()
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     env = dict(os.environ)
     env["VFS_STATE_CONSISTENCY"] = connector.consistency
     return env

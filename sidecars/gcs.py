@@ -32,7 +32,7 @@ from google.auth.credentials import AnonymousCredentials, Credentials, Signing
 from google.cloud import storage
 from google.cloud.storage.retry import DEFAULT_RETRY
 
-from sidecars import config
+from sidecars import config, uploads
 from sidecars.app import build_app
 from sidecars.backend import Backend, ListPage, ObjectBody, ObjectInfo
 from sidecars.errors import (
@@ -288,6 +288,11 @@ class GcsBackend(Backend):
             url = client.bucket(self.bucket_name).blob(key).create_resumable_upload_session(
                 content_type=OCTET, size=length, if_generation_match=generation,
                 timeout=self.timeout, retry=self.retry)
+        with uploads.tracked(lambda: self._cancel(client, url)):
+            return self._send_chunks(client, url, key, body, chunk, length, generation)
+
+    def _send_chunks(self, client: storage.Client, url: str, key: str, body: BinaryIO,
+                     chunk: bytes, length: int | None, generation: int | None) -> ObjectInfo:
         offset = 0
         try:
             with self._errors(key):

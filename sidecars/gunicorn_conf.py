@@ -3,12 +3,15 @@
 Workers are ``sidecars.worker.ConnectionThreadWorker``: a thread per client
 connection (the client holds one per thread and keeps it alive), which halves
 the per-request cost of gthread's poller hand-off. ``--worker-class gthread``
-still works; ``threads`` only applies to it.
+still works; ``threads`` only applies to it (and ignores the worker's own
+``VFS_STATE_HEADER_TIMEOUT`` / ``VFS_STATE_BODY_TIMEOUT``).
 """
 from __future__ import annotations
 
 import os
 import socket
+
+from sidecars.worker import timeouts_from_env
 
 bind = [f"unix:{os.environ.get('CONNECTOR_SOCKET', '/var/run/asya/state/sidecar.sock')}"]
 worker_class = "sidecars.worker.ConnectionThreadWorker"
@@ -20,6 +23,10 @@ keepalive = 75
 timeout = 120
 graceful_timeout = 10
 accesslog = None
+try:  # read by the worker itself; checked here so a bad value stops the start
+    header_timeout_seconds, body_timeout_seconds = timeouts_from_env()
+except ValueError as exc:
+    raise SystemExit(f"vfs-state-sidecar: {exc}") from None
 loglevel = "warning"
 SOCKET_MODE = 0o660
 

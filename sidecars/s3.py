@@ -24,7 +24,7 @@ from botocore.exceptions import ClientError, ConnectTimeoutError, HTTPClientErro
 from botocore.exceptions import ConnectionError as BotoConnectionError
 from flask import Flask
 
-from sidecars import config
+from sidecars import config, uploads
 from sidecars.app import build_app
 from sidecars.backend import Backend, ListPage, ObjectBody, ObjectInfo
 from sidecars.connectors import S3_CHOICES
@@ -221,6 +221,11 @@ class S3Backend(Backend):
         with s3_errors(f"start upload of {key}"):
             upload_id = s3.create_multipart_upload(Bucket=self.bucket, Key=key,
                                                    **self._upload_checksum)["UploadId"]
+        with uploads.tracked(lambda: self._abort(key, upload_id)):
+            return self._send_parts(s3, key, upload_id, body, first, tail, conditions)
+
+    def _send_parts(self, s3: Any, key: str, upload_id: str, body: BinaryIO, first: bytearray,
+                    tail: bytes, conditions: dict[str, str]) -> ObjectInfo:
         try:
             parts: list[dict[str, Any]] = []
             size, part = 0, first

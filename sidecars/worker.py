@@ -12,6 +12,13 @@ The rest is gunicorn's: request parsing, the WSGI environ and response,
 error pages, the arbiter's heartbeat and signals, ``max_requests``,
 ``keepalive`` (idle seconds before a connection is closed),
 ``worker_connections`` (connections served at once) and ``graceful_timeout``.
+
+Slow and idle clients (docs/sidecars.md): a request head must arrive within
+``VFS_STATE_HEADER_TIMEOUT`` seconds and a body may pause at most
+``VFS_STATE_BODY_TIMEOUT`` seconds, or the connection is dropped; at the
+connection cap, the connection that has waited longest for a request (idle
+keep-alive, or a head still arriving) is closed to admit a newcomer, so
+neither stalled nor idle clients can lock new ones out.
 """
 from __future__ import annotations
 
@@ -28,6 +35,8 @@ from gunicorn import http, util
 from gunicorn.http import wsgi
 from gunicorn.workers import base
 
+from sidecars import uploads
+
 #: How often idle connection threads and the accept loop look at ``alive``.
 POLL_SECONDS = 1.0
 #: Before accepting, a worker waits this long per connection it already
@@ -36,6 +45,87 @@ ACCEPT_DELAY_PER_CONNECTION = 0.0005
 #: A stopping worker still answers a request that arrives this soon (with
 #: ``Connection: close``) instead of cutting the client off mid-send.
 STOP_LINGER_SECONDS = 2.0
+#: Part of ``graceful_timeout`` kept back to abort uploads still in flight
+#: before the arbiter's SIGKILL (at most this, at most a fifth of it).
+ABORT_RESERVE_SECONDS = 2.0
+#: A connection waits at least this long for a request before a newcomer may
+#: evict it: time for a new client to send its head, or a served one its next.
+EVICT_GRACE_SECONDS = 0.5
+HEADER_TIMEOUT_ENV = "VFS_STATE_HEADER_TIMEOUT"
+BODY_TIMEOUT_ENV = "VFS_STATE_BODY_TIMEOUT"
+DEFAULT_HEADER_TIMEOUT = 10.0
+DEFAULT_BODY_TIMEOUT = 30.0
+REQUEST_TIMEOUT_REPLY = (b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n"
+                         b"Content-Length: 0\r\n\r\n")
+
+
+def timeouts_from_env() -> tuple[float, float]:
+    """(header timeout, body idle timeout) in seconds; ``ValueError`` names a bad one."""
+    values = []
+    for name, default in ((HEADER_TIMEOUT_ENV, DEFAULT_HEADER_TIMEOUT),
+                          (BODY_TIMEOUT_ENV, DEFAULT_BODY_TIMEOUT)):
+        raw = os.environ.get(name, "").strip()
+        try:
+            value = float(raw) if raw else default
+        except ValueError:
+            value = -1.0
+        if not 0 < value < 86400:
+            raise ValueError(f"{name} must be a number of seconds above 0, not {raw!r}")
+        values.append(value)
+    return values[0], values[1]
+
+
+class _HeadTimeout(TimeoutError):
+    """The request head did not arrive within the header timeout."""
+
+
+class _Connection:
+    """A client socket as the parser reads it, with the timeouts and eviction state.
+
+    ``waiting_since`` is set while the connection waits for a request (idle
+    keep-alive, or a head still arriving) and ``None`` while one is handled:
+    only waiting connections may be evicted.
+    """
+
+    def __init__(self, sock: socket.socket, head_deadline: float) -> None:
+        self.sock = sock
+        self.head_deadline: float | None = head_deadline
+        self.head_bytes = 0
+        self.body_timed_out = False
+        self.evicted = False
+        self.waiting_since: float | None = time.monotonic()
+
+    def recv(self, size: int) -> bytes:
+        if self.head_deadline is not None:
+            remaining = self.head_deadline - time.monotonic()
+            if remaining <= 0:
+                raise _HeadTimeout("request head timeout")
+            self.sock.settimeout(remaining)
+            try:
+                data = self.sock.recv(size)
+            except TimeoutError:
+                raise _HeadTimeout("request head timeout") from None
+            self.head_bytes += len(data)
+            return data
+        try:
+            return self.sock.recv(size)
+        except TimeoutError:
+            self.body_timed_out = True
+            raise
+
+    def gettimeout(self) -> float | None:
+        return self.sock.gettimeout()
+
+    def settimeout(self, value: float | None) -> None:
+        self.sock.settimeout(value)
+
+    def evict(self) -> None:
+        """Wake the connection's thread (blocked in select or recv) and make it close."""
+        self.evicted = True
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
 
 
 class ConnectionThreadWorker(base.Worker):
@@ -43,9 +133,11 @@ class ConnectionThreadWorker(base.Worker):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._open = 0
+        self._open = 0  # connection threads alive (evicted ones until they end)
         self._open_lock = threading.Lock()
+        self._conns: set[_Connection] = set()  # connections that count against the cap
         self._stopped_at: float | None = None
+        self.header_timeout, self.body_timeout = timeouts_from_env()
 
     # -- signals: never exit mid-request --------------------------------------
     def handle_exit(self, sig: int, frame: Any) -> None:
@@ -59,9 +151,6 @@ class ConnectionThreadWorker(base.Worker):
             self.notify()
             if not self._parent_alive():
                 break
-            if self._open >= self.cfg.worker_connections:
-                time.sleep(0.01)  # at the cap: let a connection finish first
-                continue
             # PIPE[0] is gunicorn's signal wake-up fd: SIGTERM ends the wait at once
             ready, _, _ = select.select([*self.sockets, self.PIPE[0]], [], [], POLL_SECONDS)
             for source in ready:
@@ -85,9 +174,19 @@ class ConnectionThreadWorker(base.Worker):
         them all and, held to one core by the GIL, serves the whole sidecar.
         Connections are kept alive for many requests, so a short head start
         for less busy workers spreads them at almost no cost.
+
+        At the cap, the connection that has waited longest for a request is
+        closed to make room; when every connection is busy with a request,
+        the newcomer stays in the listen backlog.
         """
-        if self._open:
-            time.sleep(ACCEPT_DELAY_PER_CONNECTION * min(self._open, 10))
+        victim = None
+        if len(self._conns) >= self.cfg.worker_connections:
+            victim = self._longest_waiting()
+            if victim is None:
+                time.sleep(0.01)  # all busy: let a request finish first
+                return
+        elif self._conns:
+            time.sleep(ACCEPT_DELAY_PER_CONNECTION * min(len(self._conns), 10))
         try:
             client, addr = listener.accept()
         except OSError as exc:
@@ -96,51 +195,119 @@ class ConnectionThreadWorker(base.Worker):
             raise
         client.setblocking(True)
         util.close_on_exec(client)
+        conn = _Connection(client, time.monotonic() + self.header_timeout)
         with self._open_lock:
+            if victim is not None and victim in self._conns \
+                    and victim.waiting_since is not None:
+                self._conns.discard(victim)
+                victim.evict()
+            self._conns.add(conn)
             self._open += 1
         server = listener.getsockname()
-        threading.Thread(target=self._serve, args=(client, addr, server),
+        threading.Thread(target=self._serve, args=(conn, addr, server),
                          name="vfs-state-conn", daemon=True).start()
 
+    def _longest_waiting(self) -> _Connection | None:
+        """The eviction candidate: waiting for a request, and for at least the grace."""
+        cutoff = time.monotonic() - EVICT_GRACE_SECONDS
+        with self._open_lock:
+            waiting = [c for c in self._conns
+                       if c.waiting_since is not None and c.waiting_since <= cutoff]
+        return min(waiting, key=lambda c: c.waiting_since or 0.0, default=None)
+
     def _drain(self) -> None:
-        """Stop accepting; give open connections ``graceful_timeout`` to finish."""
+        """Stop accepting; give open connections ``graceful_timeout`` to finish.
+
+        A little of it is kept back: requests still running then are cut off
+        with the worker, so their uploads are aborted here, before the
+        arbiter's SIGKILL could leave them behind.
+        """
         self._stopped_at = time.monotonic()
-        deadline = self._stopped_at + self.cfg.graceful_timeout
+        grace = self.cfg.graceful_timeout
+        deadline = self._stopped_at + grace - min(ABORT_RESERVE_SECONDS, grace / 5)
         while self._open and time.monotonic() < deadline:
             self.notify()
             time.sleep(0.05)
         for listener in self.sockets:
             listener.close()
+        if self._open:
+            uploads.abort_all()
 
     # -- one connection -------------------------------------------------------
-    def _serve(self, client: socket.socket, addr: Any, server: Any) -> None:
-        req = None
+    def _serve(self, conn: _Connection, addr: Any, server: Any) -> None:
+        client, req = conn.sock, None
         try:
-            parser = http.RequestParser(self.cfg, client, addr)
-            while self._wait_for_request(client, parser):
+            parser = http.RequestParser(self.cfg, conn, addr)
+            while self._wait_for_request(conn, parser):
                 req = next(parser)
-                if not self._handle_request(req, client, addr, server):
+                if not self._begin_request(conn):
                     break
+                keep = self._handle_request(req, client, addr, server)
+                if not keep or conn.body_timed_out:
+                    break
+                conn.waiting_since = time.monotonic()
                 if not parser.finish_body(deadline=time.monotonic() + self.cfg.keepalive):
                     break
                 req = None
         except (StopIteration, http.errors.NoMoreData):
             pass  # the client closed the connection, or HTTP says stop
+        except _HeadTimeout:
+            if conn.head_bytes:  # half a request came: say why it is dropped
+                self._reply_quietly(client, REQUEST_TIMEOUT_REPLY)
         except OSError as exc:
-            if exc.errno not in (errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN):
+            if not conn.evicted and exc.errno not in (errno.EPIPE, errno.ECONNRESET,
+                                                      errno.ENOTCONN, None):
                 self.log.exception("Socket error processing request.")
         except Exception as exc:  # noqa: BLE001 - gunicorn turns it into a 400/500
-            self.handle_error(req, client, addr, exc)
+            if not conn.evicted:
+                self.handle_error(req, client, addr, exc)
         finally:
             util.close(client)
             with self._open_lock:
+                self._conns.discard(conn)
                 self._open -= 1
 
-    def _wait_for_request(self, client: socket.socket, parser: http.RequestParser) -> bool:
-        """True once the next request has started arriving; False on idle timeout or stop."""
+    def _begin_request(self, conn: _Connection) -> bool:
+        """The head is in: the connection is busy (not evictable) until the reply."""
+        with self._open_lock:
+            if conn.evicted:
+                return False
+            conn.waiting_since = None
+        conn.head_deadline = None
+        conn.sock.settimeout(self.body_timeout)  # a body (or a reader) may pause this long
+        return True
+
+    @staticmethod
+    def _reply_quietly(client: socket.socket, data: bytes) -> None:
+        try:
+            client.settimeout(1.0)
+            client.sendall(data)
+        except OSError:
+            pass
+
+    def _wait_for_request(self, conn: _Connection, parser: http.RequestParser) -> bool:
+        """True once the next request has started arriving; False on idle timeout or stop.
+
+        The first request's head is due ``header_timeout`` after accept; a
+        later one's from its first byte (the wait before it is ``keepalive``).
+        """
+        if conn.evicted:
+            return False
+        first = parser.req_count == 0
         if parser.unreader.buf.getvalue():
-            return True  # already read ahead with the previous request
-        idle_deadline = time.monotonic() + self.cfg.keepalive
+            started = True  # already read ahead with the previous request
+        else:
+            idle = conn.head_deadline if first else time.monotonic() + self.cfg.keepalive
+            started = self._wait_readable(conn.sock, idle or 0.0)
+        if started and not first:
+            with self._open_lock:
+                if conn.evicted:
+                    return False
+                conn.waiting_since = time.monotonic()  # a request: newest in line again
+            conn.head_deadline = time.monotonic() + self.header_timeout
+        return started and not conn.evicted
+
+    def _wait_readable(self, client: socket.socket, idle_deadline: float) -> bool:
         while True:
             deadline = idle_deadline
             if not self.alive:

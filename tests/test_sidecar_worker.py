@@ -115,17 +115,99 @@ def test_max_requests_closes_the_connection_and_a_new_worker_takes_over(tmp_path
         assert _read_replies(fresh, 1)[0][0].startswith(b"HTTP/1.1 200")
 
 
-def test_connections_beyond_worker_connections_wait_their_turn(tmp_path):
+def test_connections_beyond_worker_connections_wait_while_all_are_busy(tmp_path):
+    """The cap holds when every connection is inside a request (here: a body arriving)."""
     with _sidecar(tmp_path, "--worker-connections=1") as sidecar:
         first = _connect(sidecar.socket_path)
-        first.sendall(HEALTH)
-        _read_replies(first, 1)
+        first.sendall(PUT_A[:-2])  # the head and one byte of the body: busy
+        time.sleep(0.2)  # (a head still arriving could be evicted after 0.5 s)
         second = _connect(sidecar.socket_path)
         second.sendall(HEALTH)
         ready, _, _ = select.select([second], [], [], 1.0)
         assert not ready, "a second connection was served beyond the cap"
-        first.close()
+        first.sendall(PUT_A[-2:])
+        assert _read_replies(first, 1)[0][0].startswith(b"HTTP/1.1 20")
         assert _read_replies(second, 1)[0][0].startswith(b"HTTP/1.1 200")
+
+
+# -- slow and idle clients (issue 11, finding 5) ------------------------------
+
+HALF_REQUEST = b"GET /healthz HTTP/1.1\r\nHo"
+
+
+def _slow_sidecar(tmp_path, connections: int, header_timeout: float = 60,
+                  body_timeout: float = 60, *args: str) -> Sidecar:
+    env = {"STATE_ROOT": str(tmp_path), "VFS_STATE_HEADER_TIMEOUT": str(header_timeout),
+           "VFS_STATE_BODY_TIMEOUT": str(body_timeout)}
+    return Sidecar("local-buffered-lww", env, workers=1,
+                   extra_args=(f"--worker-connections={connections}", *args))
+
+
+def _stalled(path: str, count: int, data: bytes = HALF_REQUEST) -> list[socket.socket]:
+    socks = []
+    for _ in range(count):
+        sock = _connect(path)
+        sock.sendall(data)
+        socks.append(sock)
+    return socks
+
+
+def _dropped(sock: socket.socket, within: float = 15) -> bytes:
+    """What the server sent before closing (fails if it did not close ``within``)."""
+    sock.settimeout(within)
+    received = b""
+    while data := sock.recv(65536):
+        received += data
+    return received
+
+
+def test_stalled_half_requests_beyond_the_cap_do_not_lock_out_a_new_client(tmp_path):
+    """Twice the cap in stalled heads (no timeout yet): a normal client is still served."""
+    with _slow_sidecar(tmp_path, connections=4) as sidecar:
+        stalled = _stalled(sidecar.socket_path, 8)
+        normal = _connect(sidecar.socket_path)  # 20 s socket timeout bounds the wait
+        normal.sendall(HEALTH)
+        assert _read_replies(normal, 1)[0][0].startswith(b"HTTP/1.1 200")
+        normal.sendall(HEALTH)  # and it stays served
+        assert _read_replies(normal, 1)[0][0].startswith(b"HTTP/1.1 200")
+        assert _dropped(stalled[0]) == b""  # the longest-waiting ones made room
+
+
+def test_stalled_request_heads_are_closed_after_the_header_timeout(tmp_path):
+    with _slow_sidecar(tmp_path, connections=64, header_timeout=1) as sidecar:
+        stalled = _stalled(sidecar.socket_path, 3)
+        silent = _connect(sidecar.socket_path)  # connects and never sends a byte
+        for sock in stalled:
+            assert _dropped(sock).startswith(b"HTTP/1.1 408")
+        assert _dropped(silent) == b""
+        normal = _connect(sidecar.socket_path)
+        normal.sendall(HEALTH)
+        assert _read_replies(normal, 1)[0][0].startswith(b"HTTP/1.1 200")
+
+
+def test_a_stalled_body_is_dropped_after_the_body_timeout_and_nothing_is_stored(tmp_path):
+    with _slow_sidecar(tmp_path, connections=64, body_timeout=1) as sidecar:
+        sock, = _stalled(sidecar.socket_path, 1, PUT_A[:-2])
+        reply = _dropped(sock)
+        assert reply == b"" or reply.startswith(b"HTTP/1.1 4")
+        assert not (tmp_path / "w" / "a").exists()
+
+
+def test_idle_keepalive_connections_at_the_cap_do_not_block_a_new_client(tmp_path):
+    with _slow_sidecar(tmp_path, 2, 60, 60, "--keep-alive=75") as sidecar:
+        idle = []
+        for _ in range(2):
+            sock = _connect(sidecar.socket_path)
+            sock.sendall(HEALTH)
+            _read_replies(sock, 1)
+            idle.append(sock)
+            time.sleep(0.05)  # a clear order: idle[0] has waited longest
+        newcomer = _connect(sidecar.socket_path)
+        newcomer.sendall(HEALTH)
+        assert _read_replies(newcomer, 1)[0][0].startswith(b"HTTP/1.1 200")
+        assert _dropped(idle[0]) == b""  # the longest idle made room
+        idle[1].sendall(HEALTH)  # the other one is still served
+        assert _read_replies(idle[1], 1)[0][0].startswith(b"HTTP/1.1 200")
 
 
 @pytest.mark.parametrize("idle_connections", [0, 3])
@@ -176,3 +258,15 @@ def test_connections_spread_over_the_workers(tmp_path):
                 sock.close()
             while sum(w.num_threads() for w in workers) > sum(idle_threads.values()):
                 time.sleep(0.01)  # every connection thread has ended
+
+
+def test_a_bad_timeout_setting_stops_the_start_with_one_line(tmp_path):
+    sidecar = Sidecar("local-buffered-lww", {"STATE_ROOT": str(tmp_path),
+                                             "VFS_STATE_HEADER_TIMEOUT": "soon"}, workers=1)
+    sidecar.startup_timeout = 20
+    try:
+        with pytest.raises(RuntimeError,
+                           match=r"exited with 2:\n.*VFS_STATE_HEADER_TIMEOUT must be a number"):
+            sidecar.start()
+    finally:
+        sidecar.close()
