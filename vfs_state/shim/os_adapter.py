@@ -13,6 +13,7 @@ import stat as stat_module
 from collections.abc import Callable
 from typing import Any
 
+from vfs_state.shim import fd_files
 from vfs_state.shim.direntry import MountScandirIterator, scan
 from vfs_state.shim.errors import converted, oserror, refused
 from vfs_state.shim.open_adapter import open_target
@@ -113,4 +114,5 @@ def patches(table: MountTable) -> dict[tuple[str, str], Callable[..., Any]]:
             result[("os", name)] = routed(table, getattr(os, name), on_mount)
     for name, on_mount in _DEFAULT_PATH.items():
         result[("os", name)] = routed_default(table, getattr(os, name), on_mount, ".")
+    result.update(fd_files.patches(table))  # os.open/close/fsync/fstat
     return result
