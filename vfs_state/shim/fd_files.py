@@ -185,6 +185,14 @@ def _digest_path(path: str) -> str:
         _real_close(fd)
 
 
+def unlinked(target: Target) -> None:
+    """``target`` was removed: its open copies no longer commit (as a local unlinked file)."""
+    for backing in list(REGISTRY.values()):
+        same = backing.target
+        if same.key == target.key and same.mount == target.mount:
+            backing.writable = False
+
+
 def view(target: Target, fd: int) -> None:
     """Record that ``fd`` (a file object's ``fileno()``) shows ``target``."""
     REGISTRY[fd] = Backing(target, "", False, None, None, view=True)

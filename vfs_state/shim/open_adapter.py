@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import IO, Any
 
 from vfs_state.shim import fd_files
-from vfs_state.shim.errors import converted, oserror, refused, renamed
+from vfs_state.shim.errors import converted, oserror, renamed
 from vfs_state.shim.probe import kind
 from vfs_state.shim.router import MountTable, Target
 from vfs_state.writers import ChunkedUpload, SpooledFile

@@ -60,6 +60,8 @@ def remove(target: Target, *, dir_fd: int | None = None) -> None:
         raise oserror(number, target.filename)
     with converted(target):
         target.fs.remove(target.fs_path)
+    if fd_files.REGISTRY:
+        fd_files.unlinked(target)
 
 
 def mkdir(target: Target, mode: int = 0o777, *, dir_fd: int | None = None) -> None:
