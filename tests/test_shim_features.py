@@ -167,7 +167,7 @@ def test_retry_on_conflict_with_plain_calls(mounted):
 def test_local_copy_with_sqlite3(mounted):
     db = f"{mounted.base}/app.sqlite"
     with vfs_state.local_copy(db, "w") as path:
-        assert not path.startswith(mounted.mount_path) and os.path.exists(path)
+        assert not path.startswith(mounted.mount_path) and not os.path.exists(path)
         with sqlite3.connect(path) as con:
             con.execute("create table t (x integer)")
             con.execute("insert into t values (1)")

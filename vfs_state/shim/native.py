@@ -22,27 +22,65 @@ from typing import Any
 from vfs_state.shim.errors import refused
 from vfs_state.shim.router import MountTable, Target, routed
 
-#: module -> the attributes whose first argument is a path the library opens in C.
-NATIVE: dict[str, tuple[str, ...]] = {"sqlite3": ("connect",), "sqlite3.dbapi2": ("connect",)}
 _WAY = ("it opens the file in C, which a mount cannot serve; use "
         "`with vfs_state.local_copy(path, 'r+') as real: ...` (see docs/troubleshooting.md)")
+_MAPPED = ("writes through a memory map cannot reach the store; use "
+           "`with vfs_state.local_copy(path, 'r+') as real: ...`")
+
+OnMount = Callable[..., Any]
 
 
-def _refuser(name: str) -> Callable[..., Any]:
-    shown = f"{name.split('.')[0]}.{name.rsplit('.', 1)[1]}()"  # sqlite3.connect()
-
+def _refuser(shown: str, real: Callable[..., Any]) -> OnMount:
     def on_mount(target: Target, *args: Any, **kwargs: Any) -> Any:
         raise refused(target, shown, errno.ENOTSUP, _WAY)
     return on_mount
 
 
-def _wrap(table: MountTable, module: ModuleType) -> None:
-    for attribute in NATIVE.get(module.__name__, ()):
+def _joblib_load(shown: str, real: Callable[..., Any]) -> OnMount:
+    """``joblib.load(mmap_mode="r"|"c")``: map a local copy (unlinked once mapped).
+
+    joblib maps arrays only from an ``io.FileIO``; without this it would
+    load them into memory with a warning.
+    """
+    def on_mount(target: Target, mmap_mode: str | None = None, *args: Any,
+                 **kwargs: Any) -> Any:
+        if mmap_mode is None:
+            return real(target.filename, None, *args, **kwargs)
+        if mmap_mode not in ("r", "c"):
+            raise refused(target, f"{shown}(mmap_mode={mmap_mode!r})", errno.ENOTSUP, _MAPPED)
+        from vfs_state.shim.local_copy import copy_of
+
+        with copy_of(target, "r") as path:
+            return real(path, mmap_mode, *args, **kwargs)
+    return on_mount
+
+
+#: module -> {attribute: factory(shown name, real) -> what a mount path gets}.
+NATIVE: dict[str, dict[str, Callable[[str, Callable[..., Any]], OnMount]]] = {
+    "sqlite3": {"connect": _refuser},
+    "sqlite3.dbapi2": {"connect": _refuser},
+    "joblib": {"load": _joblib_load},
+    "joblib.numpy_pickle": {"load": _joblib_load},
+}
+
+
+def _replacements(table: MountTable, module: ModuleType) -> dict[str, Callable[..., Any]]:
+    """The routed replacements for ``module``'s native functions not wrapped yet."""
+    result = {}
+    top = module.__name__.split(".")[0]
+    for attribute, factory in NATIVE.get(module.__name__, {}).items():
         real = getattr(module, attribute, None)
-        if real is not None and not getattr(real, "_vfs_native", False):
-            replacement = routed(table, real, _refuser(f"{module.__name__}.{attribute}"))
-            replacement._vfs_native = True  # type: ignore[attr-defined]
-            setattr(module, attribute, replacement)
+        if real is None or getattr(real, "_vfs_native", False):
+            continue
+        replacement = routed(table, real, factory(f"{top}.{attribute}()", real))
+        replacement._vfs_native = True  # type: ignore[attr-defined]
+        result[attribute] = replacement
+    return result
+
+
+def _wrap(table: MountTable, module: ModuleType) -> None:
+    for attribute, replacement in _replacements(table, module).items():
+        setattr(module, attribute, replacement)
 
 
 class _OnImport:
@@ -75,14 +113,11 @@ _hook: list[_OnImport] = []
 def patches(table: MountTable) -> dict[tuple[str, str], Callable[..., Any]]:
     """Loaded modules: patcher entries. Not loaded yet: arm the import hook (once)."""
     result: dict[tuple[str, str], Callable[..., Any]] = {}
-    for name, attributes in NATIVE.items():
+    for name in NATIVE:
         module = sys.modules.get(name)
-        if module is None:
-            continue
-        for attribute in attributes:
-            real = getattr(module, attribute, None)
-            if real is not None and not getattr(real, "_vfs_native", False):
-                result[(name, attribute)] = routed(table, real, _refuser(f"{name}.{attribute}"))
+        if module is not None:
+            for attribute, replacement in _replacements(table, module).items():
+                result[(name, attribute)] = replacement
     if not _hook:
         _hook.append(_OnImport(table))
         sys.meta_path.insert(0, _hook[0])
