@@ -225,7 +225,9 @@ def make_fsync(real: Callable[[Any], None]) -> Callable[[Any], None]:
     """``os.fsync``/``os.fdatasync``: a registered descriptor commits now."""
     @functools.wraps(real)
     def fsync(fd: Any) -> None:
-        backing = registered(fd if type(fd) is int else _fileno(fd))
+        backing = None
+        if REGISTRY:  # a local descriptor costs this check only
+            backing = registered(fd if type(fd) is int else _fileno(fd))
         real(fd)
         if backing is not None:
             backing.commit()
