@@ -79,24 +79,24 @@ def sync_tree(target: Target, root: str, snapshot: Snapshot) -> list[str]:
     """Send additions, changes and deletions back; the names written or deleted."""
     local = _local_files(root) if os.path.isdir(root) else {}
     plan: list[tuple[str, str | None]] = []  # (name, local path or None to delete)
-    for name, path in sorted(local.items()):
-        before = snapshot.seen.get(name)
-        if before is None or digest(path) != before[1]:
-            plan.append((name, path))
+    for name, found in sorted(local.items()):
+        seen = snapshot.seen.get(name)
+        if seen is None or digest(found) != seen[1]:
+            plan.append((name, found))
     plan += [(name, None) for name in sorted(set(snapshot.seen) - set(local))]
     _check(target, snapshot, [name for name, _ in plan])
     done: list[str] = []
-    for name, path in plan:
+    for name, source in plan:
         child = target.child(name)
         before = snapshot.seen.get(name)
         conditions = precondition_headers(before[0] if before else None)
         try:
             with converted(child):
-                if path is None:
+                if source is None:
                     target.fs.client.observe(child.key, before[0] if before else None)
                     target.fs.client.delete(child.key)
                 else:
-                    with open(path, "rb") as handle:
+                    with open(source, "rb") as handle:
                         size = os.fstat(handle.fileno()).st_size
                         target.fs.client.write(child.key, handle, size, conditions)
         except OSError as exc:

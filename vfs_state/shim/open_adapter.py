@@ -6,7 +6,9 @@ the usual ``io`` layers go on top: ``BufferedReader/Writer/Random`` and a
 ``TextIOWrapper`` built with the *builtin's* defaults (locale encoding,
 ``newline=None``), not pyfilesystem2's (utf-8, ``newline=""``). ``name`` is
 the path the caller passed, ``mode`` what the builtin would report, and
-``fileno()`` raises ``io.UnsupportedOperation`` naming the mount.
+``fileno()`` hands out a real descriptor on a local copy (``fd_files``).
+``open(fd)`` on a descriptor ``os.open`` gave for a mount path builds the
+same stack over it, and closing it commits.
 """
 from __future__ import annotations
 
@@ -93,12 +95,13 @@ def parse_mode(mode: object, buffering: object, encoding: object, errors: object
 class _MountRaw:
     """Mixed into the raw file's class: what the builtin's ``FileIO`` does differently.
 
-    ``fileno()`` names the mount (``mmap`` and friends report it); ``close()``
-    commits a write and reports a refused commit as a local file would
-    report the open. Mixed in by swapping the instance's class (no new
-    slots): methods on the class, not the instance, keep the file free of
-    reference cycles, so CPython still commits an unclosed file as soon as
-    it is dropped, and the garbage collector still can.
+    ``fileno()`` materialises a descriptor (a writer's spool, a reader's
+    pinned copy) for ``mmap`` and C code; ``close()`` commits a write and
+    reports a refused commit as a local file would report the open. Mixed
+    in by swapping the instance's class (no new slots): methods on the
+    class, not the instance, keep the file free of reference cycles, so
+    CPython still commits an unclosed file as soon as it is dropped, and
+    the garbage collector still can.
     """
 
     __slots__ = ()
@@ -109,7 +112,7 @@ class _MountRaw:
             raise ValueError("I/O operation on closed file")
         fd = getattr(self, "_vfs_fd", None)
         if fd is None:
-            fd = self._vfs_fd = _materialise(self)
+            fd = self._vfs_fd = _materialise(self, self._vfs_target)  # type: ignore[misc]
             fd_files.view(self._vfs_target, fd)
         return fd
 
@@ -134,13 +137,13 @@ class _MountRaw:
 _MOUNT_CLASSES: dict[type, type] = {}
 
 
-def _materialise(raw: Any) -> int:
+def _materialise(raw: Any, target: Target) -> int:
     """A real descriptor showing the file's content (see ``fileno()``)."""
     if isinstance(raw, SpooledFile):
         return SpooledFile.fileno(raw)  # the spool itself: fd writes are committed
     if isinstance(raw, ChunkedUpload):
         raise io.UnsupportedOperation(
-            f"fileno: {raw._vfs_target.where()} streams writes (write=passthrough); "
+            f"fileno: {target.where()} streams writes (write=passthrough); "
             "use a buffered mount or vfs_state.local_copy()")
     position = raw.tell()
     with tempfile.TemporaryFile(prefix="vfs-state-fileno-") as copy:
@@ -185,7 +188,7 @@ def open_target(target: Target, mode: str = "r", buffering: int = -1,
         fd = opener(target.filename, _flags(parsed))
         if not isinstance(fd, int):
             raise TypeError(f"expected an integer from opener, got {type(fd).__name__}")
-        handle = open_descriptor(fd, mode, buffering, encoding, errors, newline)
+        handle: Any = open_descriptor(fd, mode, buffering, encoding, errors, newline)
         raw = handle if buffering == 0 else getattr(handle, "buffer", handle).raw
         raw.name = target.filename
         return handle
@@ -251,7 +254,7 @@ def open_descriptor(fd: int, mode: str = "r", buffering: int = -1, encoding: str
         return raw
     size = buffering if buffering > 1 else io.DEFAULT_BUFFER_SIZE
     if parsed.plus:
-        buffer: io.BufferedIOBase = io.BufferedRandom(raw, size)
+        buffer: Any = io.BufferedRandom(raw, size)
     elif parsed.kind == "r":
         buffer = io.BufferedReader(raw, size)
     else:
