@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import io
+import mmap
 import os
 import subprocess
 import sys
@@ -156,16 +157,17 @@ def test_directory_times_are_real(mounted):
 
 
 def test_uninstall_restores_tempfile_and_os(local_sidecar):
-    originals = (os.open, os.close, os.fsync, os.fstat,
+    originals = (os.open, os.close, os.fsync, os.fstat, mmap.mmap,
                  vars(tempfile._TemporaryFileCloser).get("close"),
                  vars(tempfile._TemporaryFileCloser).get("cleanup"))
     with vfs_state.installed(mount_spec("m", fresh_mount_path(), local_sidecar.socket_path)):
         assert os.open is not originals[0]
         # the private tempfile shape this relies on (checked against 3.11-3.13)
+        assert mmap.mmap is not originals[4] and issubclass(mmap.mmap, originals[4])
         patched = [vars(tempfile._TemporaryFileCloser).get(n) for n in ("close", "cleanup")]
-        pairs = zip(patched, originals[4:], strict=True)
+        pairs = zip(patched, originals[5:], strict=True)
         assert any(p is not None and p is not o for p, o in pairs)
-    assert (os.open, os.close, os.fsync, os.fstat,
+    assert (os.open, os.close, os.fsync, os.fstat, mmap.mmap,
             vars(tempfile._TemporaryFileCloser).get("close"),
             vars(tempfile._TemporaryFileCloser).get("cleanup")) == originals
 
@@ -213,3 +215,24 @@ def test_sqlite3_loaded_before_install_is_refused(mounted):
         sqlite3.connect(f"{mounted.base}/x.db")
     assert info.value.errno == errno.ENOTSUP
     sqlite3.connect(":memory:").close()
+
+
+def test_a_writable_map_outliving_its_file_fails_loudly(mounted):
+    """numpy.memmap(mode="r+") closes its file at once: later writes could not be stored."""
+    np = pytest.importorskip("numpy")
+    path = f"{mounted.base}/a.bin"
+    np.arange(8, dtype="<i4").tofile(path)
+    with pytest.raises(OSError, match="memory map.*still open") as info:
+        np.memmap(path, dtype="<i4", mode="r+")
+    assert info.value.errno == errno.EBUSY and info.value.filename == path
+    fd = os.open(path, os.O_RDWR)
+    mapped = mmap.mmap(fd, 0)
+    mapped[0:4] = b"\x07\x00\x00\x00"
+    with pytest.raises(OSError, match="memory map"):
+        os.close(fd)  # committed, then reported
+    mapped.close()
+    assert np.fromfile(path, dtype="<i4").tolist() == [7, 1, 2, 3, 4, 5, 6, 7]
+    with open(path, "r+b") as handle, mmap.mmap(handle.fileno(), 0) as inside:
+        inside[0:4] = b"\x09\x00\x00\x00"  # closed before the file: fine
+    assert np.memmap(path, dtype="<i4", mode="r")[0] == 9
+    assert not fd_files.MAPS

@@ -23,11 +23,13 @@ import errno
 import functools
 import hashlib
 import inspect
+import mmap
 import os
 import shutil
 import stat as stat_module
 import tempfile
 import threading
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -203,13 +205,20 @@ def forget(fd: int) -> None:
 
 
 def close_fd(fd: int) -> None:
-    """Close a registered descriptor: commit its copy if it changed, then drop it."""
+    """Close a registered descriptor: commit its copy if it changed, then drop it.
+
+    A writable map of it still open is an error after the commit: its later
+    writes could not reach the store.
+    """
+    mapped = live_maps(fd)
     backing = REGISTRY.pop(fd)
     _real_close(fd)
     try:
         backing.commit()
     finally:
         backing.discard()
+    if mapped and backing.writable:
+        raise outlived(backing.target)
 
 
 def make_close(real: Callable[[int], None]) -> Callable[[int], None]:
@@ -279,6 +288,52 @@ def _tempfile_patches() -> dict[tuple[str, str], Callable[..., Any]]:
     return result
 
 
+#: descriptor -> the writable shared maps made from it that may still be open.
+MAPS: dict[int, weakref.WeakSet[Any]] = {}
+
+
+def _writable_map(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
+    """Would ``mmap.mmap(fd, *args, **kwargs)`` write back to the file?"""
+    names = ("length", "flags", "prot", "access", "offset")
+    given = {**dict(zip(names, args, strict=False)), **kwargs}
+    access = given.get("access", mmap.ACCESS_DEFAULT)
+    if access != mmap.ACCESS_DEFAULT:
+        return bool(access == mmap.ACCESS_WRITE)
+    prot = given.get("prot", mmap.PROT_READ | mmap.PROT_WRITE)
+    return bool(prot & mmap.PROT_WRITE and given.get("flags", mmap.MAP_SHARED) & mmap.MAP_SHARED)
+
+
+def make_mmap(real: type) -> type:
+    """``mmap.mmap`` noting writable maps of mount descriptors (see ``live_maps``)."""
+    class mmap_type(real):  # type: ignore[valid-type,misc]  # noqa: N801 - stands in for mmap.mmap
+        __doc__ = real.__doc__
+
+        def __new__(cls, fileno: int, *args: Any, **kwargs: Any) -> Any:
+            mapped = super().__new__(cls, fileno, *args, **kwargs)
+            if REGISTRY and type(fileno) is int and fileno in REGISTRY \
+                    and _writable_map(args, kwargs):
+                MAPS.setdefault(fileno, weakref.WeakSet()).add(mapped)
+            return mapped
+
+    mmap_type.__name__ = mmap_type.__qualname__ = "mmap"
+    mmap_type.__module__ = "mmap"
+    return mmap_type
+
+
+def live_maps(fd: int) -> bool:
+    """Forget ``fd``'s maps; True if a writable one is still open (its writes would be lost)."""
+    maps = MAPS.pop(fd, None)
+    return bool(maps) and any(not mapped.closed for mapped in list(maps or ()))
+
+
+def outlived(target: Target) -> OSError:
+    """The error for a writable map still open when its file is committed."""
+    return oserror(errno.EBUSY, target.filename, message=(
+        f"a writable memory map of this file on {target.where()} is still open after the "
+        "file was closed: what it writes from now on would not be stored (close the map "
+        "first, or use vfs_state.local_copy)"))
+
+
 def patches(table: MountTable) -> dict[tuple[str, str], Callable[..., Any]]:
     result: dict[tuple[str, str], Callable[..., Any]] = {
         ("os", "open"): routed(table, os.open, open_fd),
@@ -288,5 +343,6 @@ def patches(table: MountTable) -> dict[tuple[str, str], Callable[..., Any]]:
     }
     if hasattr(os, "fdatasync"):
         result[("os", "fdatasync")] = make_fsync(os.fdatasync)
+    result[("mmap", "mmap")] = make_mmap(mmap.mmap)
     result.update(_tempfile_patches())
     return result

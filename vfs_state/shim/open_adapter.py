@@ -118,10 +118,17 @@ class _MountRaw:
 
     def close(self) -> None:
         fd = getattr(self, "_vfs_fd", None)
+        mapped = False
         if fd is not None and not self.closed:  # type: ignore[attr-defined]
             fd_files.forget(fd)
+            mapped = fd_files.live_maps(fd)
             if not isinstance(self, SpooledFile):  # a reader's copy; a spool closes its own
                 os.close(fd)
+        self._commit_close()
+        if mapped and isinstance(self, SpooledFile):
+            raise fd_files.outlived(self._vfs_target)
+
+    def _commit_close(self) -> None:
         try:
             super().close()  # type: ignore[misc]
         except OSError as exc:
