@@ -236,3 +236,21 @@ def test_a_writable_map_outliving_its_file_fails_loudly(mounted):
         inside[0:4] = b"\x09\x00\x00\x00"  # closed before the file: fine
     assert np.memmap(path, dtype="<i4", mode="r")[0] == 9
     assert not fd_files.MAPS
+
+
+_LEAKED_FD_CHILD = """
+import os, sys, vfs_state
+vfs_state.install(sys.argv[1])
+fd = os.open(sys.argv[2], os.O_CREAT | os.O_WRONLY)
+os.write(fd, b"never closed")
+"""
+
+
+def test_a_descriptor_left_open_is_committed_at_exit(mounted):
+    """As the kernel keeps a local file's writes when a process exits with it open."""
+    path = f"{mounted.base}/leaked"
+    result = subprocess.run([sys.executable, "-c", _LEAKED_FD_CHILD, mounted.spec, path],
+                            capture_output=True, text=True, timeout=60,
+                            env={**os.environ, "VFS_STATE_MOUNTS": ""})
+    assert result.returncode == 0, result.stderr
+    assert _read(path) == b"never closed"

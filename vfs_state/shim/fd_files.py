@@ -19,6 +19,7 @@ duplicate after that are not stored.
 """
 from __future__ import annotations
 
+import atexit
 import errno
 import functools
 import hashlib
@@ -27,6 +28,7 @@ import mmap
 import os
 import shutil
 import stat as stat_module
+import sys
 import tempfile
 import threading
 import weakref
@@ -176,7 +178,25 @@ def open_fd(target: Target, flags: int, mode: int = 0o777, *,
         shutil.rmtree(directory, ignore_errors=True)
         raise
     REGISTRY[fd] = Backing(target, path, writable, conditions, digest)
+    if not _exit_hook:
+        _exit_hook.append(atexit.register(commit_at_exit))
     return fd
+
+
+_exit_hook: list[Callable[[], None]] = []
+
+
+def commit_at_exit() -> None:
+    """Descriptors still open at interpreter exit are committed, as the kernel keeps
+    a local file's writes; a failure is printed on stderr (nothing else can see it)."""
+    for fd, backing in list(REGISTRY.items()):
+        if backing.view:
+            continue
+        try:
+            close_fd(fd)
+        except Exception as exc:  # noqa: BLE001 - reported, the exit goes on
+            print(f"vfs-state: descriptor for {backing.target.filename!r} on "
+                  f"{backing.target.where()} not stored at exit: {exc}", file=sys.stderr)
 
 
 def _digest_path(path: str) -> str:
