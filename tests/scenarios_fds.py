@@ -488,3 +488,33 @@ def local_copy_of_a_directory_syncs_deletions(base):
         with open(f"{path}/new.txt", "wb") as handle:
             handle.write(b"N")
     return _files(f"{base}/b")
+
+
+@scenario
+def duckdb_through_local_copy(base):
+    duckdb = pytest.importorskip("duckdb")
+
+    import vfs_state
+
+    with vfs_state.local_copy(f"{base}/d.duckdb", "w") as path:
+        with duckdb.connect(path) as connection:
+            connection.execute("create table t as select range as x from range(5)")
+    with vfs_state.local_copy(f"{base}/d.duckdb", "r+") as path:
+        with duckdb.connect(path) as connection:
+            connection.execute("insert into t values (99)")
+    with vfs_state.local_copy(f"{base}/d.duckdb") as path:
+        with duckdb.connect(path, read_only=True) as connection:
+            rows = connection.execute("select sum(x), count(*) from t").fetchall()
+    return rows, os.listdir(base)
+
+
+@differs("sqlite3.connect on a mount path is refused at once, naming local_copy",
+         real=ok(1), mount=raises(OSError, errno.ENOTSUP))
+def sqlite3_connect_on_the_path(base):
+    import sqlite3
+
+    connection = sqlite3.connect(f"{base}/direct.db")
+    try:
+        return connection.execute("select 1").fetchone()[0]
+    finally:
+        connection.close()

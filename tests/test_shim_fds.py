@@ -211,10 +211,27 @@ def test_sqlite3_imported_after_install_is_refused(tmp_path):
 def test_sqlite3_loaded_before_install_is_refused(mounted):
     import sqlite3
 
-    with pytest.raises(OSError, match="mount 'meta'.*local_copy") as info:
-        sqlite3.connect(f"{mounted.base}/x.db")
-    assert info.value.errno == errno.ENOTSUP
+    for call in (lambda: sqlite3.connect(f"{mounted.base}/x.db"),
+                 lambda: sqlite3.connect(database=f"{mounted.base}/x.db", timeout=1)):
+        with pytest.raises(OSError, match="mount 'meta'.*local_copy") as info:
+            call()
+        assert info.value.errno == errno.ENOTSUP
     sqlite3.connect(":memory:").close()
+    sqlite3.connect(database=":memory:").close()  # the keyword form still reaches sqlite3
+    assert not os.listdir(mounted.base)
+
+
+def test_duckdb_is_refused_and_works_through_local_copy(mounted):
+    duckdb = pytest.importorskip("duckdb")
+    path = f"{mounted.base}/d.duckdb"
+    with pytest.raises(OSError, match="duckdb.connect.*mount 'meta'.*local_copy"):
+        duckdb.connect(path)
+    duckdb.connect().close()  # no path: in memory, untouched
+    with vfs_state.local_copy(path, "w") as local:
+        with duckdb.connect(local) as connection:
+            connection.execute("create table t as select 42 as x")
+    with vfs_state.local_copy(path) as local, duckdb.connect(local, read_only=True) as con:
+        assert con.execute("select x from t").fetchall() == [(42,)]
 
 
 def test_a_writable_map_outliving_its_file_fails_loudly(mounted):

@@ -1,18 +1,23 @@
 """Native libraries that open mount paths themselves: refused at once, pointing at a way.
 
-``sqlite3.connect`` opens its file in C, so the shim cannot route it; on a
-mount path it would fail later with "unable to open database file" (or,
-worse, create a local file). Its replacement raises an ``OSError`` naming
-the mount and ``vfs_state.local_copy`` instead. ``sqlite3`` costs ~8 ms to
-import, so it is not imported for this: when it is already loaded at
-install time the patcher replaces ``connect`` (restored on uninstall);
-otherwise a one-shot import hook wraps it when it is first imported. A
-wrapper left in place after ``uninstall()`` routes nothing (the mount
-table is empty) and calls the real function.
+``sqlite3.connect`` and ``duckdb.connect`` open their file in C, so the
+shim cannot route them; on a mount path they would fail later with
+"unable to open database file" (or, worse, create a local file). Their
+replacements raise an ``OSError`` naming the mount and
+``vfs_state.local_copy`` instead. ``joblib.load(mmap_mode=...)`` maps only
+an ``io.FileIO``: on a mount path its read-only modes map a local copy.
+
+``sqlite3`` costs ~8 ms to import (joblib and duckdb far more), so none
+is imported for this: a module already loaded at install time is patched
+by the patcher (restored on uninstall); otherwise a one-shot import hook
+wraps it when it is first imported. A wrapper left in place after
+``uninstall()`` routes nothing (the mount table is empty) and calls the
+real function.
 """
 from __future__ import annotations
 
 import errno
+import functools
 import importlib.machinery
 import sys
 from collections.abc import Callable
@@ -20,7 +25,7 @@ from types import ModuleType
 from typing import Any
 
 from vfs_state.shim.errors import refused
-from vfs_state.shim.router import MountTable, Target, routed
+from vfs_state.shim.router import MountTable, Target
 
 _WAY = ("it opens the file in C, which a mount cannot serve; use "
         "`with vfs_state.local_copy(path, 'r+') as real: ...` (see docs/troubleshooting.md)")
@@ -55,26 +60,49 @@ def _joblib_load(shown: str, real: Callable[..., Any]) -> OnMount:
     return on_mount
 
 
-#: module -> {attribute: factory(shown name, real) -> what a mount path gets}.
-NATIVE: dict[str, dict[str, Callable[[str, Callable[..., Any]], OnMount]]] = {
-    "sqlite3": {"connect": _refuser},
-    "sqlite3.dbapi2": {"connect": _refuser},
-    "joblib": {"load": _joblib_load},
-    "joblib.numpy_pickle": {"load": _joblib_load},
+Factory = Callable[[str, Callable[..., Any]], OnMount]
+
+#: module -> {attribute: (the path parameter's name, factory(shown, real) -> on_mount)}.
+NATIVE: dict[str, dict[str, tuple[str, Factory]]] = {
+    "sqlite3": {"connect": ("database", _refuser)},
+    "sqlite3.dbapi2": {"connect": ("database", _refuser)},
+    "duckdb": {"connect": ("database", _refuser)},
+    "joblib": {"load": ("filename", _joblib_load)},
+    "joblib.numpy_pickle": {"load": ("filename", _joblib_load)},
 }
+
+
+def routed_path(table: MountTable, real: Callable[..., Any], keyword: str,
+                on_mount: OnMount) -> Callable[..., Any]:
+    """Like ``router.routed`` for a path that may be passed by keyword, or omitted
+    (``sqlite3.connect(database=...)``, ``duckdb.connect()``)."""
+    resolve = table.resolve
+
+    @functools.wraps(real)
+    def replacement(*args: Any, **kwargs: Any) -> Any:
+        path = args[0] if args else kwargs.get(keyword)
+        target = None if path is None else resolve(path)
+        if target is None:
+            return real(*args, **kwargs)
+        if args:
+            return on_mount(target, *args[1:], **kwargs)
+        del kwargs[keyword]
+        return on_mount(target, **kwargs)
+
+    replacement._vfs_native = True  # type: ignore[attr-defined]
+    return replacement
 
 
 def _replacements(table: MountTable, module: ModuleType) -> dict[str, Callable[..., Any]]:
     """The routed replacements for ``module``'s native functions not wrapped yet."""
     result = {}
     top = module.__name__.split(".")[0]
-    for attribute, factory in NATIVE.get(module.__name__, {}).items():
+    for attribute, (keyword, factory) in NATIVE.get(module.__name__, {}).items():
         real = getattr(module, attribute, None)
         if real is None or getattr(real, "_vfs_native", False):
             continue
-        replacement = routed(table, real, factory(f"{top}.{attribute}()", real))
-        replacement._vfs_native = True  # type: ignore[attr-defined]
-        result[attribute] = replacement
+        on_mount = factory(f"{top}.{attribute}()", real)
+        result[attribute] = routed_path(table, real, keyword, on_mount)
     return result
 
 
