@@ -271,3 +271,27 @@ def test_a_descriptor_left_open_is_committed_at_exit(mounted):
                             env={**os.environ, "VFS_STATE_MOUNTS": ""})
     assert result.returncode == 0, result.stderr
     assert _read(path) == b"never closed"
+
+
+def test_locks_on_mount_descriptors_are_refused(mounted, tmp_path):
+    """A lock on the local copy would not exclude another process: refused, not faked."""
+    import fcntl
+
+    fd = os.open(f"{mounted.base}/lock", os.O_CREAT | os.O_RDWR)
+    try:
+        for call in (lambda: fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB),
+                     lambda: fcntl.lockf(fd, fcntl.LOCK_EX),
+                     lambda: fcntl.fcntl(fd, fcntl.F_SETLK, bytes(32))):
+            with pytest.raises(OSError, match="mount 'meta'.*retry_on_conflict") as info:
+                call()
+            assert info.value.errno == errno.ENOSYS
+        fcntl.flock(fd, fcntl.LOCK_UN)  # unlocking what was never locked: harmless
+        assert fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_RDWR
+    finally:
+        os.close(fd)
+    with open(f"{mounted.base}/other", "wb") as handle:
+        with pytest.raises(OSError, match="mount 'meta'"):
+            fcntl.flock(handle, fcntl.LOCK_EX)
+    with open(tmp_path / "local", "wb") as handle:  # local files lock as always
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(handle, fcntl.LOCK_UN)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import atexit
 import errno
+import fcntl
 import functools
 import hashlib
 import inspect
@@ -354,6 +355,32 @@ def outlived(target: Target) -> OSError:
         "first, or use vfs_state.local_copy)"))
 
 
+_LOCKS = ("a lock on a mount file would lock only this process's local copy, so it "
+          "could not exclude other processes; use compare-and-set instead "
+          "(vfs_state.retry_on_conflict)")
+_LOCKING_COMMANDS = {getattr(fcntl, name) for name in ("F_SETLK", "F_SETLKW", "F_OFD_SETLK",
+                                                         "F_OFD_SETLKW") if hasattr(fcntl, name)}
+
+
+def make_lock(real: Callable[..., Any], name: str) -> Callable[..., Any]:
+    """``fcntl.flock/lockf/fcntl`` on a mount descriptor: refused (``ENOSYS``).
+
+    ``filelock`` and friends then say the file system has no locks, instead
+    of two processes both "holding" a lock on their own copies.
+    """
+    @functools.wraps(real)
+    def lock(fd: Any, operation: Any, *args: Any, **kwargs: Any) -> Any:
+        number = fd if type(fd) is int else _fileno(fd)  # may materialise a mount file
+        if REGISTRY:
+            backing = registered(number)
+            unlocking = operation == fcntl.LOCK_UN if name != "fcntl" else False
+            locking = name != "fcntl" or operation in _LOCKING_COMMANDS
+            if backing is not None and locking and not unlocking:
+                raise refused(backing.target, f"fcntl.{name}()", errno.ENOSYS, _LOCKS)
+        return real(fd, operation, *args, **kwargs)
+    return lock
+
+
 def patches(table: MountTable) -> dict[tuple[str, str], Callable[..., Any]]:
     result: dict[tuple[str, str], Callable[..., Any]] = {
         ("os", "open"): routed(table, os.open, open_fd),
@@ -364,5 +391,7 @@ def patches(table: MountTable) -> dict[tuple[str, str], Callable[..., Any]]:
     if hasattr(os, "fdatasync"):
         result[("os", "fdatasync")] = make_fsync(os.fdatasync)
     result[("mmap", "mmap")] = make_mmap(mmap.mmap)
+    for name in ("flock", "lockf", "fcntl"):
+        result[("fcntl", name)] = make_lock(getattr(fcntl, name), name)
     result.update(_tempfile_patches())
     return result
