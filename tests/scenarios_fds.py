@@ -518,3 +518,18 @@ def sqlite3_connect_on_the_path(base):
         return connection.execute("select 1").fetchone()[0]
     finally:
         connection.close()
+
+
+@scenario
+def subprocess_output_into_a_mount_file(base):
+    import subprocess
+    import sys
+
+    with open(f"{base}/out.txt", "wb") as handle:
+        handle.write(b"header\n")
+        handle.flush()
+        subprocess.run([sys.executable, "-c", "print('from the child')"], stdout=handle,
+                       check=True, env={**os.environ, "VFS_STATE_MOUNTS": ""})
+    with open(f"{base}/out.txt", "rb") as handle:
+        listed = subprocess.run(["cat"], stdin=handle, capture_output=True, check=True).stdout
+    return _read(f"{base}/out.txt"), listed

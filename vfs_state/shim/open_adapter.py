@@ -158,6 +158,7 @@ def _materialise(raw: Any, target: Target) -> int:
         shutil.copyfileobj(raw, copy, 1 << 20)
         raw.seek(position)
         copy.flush()
+        copy.seek(position)  # the descriptor's offset is the file's, as for a FileIO
         return os.dup(copy.fileno())
 
 
