@@ -24,7 +24,6 @@ import errno
 import fcntl
 import functools
 import hashlib
-import inspect
 import mmap
 import os
 import shutil
@@ -304,7 +303,8 @@ def _tempfile_patches() -> dict[tuple[str, str], Callable[..., Any]]:
     result: dict[tuple[str, str], Callable[..., Any]] = {}
     for name in ("close", "cleanup"):
         method = vars(closer).get(name) if closer is not None else None
-        if method is not None and "unlink" in inspect.signature(method).parameters:
+        code = getattr(method, "__code__", None)
+        if code is not None and "unlink" in code.co_varnames[:code.co_argcount]:
             result[("tempfile", f"_TemporaryFileCloser.{name}")] = _unlink_late(method)
     return result
 
