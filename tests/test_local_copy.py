@@ -19,6 +19,18 @@ def mounted(local_sidecar):
         yield mount
 
 
+@pytest.fixture(params=["local", "s3-buffered-cas"])
+def any_mounted(request, local_sidecar):
+    """The local connector, and S3 (moto) where the harness is available."""
+    if request.param == "local":
+        sidecar = local_sidecar
+    else:
+        pytest.importorskip("sidecars.s3")
+        sidecar = request.getfixturevalue("connector_pool").sidecar(request.param)
+    with mounted_dir(sidecar) as mount:
+        yield mount
+
+
 def _write(path: str, data: bytes) -> None:
     with open(path, "wb") as handle:
         handle.write(data)
@@ -81,8 +93,8 @@ def test_shelve_on_dbm_dumb_round_trips_as_a_directory(mounted):
                 assert shelf["n"] == expected
 
 
-def test_directory_sync_adds_changes_and_deletes(mounted):
-    base = mounted.base
+def test_directory_sync_adds_changes_and_deletes(any_mounted):
+    base = any_mounted.base
     for name, data in (("t/a", b"A"), ("t/b", b"B"), ("t/sub/c", b"C")):
         os.makedirs(os.path.dirname(f"{base}/{name}"), exist_ok=True)
         _write(f"{base}/{name}", data)
@@ -104,7 +116,8 @@ def test_read_mode_directory_never_writes_back(mounted):
 
 
 @pytest.mark.parametrize("change", ["changed", "added", "deleted"])
-def test_a_conflict_fails_the_whole_sync_and_writes_nothing(mounted, change):
+def test_a_conflict_fails_the_whole_sync_and_writes_nothing(any_mounted, change):
+    mounted = any_mounted
     base = mounted.base
     _write(f"{base}/t/a", b"A")
     _write(f"{base}/t/b", b"B")
