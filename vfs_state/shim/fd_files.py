@@ -15,7 +15,12 @@ local disk until the close, one full upload at each commit.
 
 ``os.dup``/``os.dup2`` give real, untracked duplicates: the commit happens
 when the descriptor ``os.open`` returned is closed; writes through a
-duplicate after that are not stored.
+duplicate after that are not stored. Also here, because they guard these
+copies: descriptors still open at exit are committed; a writable ``mmap``
+still open when its file is committed is an error (its later writes
+could not be stored); locks (``fcntl``) on a copy are refused, since they
+would not exclude other processes. Local descriptors pay one check of an
+(empty) dictionary. See docs/shim.md, "File descriptors".
 """
 from __future__ import annotations
 
@@ -42,7 +47,6 @@ from vfs_state.shim.stats import make_stat
 _CHUNK = 1 << 20
 _real_close = os.close
 _real_open = os.open
-_real_fstat = os.fstat
 _NOT_PASSED = (os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
                | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_TRUNC", 0))
 _DIR_FDS = "a directory on a mount has no descriptor (a commit is durable: no fsync needed)"
@@ -108,10 +112,9 @@ def registered(fd: object) -> Backing | None:
     return REGISTRY.get(fd)
 
 
-def _access(flags: int) -> tuple[bool, bool]:
-    """(readable, writable) from the access mode bits."""
-    access = flags & (os.O_RDONLY | os.O_WRONLY | os.O_RDWR)
-    return access != os.O_WRONLY, access != os.O_RDONLY
+def _writable(flags: int) -> bool:
+    """From the access mode bits: ``O_WRONLY`` or ``O_RDWR``."""
+    return flags & (os.O_RDONLY | os.O_WRONLY | os.O_RDWR) != os.O_RDONLY
 
 
 def _check(target: Target, flags: int, writable: bool) -> str | None:
@@ -157,7 +160,7 @@ def open_fd(target: Target, flags: int, mode: int = 0o777, *,
         raise refused(target, "os.open(dir_fd=...)")
     if flags & getattr(os, "O_TMPFILE", 0) == getattr(os, "O_TMPFILE", -1):
         raise refused(target, "os.open(O_TMPFILE)", errno.EOPNOTSUPP)
-    _, writable = _access(flags)
+    writable = _writable(flags)
     found = _check(target, flags, writable)
     directory = tempfile.mkdtemp(prefix="vfs-state-fd-")
     path = os.path.join(directory, "data")
