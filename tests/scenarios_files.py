@@ -409,13 +409,6 @@ def flush_is_not_visible_before_close(base):
         handle.close()
 
 
-@differs("a mount has no file descriptors: fileno() raises io.UnsupportedOperation",
-         real=ok(True), mount=raises(io.UnsupportedOperation))
-def fileno_is_unsupported(base):
-    with open(f"{base}/f.bin", "wb") as handle:
-        return handle.fileno() >= 0
-
-
 @differs("writes create missing parent directories (flat-store semantics)",
          real=raises(FileNotFoundError, errno.ENOENT), mount=ok(b"deep"))
 def write_creates_missing_parents(base):

@@ -404,11 +404,3 @@ def utime_is_refused(base):
     os.utime(f"{base}/f", (1_000_000_000, 1_000_000_000))
     return int(os.stat(f"{base}/f").st_mtime)
 
-
-@differs("os.open returns a file descriptor, which a mount cannot provide",
-         real=ok(True), mount=raises(OSError, errno.ENOTSUP))
-def os_open_is_refused(base):
-    fd = os.open(f"{base}/f", os.O_CREAT | os.O_WRONLY)
-    os.close(fd)
-    return os.path.exists(f"{base}/f")
-

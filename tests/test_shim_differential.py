@@ -15,7 +15,7 @@ import uuid
 import pytest
 
 import vfs_state
-from tests import scenarios_files, scenarios_libs, scenarios_tree  # noqa: F401 (registers)
+from tests import scenarios_fds, scenarios_files, scenarios_libs, scenarios_tree  # noqa: F401
 from tests.differential import SCENARIOS, outcome
 from tests.shim_fixtures import fresh_mount_path, mount_spec
 

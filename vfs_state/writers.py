@@ -79,6 +79,7 @@ class SpooledFile(_Finalizable):
         self._readable = readable
         self._append = append
         self._dirty = dirty
+        self._shared = False  # a descriptor on the spool was handed out
         self.name = name
         self.mode = mode
 
@@ -96,6 +97,17 @@ class SpooledFile(_Finalizable):
     def seekable(self) -> bool:
         return True
 
+    def fileno(self) -> int:
+        """Move the spool to disk and share its descriptor (``mmap``, C writers).
+
+        What is written through it is committed by ``close()`` like the rest.
+        """
+        self._checkClosed()
+        self._shared = self._dirty = True
+        descriptor = self._spool.fileno()  # rolls the spool over to a real file
+        self._spool.flush()
+        return descriptor
+
     def readinto(self, buffer: memoryview | bytearray) -> int:  # type: ignore[override]
         self._checkClosed()
         if not self._readable:
@@ -107,7 +119,10 @@ class SpooledFile(_Finalizable):
         if self._append:
             self._spool.seek(0, io.SEEK_END)
         self._dirty = True
-        return self._spool.write(data)
+        written = self._spool.write(data)
+        if self._shared:
+            self._spool.flush()
+        return written
 
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
         self._checkClosed()
@@ -128,6 +143,8 @@ class SpooledFile(_Finalizable):
         else:
             self._spool.truncate(size)
         self._spool.seek(position)
+        if self._shared:
+            self._spool.flush()
         return size
 
     def close(self) -> None:

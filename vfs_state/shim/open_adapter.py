@@ -6,21 +6,28 @@ the usual ``io`` layers go on top: ``BufferedReader/Writer/Random`` and a
 ``TextIOWrapper`` built with the *builtin's* defaults (locale encoding,
 ``newline=None``), not pyfilesystem2's (utf-8, ``newline=""``). ``name`` is
 the path the caller passed, ``mode`` what the builtin would report, and
-``fileno()`` raises ``io.UnsupportedOperation`` naming the mount.
+``fileno()`` hands out a real descriptor on a local copy (``fd_files``).
+``open(fd)`` on a descriptor ``os.open`` gave for a mount path builds the
+same stack over it, and closing it commits.
 """
 from __future__ import annotations
 
 import errno
 import functools
 import io
+import os
+import shutil
+import tempfile
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import IO, Any
 
-from vfs_state.shim.errors import converted, oserror, refused, renamed
+from vfs_state.shim import fd_files
+from vfs_state.shim.errors import converted, oserror, renamed
 from vfs_state.shim.probe import kind
 from vfs_state.shim.router import MountTable, Target
+from vfs_state.writers import ChunkedUpload, SpooledFile
 
 _NEWLINES = (None, "", "\n", "\r", "\r\n")
 
@@ -88,12 +95,13 @@ def parse_mode(mode: object, buffering: object, encoding: object, errors: object
 class _MountRaw:
     """Mixed into the raw file's class: what the builtin's ``FileIO`` does differently.
 
-    ``fileno()`` names the mount (``mmap`` and friends report it); ``close()``
-    commits a write and reports a refused commit as a local file would
-    report the open. Mixed in by swapping the instance's class (no new
-    slots): methods on the class, not the instance, keep the file free of
-    reference cycles, so CPython still commits an unclosed file as soon as
-    it is dropped, and the garbage collector still can.
+    ``fileno()`` materialises a descriptor (a writer's spool, a reader's
+    pinned copy) for ``mmap`` and C code; ``close()`` commits a write and
+    reports a refused commit as a local file would report the open. Mixed
+    in by swapping the instance's class (no new slots): methods on the
+    class, not the instance, keep the file free of reference cycles, so
+    CPython still commits an unclosed file as soon as it is dropped, and
+    the garbage collector still can.
     """
 
     __slots__ = ()
@@ -102,11 +110,25 @@ class _MountRaw:
     def fileno(self) -> int:
         if self.closed:  # type: ignore[attr-defined]
             raise ValueError("I/O operation on closed file")
-        raise io.UnsupportedOperation(
-            f"fileno: {self._vfs_target.where()} has no file descriptors "
-            "(use vfs_state.local_copy() for code that needs one)")
+        fd = getattr(self, "_vfs_fd", None)
+        if fd is None:
+            fd = self._vfs_fd = _materialise(self, self._vfs_target)  # type: ignore[misc]
+            fd_files.view(self._vfs_target, fd)
+        return fd
 
     def close(self) -> None:
+        fd = getattr(self, "_vfs_fd", None)
+        mapped = False
+        if fd is not None and not self.closed:  # type: ignore[attr-defined]
+            fd_files.forget(fd)
+            mapped = fd_files.live_maps(fd)
+            if not isinstance(self, SpooledFile):  # a reader's copy; a spool closes its own
+                os.close(fd)
+        self._commit_close()
+        if mapped and isinstance(self, SpooledFile):
+            raise fd_files.outlived(self._vfs_target)
+
+    def _commit_close(self) -> None:
         try:
             super().close()  # type: ignore[misc]
         except OSError as exc:
@@ -120,6 +142,24 @@ class _MountRaw:
 
 
 _MOUNT_CLASSES: dict[type, type] = {}
+
+
+def _materialise(raw: Any, target: Target) -> int:
+    """A real descriptor showing the file's content (see ``fileno()``)."""
+    if isinstance(raw, SpooledFile):
+        return SpooledFile.fileno(raw)  # the spool itself: fd writes are committed
+    if isinstance(raw, ChunkedUpload):
+        raise io.UnsupportedOperation(
+            f"fileno: {target.where()} streams writes (write=passthrough); "
+            "use a buffered mount or vfs_state.local_copy()")
+    position = raw.tell()
+    with tempfile.TemporaryFile(prefix="vfs-state-fileno-") as copy:
+        raw.seek(0)
+        shutil.copyfileobj(raw, copy, 1 << 20)
+        raw.seek(position)
+        copy.flush()
+        copy.seek(position)  # the descriptor's offset is the file's, as for a FileIO
+        return os.dup(copy.fileno())
 
 
 def _adapt_raw(raw: io.RawIOBase, target: Target, parsed: OpenMode) -> None:
@@ -152,9 +192,14 @@ def open_target(target: Target, mode: str = "r", buffering: int = -1,
     parsed = parse_mode(mode, buffering, encoding, errors, newline)
     if not closefd:
         raise ValueError("Cannot use closefd=False with file name")
-    if opener is not None:
-        raise refused(target, "open(..., opener=...)", errno.ENOTSUP,
-                      "an opener returns a file descriptor, which a mount cannot provide")
+    if opener is not None:  # tempfile.NamedTemporaryFile: its opener calls os.open
+        fd = opener(target.filename, _flags(parsed))
+        if not isinstance(fd, int):
+            raise TypeError(f"expected an integer from opener, got {type(fd).__name__}")
+        handle: Any = open_descriptor(fd, mode, buffering, encoding, errors, newline)
+        raw = handle if buffering == 0 else getattr(handle, "buffer", handle).raw
+        raw.name = target.filename
+        return handle
     if parsed.binary and buffering == 1:
         warnings.warn("line buffering (buffering=1) isn't supported in binary mode, "
                       "the default buffer size will be used", RuntimeWarning, stacklevel=3)
@@ -175,6 +220,60 @@ def open_target(target: Target, mode: str = "r", buffering: int = -1,
     return text
 
 
+class _DescriptorFile(io.FileIO):
+    """``open(fd)`` on a descriptor ``os.open`` gave for a mount path.
+
+    Closing it closes the descriptor through ``fd_files`` (the commit).
+    """
+
+    _vfs_closefd = True
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        fd = self.fileno()
+        try:
+            super().close()  # built with closefd=False: the descriptor stays open
+        finally:
+            if self._vfs_closefd:
+                os.close(fd)  # the shim's: commits a mount descriptor
+
+
+def _flags(parsed: OpenMode) -> int:
+    """The ``os.open`` flags the builtin passes an opener for ``parsed``."""
+    flags = {"r": 0, "w": os.O_CREAT | os.O_TRUNC, "x": os.O_CREAT | os.O_EXCL,
+             "a": os.O_CREAT | os.O_APPEND}[parsed.kind]
+    if parsed.plus:
+        flags |= os.O_RDWR
+    else:
+        flags |= os.O_RDONLY if parsed.kind == "r" else os.O_WRONLY
+    return flags | getattr(os, "O_CLOEXEC", 0)
+
+
+def open_descriptor(fd: int, mode: str = "r", buffering: int = -1, encoding: str | None = None,
+                    errors: str | None = None, newline: str | None = None,
+                    closefd: bool = True, opener: Callable[..., int] | None = None) -> IO[Any]:
+    """``open(fd, ...)``/``os.fdopen`` for a mount descriptor: the builtin's io stack."""
+    parsed = parse_mode(mode, buffering, encoding, errors, newline)
+    raw = _DescriptorFile(fd, parsed.kind + ("+" if parsed.plus else ""), closefd=False)
+    raw._vfs_closefd = closefd
+    line_buffering = buffering == 1
+    if buffering == 0:
+        return raw
+    size = buffering if buffering > 1 else io.DEFAULT_BUFFER_SIZE
+    if parsed.plus:
+        buffer: Any = io.BufferedRandom(raw, size)
+    elif parsed.kind == "r":
+        buffer = io.BufferedReader(raw, size)
+    else:
+        buffer = io.BufferedWriter(raw, size)
+    if parsed.binary:
+        return buffer
+    text = io.TextIOWrapper(buffer, encoding, errors, newline, line_buffering)
+    text.mode = mode  # type: ignore[misc]
+    return text
+
+
 def make_open(table: MountTable, real_open: Callable[..., IO[Any]]) -> Callable[..., IO[Any]]:
     """The replacement for ``builtins.open`` (and ``io.open``, the same object)."""
     resolve = table.resolve
@@ -183,6 +282,8 @@ def make_open(table: MountTable, real_open: Callable[..., IO[Any]]) -> Callable[
     def open(file: Any, *args: Any, **kwargs: Any) -> IO[Any]:  # noqa: A001
         target = resolve(file)
         if target is None:
+            if fd_files.REGISTRY and type(file) is int and file in fd_files.REGISTRY:
+                return open_descriptor(file, *args, **kwargs)
             return real_open(file, *args, **kwargs)
         return open_target(target, *args, **kwargs)
 

@@ -13,6 +13,7 @@ import stat as stat_module
 from collections.abc import Callable
 from typing import Any
 
+from vfs_state.shim import fd_files
 from vfs_state.shim.direntry import MountScandirIterator, scan
 from vfs_state.shim.errors import converted, oserror, refused
 from vfs_state.shim.open_adapter import open_target
@@ -59,6 +60,8 @@ def remove(target: Target, *, dir_fd: int | None = None) -> None:
         raise oserror(number, target.filename)
     with converted(target):
         target.fs.remove(target.fs_path)
+    if fd_files.REGISTRY:
+        fd_files.unlinked(target)
 
 
 def mkdir(target: Target, mode: int = 0o777, *, dir_fd: int | None = None) -> None:
@@ -113,4 +116,5 @@ def patches(table: MountTable) -> dict[tuple[str, str], Callable[..., Any]]:
             result[("os", name)] = routed(table, getattr(os, name), on_mount)
     for name, on_mount in _DEFAULT_PATH.items():
         result[("os", name)] = routed_default(table, getattr(os, name), on_mount, ".")
+    result.update(fd_files.patches(table))  # os.open/close/fsync/fstat
     return result

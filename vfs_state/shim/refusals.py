@@ -1,7 +1,7 @@
 """What a mount cannot do, refused loudly instead of reaching the local disk.
 
 Each refusal is an ``OSError`` with a fitting errno whose message names the
-mount and says why: file descriptors (``os.open``), modes, owners and times
+mount and says why: modes, owners and times
 (not stored by any backend), links and special files, changing into a
 mount. Paths outside mounts reach the real functions untouched.
 """
@@ -13,10 +13,10 @@ import os
 from collections.abc import Callable
 from typing import Any
 
+from vfs_state.shim import native
 from vfs_state.shim.errors import refused
 from vfs_state.shim.router import MountTable, Target, routed
 
-_FD = "it needs a file descriptor, which a mount cannot provide; use open()"
 _MODES = "modes are not stored (files read 0o644, directories 0o755)"
 _OWNERS = "owners are not stored"
 _TIMES = "modification times are set by the backend when an object is written"
@@ -27,7 +27,6 @@ _LINKS = "links cannot be stored"
 
 #: os function -> (errno, reason); functions the platform lacks are skipped.
 SINGLE_PATH: dict[str, tuple[int, str]] = {
-    "open": (errno.ENOTSUP, _FD),
     "chmod": (errno.ENOTSUP, _MODES),
     "lchmod": (errno.ENOTSUP, _MODES),
     "chflags": (errno.ENOTSUP, _MODES),
@@ -73,4 +72,5 @@ def patches(table: MountTable) -> dict[tuple[str, str], Callable[..., Any]]:
                                           _refuser(name, number, reason))
     result[("os", "link")] = _make_link(table, os.link, "link", check_source=True)
     result[("os", "symlink")] = _make_link(table, os.symlink, "symlink", check_source=False)
+    result.update(native.patches(table))  # sqlite3.connect: refused, naming local_copy
     return result

@@ -5,13 +5,17 @@ a freshly written local file would show: ``S_IFREG | 0o644`` files,
 ``S_IFDIR | 0o755`` directories, owned by the calling process. Inode and
 device numbers are stable hashes of mount and key, so ``os.path.samefile``
 and ``shutil``'s same-file checks tell keys apart. Times come from the
-backend's ``Last-Modified`` (directories, being virtual, have time 0).
+backend's ``Last-Modified``. Directories are virtual and no backend stores
+a time for them: they report the time of the call that looked at them (the
+listing or stat time), so archivers that need a date (zip: 1980 or later)
+work; see docs/coverage.md.
 """
 from __future__ import annotations
 
 import hashlib
 import os
 import stat as stat_module
+import time
 
 from vfs_state.mounts import Mount
 
@@ -39,6 +43,8 @@ def device(mount: Mount) -> int:
 def make_stat(mount: Mount, key: str, is_dir: bool, size: int = 0,
               modified: float | None = None) -> os.stat_result:
     """The ``os.stat_result`` for one key (or virtual directory)."""
+    if is_dir and not modified:
+        modified = time.time()  # no stored time for a virtual directory: "now"
     mtime = float(modified or 0.0)
     mtime_ns = int(round(mtime * 1e9))
     size = 0 if is_dir else size

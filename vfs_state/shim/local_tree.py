@@ -1,0 +1,123 @@
+"""``local_copy`` of a directory: a prefix as a local tree, synced back on exit.
+
+For formats made of several files (``shelve`` on ``dbm.dumb``: ``.dat``,
+``.dir``, ``.bak``; a partitioned dataset). On entry every key under the
+prefix is downloaded and its version remembered; on exit additions,
+changes and deletions go back. The sync first checks every key it will
+touch against the version seen on entry (absent for additions) and writes
+nothing if one moved on (``FileExistsError`` naming them). Then it writes,
+each write and delete still conditional. Not atomic: a writer that slips
+in between the check and the writes makes that one key fail, and the keys
+already written stay written (the error names what was and was not
+synced). Empty local directories are not stored.
+"""
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from vfs_state.shim.errors import converted, oserror
+from vfs_state.shim.router import Target
+from vfs_state.versions import precondition_headers
+
+_CHUNK = 1 << 20
+
+
+def digest(path: str) -> str:
+    """sha256 of a local file."""
+    hashed = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            hashed.update(chunk)
+    return hashed.hexdigest()
+
+
+@dataclass
+class Snapshot:
+    """What the tree was on entry: relative name -> (version, digest)."""
+
+    seen: dict[str, tuple[str | None, str]] = field(default_factory=dict)
+
+
+def file_keys(target: Target) -> Iterator[str]:
+    """Every file key under the directory (markers skipped)."""
+    prefix = target.key + "/" if target.key else ""
+    for keys, _ in target.fs.client.list(prefix, delimiter=None):
+        for key in keys:
+            if not key.endswith("/") and key != prefix:
+                yield key
+
+
+def download_tree(target: Target, root: str, fetch) -> Snapshot:  # noqa: ANN001
+    """Materialise ``target`` under ``root``; ``fetch(child, path)`` returns the version."""
+    snapshot = Snapshot()
+    size = len(target.key) + 1 if target.key else 0
+    with converted(target):
+        for key in file_keys(target):
+            name = key[size:]
+            path = os.path.join(root, *name.split("/"))
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            version = fetch(target.child(name), path)
+            snapshot.seen[name] = (version, digest(path))
+    return snapshot
+
+
+def _local_files(root: str) -> dict[str, str]:
+    """relative name (``/``-separated) -> local path, for every file under ``root``."""
+    found: dict[str, str] = {}
+    for directory, _, files in os.walk(root):
+        for name in files:
+            path = os.path.join(directory, name)
+            found[os.path.relpath(path, root).replace(os.sep, "/")] = path
+    return found
+
+
+def sync_tree(target: Target, root: str, snapshot: Snapshot) -> list[str]:
+    """Send additions, changes and deletions back; the names written or deleted."""
+    local = _local_files(root) if os.path.isdir(root) else {}
+    plan: list[tuple[str, str | None]] = []  # (name, local path or None to delete)
+    for name, found in sorted(local.items()):
+        seen = snapshot.seen.get(name)
+        if seen is None or digest(found) != seen[1]:
+            plan.append((name, found))
+    plan += [(name, None) for name in sorted(set(snapshot.seen) - set(local))]
+    _check(target, snapshot, [name for name, _ in plan])
+    done: list[str] = []
+    for name, source in plan:
+        child = target.child(name)
+        before = snapshot.seen.get(name)
+        conditions = precondition_headers(before[0] if before else None)
+        try:
+            with converted(child):
+                if source is None:
+                    target.fs.client.observe(child.key, before[0] if before else None)
+                    target.fs.client.delete(child.key)
+                else:
+                    with open(source, "rb") as handle:
+                        size = os.fstat(handle.fileno()).st_size
+                        target.fs.client.write(child.key, handle, size, conditions)
+        except OSError as exc:
+            exc.add_note(f"local_copy sync of {target.filename!r} stopped at {name!r}; "
+                         f"already synced: {done or 'nothing'}")
+            raise
+        done.append(name)
+    return done
+
+
+def _check(target: Target, snapshot: Snapshot, names: list[str]) -> None:
+    """Every key to touch must still be at the version seen on entry."""
+    moved = []
+    with converted(target):
+        for name in names:
+            stat = target.fs.client.stat(target.child(name).key, observe=False)
+            now = None if stat is None else (stat.version if stat.is_file else "<dir>")
+            before = snapshot.seen.get(name)
+            if now != (before[0] if before else None):
+                moved.append(name)
+    if moved:
+        raise oserror(errno.EEXIST, target.filename, message=(
+            f"local_copy: {', '.join(moved)} changed in the store since the copy was made; "
+            "nothing was written"))
