@@ -5,11 +5,22 @@ it, or when stderr is not a terminal, nothing is drawn.
 """
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 
 MIN_BYTES = 4 << 20  # below this, and for few files, a bar would only flicker
 MIN_FILES = 20
+
+
+def _size() -> tuple[int, int]:
+    """The terminal's columns and rows; 80x24 where it reports 0 (a fresh
+    pseudo-terminal), which tqdm would otherwise take as "no room" and draw nothing."""
+    try:
+        size = os.get_terminal_size(sys.stderr.fileno())
+    except OSError:
+        return 80, 24
+    return size.columns or 80, size.lines or 24
 
 
 class Progress:
@@ -24,8 +35,9 @@ class Progress:
             from tqdm import tqdm
         except ImportError:
             return
+        columns, rows = _size()
         self.bar = tqdm(total=total_bytes, unit="B", unit_scale=True, unit_divisor=1024,
-                        file=sys.stderr, dynamic_ncols=True, leave=True,
+                        file=sys.stderr, ncols=columns, nrows=rows, leave=True,
                         desc=f"{files} file{'s' if files != 1 else ''}")
 
     def advance(self, count: int) -> None:
