@@ -148,11 +148,12 @@ def stat(args: argparse.Namespace) -> int:
             session.emit(records[0] if len(records) == 1 else records)
             return 0
     for record in records:
-        print(f"  Path: {record['path']}\n  Type: {record['type']}")
+        fields = [("path", record["path"]), ("type", record["type"])]
         if record["type"] == "file":
-            print(f"  Size: {record['size']}\nModify: {_when(record['modified'])}\n"
-                  f"Version: {record['version'] or '-'}\n  Content-Type: "
-                  f"{record['content_type'] or '-'}")
+            fields += [("size", record["size"]), ("modified", _when(record["modified"])),
+                       ("version", record["version"] or "-"),
+                       ("content-type", record["content_type"] or "-")]
+        print("\n".join(f"{name + ':':<14}{value}" for name, value in fields))
     return 0
 
 
