@@ -19,6 +19,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 
+from vfs_state import tools
 from vfs_state.mounts import Mount, format_mounts
 from vfs_state.transport import UnixHTTPConnection
 
@@ -143,7 +144,10 @@ def main(argv: list[str] | None = None) -> int:
                             help="connector for every mount (default local-buffered-cas; "
                                  "others read their settings from the environment)")
     run_parser.add_argument("command", nargs=argparse.REMAINDER)
+    tools.register(parser, commands)  # ls, cat, cp, rm, stat, xattr, health
     args = parser.parse_args(argv)
+    if tools.is_tool(args):
+        return tools.dispatch(args)
     return run(args)
 
 
