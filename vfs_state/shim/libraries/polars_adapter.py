@@ -39,8 +39,11 @@ def _reader(table: MountTable, real: Callable, name: str) -> Callable:
         path = os.fspath(source)
         if name.endswith("parquet") and os.path.isdir(path):
             return _read_dataset(target, name, kwargs)
-        with builtins.open(path, "rb") as file:
-            data = file.read()
+        try:
+            with builtins.open(path, "rb") as file:
+                data = file.read()
+        except FileNotFoundError:  # as polars words it (no errno)
+            raise FileNotFoundError(f"No such file or directory (os error 2): {path}") from None
         return real(data, *args, **kwargs)
     return routed
 
@@ -67,7 +70,7 @@ def _writer(table: MountTable, real: Callable) -> Callable:
         if kwargs.pop("mkdir", False):
             os.makedirs(parent, exist_ok=True)
         elif parent and not os.path.isdir(parent):  # the shim's open would make it
-            raise FileNotFoundError(2, "No such file or directory", path)
+            raise FileNotFoundError(f"No such file or directory (os error 2): {path}")
         partition_by = kwargs.pop("partition_by", None)
         if partition_by is not None:
             return _write_partitioned(self, target, partition_by)
