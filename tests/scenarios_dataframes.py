@@ -115,6 +115,13 @@ def pyarrow_parquet_metadata(base):
 
 
 @scenario
+def pyarrow_parquet_file_row_groups(base):
+    pq.write_table(pa.table(DATA), f"{base}/t.parquet", row_group_size=3)
+    with pq.ParquetFile(f"{base}/t.parquet") as parquet:
+        return parquet.num_row_groups, parquet.read_row_group(1).to_pydict()
+
+
+@scenario
 def pyarrow_parquet_read_missing(base):
     pq.read_table(f"{base}/nope.parquet")
 

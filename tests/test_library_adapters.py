@@ -37,6 +37,8 @@ def test_pyarrow_parquet_feather_csv(base):
     pq.write_table(table, f"{base}/t.parquet")
     assert pq.read_table(f"{base}/t.parquet").to_pydict() == FRAME
     assert pq.read_metadata(f"{base}/t.parquet").num_rows == 4
+    with pq.ParquetFile(f"{base}/t.parquet") as parquet:
+        assert parquet.read().to_pydict() == FRAME
     feather.write_feather(table, f"{base}/t.feather")
     assert feather.read_table(f"{base}/t.feather").to_pydict() == FRAME
     pacsv.write_csv(table, f"{base}/t.csv")

@@ -42,6 +42,9 @@ class _Loader(importlib.abc.Loader):
         self._inner = inner
         self._apply = apply
 
+    def __getattr__(self, name: str) -> Any:  # get_source, is_package, ... of the real loader
+        return getattr(self._inner, name)
+
     def create_module(self, spec: Any) -> ModuleType | None:
         return self._inner.create_module(spec)
 

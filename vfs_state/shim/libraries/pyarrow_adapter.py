@@ -73,7 +73,11 @@ def _patcher(plan: dict[str, tuple[str, int, Any]]) -> Callable[[ModuleType, Mou
             real = getattr(module, attribute, None)
             if real is None:
                 continue
-            if kind == "fs":
+            if kind == "class":  # a subclass keeps isinstance() and subclassing working
+                init = _with_filesystem(table, real.__init__, position + 1, extra)
+                replacement = type(real.__name__, (real,), {"__init__": init,
+                                                            "__module__": real.__module__})
+            elif kind == "fs":
                 replacement = _with_filesystem(table, real, position, extra)
             else:
                 replacement = _with_stream(table, real, position, extra)
@@ -90,6 +94,7 @@ MODULES = {
         "write_to_dataset": ("fs", 1, "root_path"),
         "read_metadata": ("fs", 0, "where"),
         "read_schema": ("fs", 0, "where"),
+        "ParquetFile": ("class", 0, "source"),
     }),
     "pyarrow.dataset": _patcher({
         "dataset": ("fs", 0, "source"),
