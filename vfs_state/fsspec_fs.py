@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fsspec.spec import AbstractFileSystem
+from fsspec.spec import AbstractFileSystem  # type: ignore[import-untyped]
 
 from vfs_state._pyfs import errors as fs_errors
 from vfs_state.mounts import mounts_from_env

@@ -33,11 +33,11 @@ def _patch(module: ModuleType, table: MountTable) -> Saved:
             return real(path, fs, storage_options, mode, is_dir)
         from vfs_state.shim.libraries.pyarrow_adapter import arrow_fs
         if "r" not in mode and not is_dir:
-            from pandas.io.common import check_parent_directory
+            from pandas.io.common import check_parent_directory  # type: ignore[import-untyped]
             check_parent_directory(os.fspath(path))
         return target.key, None, arrow_fs(target)
 
-    module._get_path_or_handle = routed
+    setattr(module, "_get_path_or_handle", routed)  # noqa: B010 (mypy: not in the stubs)
     return [(module, "_get_path_or_handle", real)]
 
 

@@ -50,13 +50,13 @@ def _reader(table: MountTable, real: Callable, name: str) -> Callable:
 
 def _read_dataset(target: Any, name: str, kwargs: dict) -> Any:
     import polars
-    import pyarrow.dataset as ds
+    import pyarrow.dataset as ds  # type: ignore[import-untyped]
 
     from vfs_state.shim.libraries.pyarrow_adapter import arrow_fs
     dataset = ds.dataset(target.key, filesystem=arrow_fs(target), format="parquet",
                          partitioning="hive")
     frame = polars.from_arrow(dataset.to_table(columns=kwargs.get("columns")))
-    return frame.lazy() if name.startswith("scan") else frame
+    return frame.lazy() if name.startswith("scan") else frame  # type: ignore[union-attr]
 
 
 def _writer(table: MountTable, real: Callable) -> Callable:
@@ -80,7 +80,7 @@ def _writer(table: MountTable, real: Callable) -> Callable:
 
 
 def _write_partitioned(frame: Any, target: Any, partition_by: Any) -> None:
-    import pyarrow.parquet as pq
+    import pyarrow.parquet as pq  # type: ignore[import-untyped]
 
     from vfs_state.shim.libraries.pyarrow_adapter import arrow_fs
     columns = [partition_by] if isinstance(partition_by, str) else list(partition_by)

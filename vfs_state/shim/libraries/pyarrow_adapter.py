@@ -19,7 +19,7 @@ Saved = list[tuple[object, str, object]]
 
 def arrow_fs(target: Target) -> Any:
     """A pyarrow filesystem whose paths are keys of ``target``'s mount."""
-    from pyarrow.fs import FSSpecHandler, PyFileSystem
+    from pyarrow.fs import FSSpecHandler, PyFileSystem  # type: ignore[import-untyped]
 
     from vfs_state.fsspec_fs import VfsStateFileSystem
     spec = VfsStateFileSystem(socket=target.mount.socket, write_mode=target.mount.write_mode,
@@ -30,18 +30,18 @@ def arrow_fs(target: Target) -> Any:
 def _with_filesystem(table: MountTable, real: Callable, position: int, name: str) -> Callable:
     @functools.wraps(real)
     def routed(*args: Any, **kwargs: Any) -> Any:
-        args = list(args)
-        inline = len(args) > position
-        path = args[position] if inline else kwargs.get(name)
+        call = list(args)
+        inline = len(call) > position
+        path = call[position] if inline else kwargs.get(name)
         target = None if kwargs.get("filesystem") is not None else _resolve(table, path)
         if target is None:
-            return real(*args, **kwargs)
+            return real(*call, **kwargs)
         if inline:
-            args[position] = target.key
+            call[position] = target.key
         else:
             kwargs[name] = target.key
         kwargs["filesystem"] = arrow_fs(target)
-        return real(*args, **kwargs)
+        return real(*call, **kwargs)
     return routed
 
 
@@ -54,9 +54,9 @@ def _with_stream(table: MountTable, real: Callable, position: int, writing: bool
         fs = arrow_fs(target)
         stream = fs.open_output_stream(target.key) if writing else fs.open_input_file(target.key)
         with stream:
-            args = list(args)
-            args[position] = stream
-            return real(*args, **kwargs)
+            call = list(args)
+            call[position] = stream
+            return real(*call, **kwargs)
     return routed
 
 
@@ -73,6 +73,7 @@ def _patcher(plan: dict[str, tuple[str, int, Any]]) -> Callable[[ModuleType, Mou
             real = getattr(module, attribute, None)
             if real is None:
                 continue
+            replacement: Any
             if kind == "class":  # a subclass keeps isinstance() and subclassing working
                 init = _with_filesystem(table, real.__init__, position + 1, extra)
                 replacement = type(real.__name__, (real,), {"__init__": init,
