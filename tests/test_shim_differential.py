@@ -14,6 +14,7 @@ import uuid
 
 import pytest
 
+import tests.scenarios_dataframes  # noqa: F401 (registers; pandas, pyarrow, polars, numpy)
 import vfs_state
 from tests import scenarios_fds, scenarios_files, scenarios_libs, scenarios_tree  # noqa: F401
 from tests.differential import SCENARIOS, outcome

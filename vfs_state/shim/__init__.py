@@ -22,6 +22,7 @@ from vfs_state.shim import (
     shutil_adapter,
     xattr_adapter,
 )
+from vfs_state.shim.libraries import hook as library_hook
 from vfs_state.shim.local_copy import local_copy_from
 from vfs_state.shim.patcher import Original, Patcher
 from vfs_state.shim.router import MountTable, Target
@@ -62,11 +63,13 @@ def install(mounts: Mounts = None) -> list[Mount]:
     parsed = _mounts(mounts)
     _table.load(parsed)
     _patcher.install()
+    library_hook.install(_table)  # pyarrow/polars/numpy, patched when imported
     return parsed
 
 
 def uninstall() -> None:
     """Restore every original function (a no-op when not installed)."""
+    library_hook.uninstall()
     _patcher.uninstall()
     _table.clear()
 

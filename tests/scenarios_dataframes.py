@@ -1,0 +1,257 @@
+"""Differential scenarios: pandas, pyarrow, polars and numpy on plain paths.
+
+These libraries do native I/O; on a mount they work through the shim's
+library adapters (vfs_state/shim/libraries). Results are compared as plain
+values (``to_dict``, ``to_pylist``, ``tolist``), sorted where a library
+does not promise an order (partitioned datasets).
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pandas as pd
+import polars as pl
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.dataset as ds
+import pyarrow.feather as feather
+import pyarrow.parquet as pq
+
+from tests.differential import scenario
+
+DATA = {"a": [3, 1, 2, 4], "b": ["x", "y", "x", "z"], "c": [0.5, 1.5, 2.5, 3.5]}
+
+
+def _frame() -> pd.DataFrame:
+    return pd.DataFrame(DATA)
+
+
+def _sorted_rows(table: pa.Table) -> list:
+    return sorted(map(tuple, (row.values() for row in table.to_pylist())), key=str)
+
+
+# -- pandas --------------------------------------------------------------------------------------
+
+@scenario
+def pandas_csv_roundtrip(base):
+    _frame().to_csv(f"{base}/f.csv", index=False)
+    return pd.read_csv(f"{base}/f.csv").to_dict()
+
+
+@scenario
+def pandas_csv_chunks(base):
+    _frame().to_csv(f"{base}/f.csv", index=False)
+    return [chunk.to_dict() for chunk in pd.read_csv(f"{base}/f.csv", chunksize=3)]
+
+
+@scenario
+def pandas_json_lines(base):
+    _frame().to_json(f"{base}/f.jsonl", orient="records", lines=True)
+    return pd.read_json(f"{base}/f.jsonl", lines=True).to_dict()
+
+
+@scenario
+def pandas_parquet_roundtrip(base):
+    _frame().to_parquet(f"{base}/f.parquet")
+    return pd.read_parquet(f"{base}/f.parquet").to_dict()
+
+
+@scenario
+def pandas_parquet_columns(base):
+    _frame().to_parquet(f"{base}/f.parquet", index=False)
+    return pd.read_parquet(f"{base}/f.parquet", columns=["b"]).to_dict()
+
+
+@scenario
+def pandas_parquet_missing_parent(base):
+    _frame().to_parquet(f"{base}/missing/f.parquet")
+
+
+@scenario
+def pandas_read_parquet_missing(base):
+    pd.read_parquet(f"{base}/nope.parquet")
+
+
+@scenario
+def pandas_partitioned_parquet(base):
+    _frame().to_parquet(f"{base}/parts", partition_cols=["b"], index=False)
+    back = pd.read_parquet(f"{base}/parts")
+    return sorted(os.listdir(f"{base}/parts")), sorted(back["a"].tolist())
+
+
+@scenario
+def pandas_feather_roundtrip(base):
+    _frame().to_feather(f"{base}/f.feather")
+    return pd.read_feather(f"{base}/f.feather").to_dict()
+
+
+@scenario
+def pandas_pickle_roundtrip(base):
+    _frame().to_pickle(f"{base}/f.pkl")
+    return pd.read_pickle(f"{base}/f.pkl").to_dict()
+
+
+@scenario
+def pandas_csv_gzip(base):
+    _frame().to_csv(f"{base}/f.csv.gz", index=False)
+    return pd.read_csv(f"{base}/f.csv.gz").to_dict()
+
+
+# -- pyarrow -------------------------------------------------------------------------------------
+
+@scenario
+def pyarrow_parquet_roundtrip(base):
+    pq.write_table(pa.table(DATA), f"{base}/t.parquet")
+    return pq.read_table(f"{base}/t.parquet").to_pydict()
+
+
+@scenario
+def pyarrow_parquet_metadata(base):
+    pq.write_table(pa.table(DATA), f"{base}/t.parquet", row_group_size=2)
+    meta = pq.read_metadata(f"{base}/t.parquet")
+    return meta.num_rows, meta.num_row_groups, pq.read_schema(f"{base}/t.parquet").names
+
+
+@scenario
+def pyarrow_parquet_file_row_groups(base):
+    pq.write_table(pa.table(DATA), f"{base}/t.parquet", row_group_size=3)
+    with pq.ParquetFile(f"{base}/t.parquet") as parquet:
+        return parquet.num_row_groups, parquet.read_row_group(1).to_pydict()
+
+
+@scenario
+def pyarrow_parquet_read_missing(base):
+    pq.read_table(f"{base}/nope.parquet")
+
+
+@scenario
+def pyarrow_feather_roundtrip(base):
+    feather.write_feather(pa.table(DATA), f"{base}/t.feather")
+    return feather.read_table(f"{base}/t.feather").to_pydict()
+
+
+@scenario
+def pyarrow_csv_roundtrip(base):
+    pacsv.write_csv(pa.table(DATA), f"{base}/t.csv")
+    return pacsv.read_csv(f"{base}/t.csv").to_pydict()
+
+
+@scenario
+def pyarrow_write_to_dataset(base):
+    pq.write_to_dataset(pa.table(DATA), f"{base}/ds", partition_cols=["b"])
+    table = ds.dataset(f"{base}/ds", format="parquet", partitioning="hive").to_table()
+    return sorted(os.listdir(f"{base}/ds")), _sorted_rows(table)
+
+
+@scenario
+def pyarrow_dataset_of_files(base):
+    os.mkdir(f"{base}/many")
+    for i in range(3):
+        pq.write_table(pa.table({"i": [i, i + 10]}), f"{base}/many/{i}.parquet")
+    table = ds.dataset(f"{base}/many", format="parquet").to_table()
+    return sorted(table.column("i").to_pylist())
+
+
+@scenario
+def pyarrow_write_dataset(base):
+    ds.write_dataset(pa.table(DATA), f"{base}/wd", format="parquet")
+    return sorted(ds.dataset(f"{base}/wd", format="parquet").to_table().column("a").to_pylist())
+
+
+@scenario
+def pyarrow_read_table_of_directory(base):
+    pq.write_to_dataset(pa.table(DATA), f"{base}/rd", partition_cols=["b"])
+    return sorted(pq.read_table(f"{base}/rd").column("a").to_pylist())
+
+
+# -- polars --------------------------------------------------------------------------------------
+
+@scenario
+def polars_parquet_roundtrip(base):
+    pl.DataFrame(DATA).write_parquet(f"{base}/f.parquet")
+    return pl.read_parquet(f"{base}/f.parquet").to_dict(as_series=False)
+
+
+@scenario
+def polars_csv_roundtrip(base):
+    pl.DataFrame(DATA).write_csv(f"{base}/f.csv")
+    return pl.read_csv(f"{base}/f.csv").to_dict(as_series=False)
+
+
+@scenario
+def polars_ipc_roundtrip(base):
+    pl.DataFrame(DATA).write_ipc(f"{base}/f.ipc")
+    return pl.read_ipc(f"{base}/f.ipc").to_dict(as_series=False)
+
+
+@scenario
+def polars_scan_parquet(base):
+    pl.DataFrame(DATA).write_parquet(f"{base}/f.parquet")
+    lazy = pl.scan_parquet(f"{base}/f.parquet").filter(pl.col("a") > 1)
+    return lazy.collect().to_dict(as_series=False)
+
+
+@scenario
+def polars_scan_csv(base):
+    pl.DataFrame(DATA).write_csv(f"{base}/f.csv")
+    return pl.scan_csv(f"{base}/f.csv").select("b").collect().to_dict(as_series=False)
+
+
+@scenario
+def polars_write_missing_parent(base):
+    pl.DataFrame(DATA).write_parquet(f"{base}/missing/f.parquet")
+
+
+@scenario
+def polars_read_missing(base):
+    pl.read_csv(f"{base}/nope.csv")
+
+
+@scenario
+def polars_pandas_interchange(base):
+    pl.DataFrame(DATA).write_parquet(f"{base}/f.parquet")
+    return pd.read_parquet(f"{base}/f.parquet").to_dict()
+
+
+# -- numpy ---------------------------------------------------------------------------------------
+
+@scenario
+def numpy_npy_roundtrip(base):
+    np.save(f"{base}/a.npy", np.arange(12).reshape(3, 4))
+    return np.load(f"{base}/a.npy").tolist()
+
+
+@scenario
+def numpy_npz_roundtrip(base):
+    np.savez(f"{base}/a.npz", x=np.arange(3), y=np.ones(2))
+    with np.load(f"{base}/a.npz") as archive:
+        return sorted(archive.files), archive["x"].tolist(), archive["y"].tolist()
+
+
+@scenario
+def numpy_npz_compressed(base):
+    np.savez_compressed(f"{base}/c.npz", x=np.arange(100))
+    with np.load(f"{base}/c.npz") as archive:
+        return archive["x"].sum().item()
+
+
+@scenario
+def numpy_savetxt_loadtxt(base):
+    np.savetxt(f"{base}/m.txt", np.arange(6).reshape(2, 3), fmt="%d", delimiter=",")
+    return np.loadtxt(f"{base}/m.txt", delimiter=",").tolist()
+
+
+@scenario
+def numpy_genfromtxt_missing_values(base):
+    with open(f"{base}/g.csv", "w") as f:
+        f.write("1,2,3\n4,,6\n")
+    return np.genfromtxt(f"{base}/g.csv", delimiter=",", filling_values=-1).tolist()
+
+
+@scenario
+def numpy_loadtxt_missing(base):
+    np.loadtxt(f"{base}/nope.txt")
+
+
+# numpy tofile/fromfile (they need a descriptor) are in tests/scenarios_fds.py.

@@ -1,0 +1,116 @@
+"""pyarrow, pandas, polars and numpy on plain mount paths (real local sidecar).
+
+Mount paths do not exist on the local disk, so any call the adapters failed
+to route would fail (or write locally, which the last check looks for).
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import polars as pl
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.dataset as ds
+import pyarrow.feather as feather
+import pyarrow.parquet as pq
+import pytest
+
+import vfs_state
+import vfs_state.shim
+from tests.shim_fixtures import mounted_dir
+
+FRAME = {"a": [1, 2, 3, 4], "b": ["x", "y", "x", "y"]}
+
+
+@pytest.fixture
+def base(local_sidecar):
+    with mounted_dir(local_sidecar) as mounted:
+        yield mounted.base
+
+
+def test_pyarrow_parquet_feather_csv(base):
+    table = pa.table(FRAME)
+    pq.write_table(table, f"{base}/t.parquet")
+    assert pq.read_table(f"{base}/t.parquet").to_pydict() == FRAME
+    assert pq.read_metadata(f"{base}/t.parquet").num_rows == 4
+    with pq.ParquetFile(f"{base}/t.parquet") as parquet:
+        assert parquet.read().to_pydict() == FRAME
+    feather.write_feather(table, f"{base}/t.feather")
+    assert feather.read_table(f"{base}/t.feather").to_pydict() == FRAME
+    pacsv.write_csv(table, f"{base}/t.csv")
+    assert pacsv.read_csv(f"{base}/t.csv").to_pydict() == FRAME
+
+
+def test_pyarrow_partitioned_dataset(base):
+    pq.write_to_dataset(pa.table(FRAME), f"{base}/parts", partition_cols=["b"])
+    assert sorted(os.listdir(f"{base}/parts")) == ["b=x", "b=y"]
+    read = ds.dataset(f"{base}/parts", format="parquet", partitioning="hive").to_table()
+    assert sorted(read.column("a").to_pylist()) == FRAME["a"]
+
+
+def test_pandas_parquet_and_partitions(base):
+    frame = pd.DataFrame(FRAME)
+    frame.to_parquet(f"{base}/p.parquet")
+    assert pd.read_parquet(f"{base}/p.parquet").to_dict() == frame.to_dict()
+    frame.to_parquet(f"{base}/pp", partition_cols=["b"])
+    back = pd.read_parquet(f"{base}/pp")
+    assert sorted(back["a"].tolist()) == FRAME["a"]
+    frame.to_feather(f"{base}/p.feather")
+    assert pd.read_feather(f"{base}/p.feather").to_dict() == frame.to_dict()
+
+
+def test_polars(base):
+    frame = pl.DataFrame(FRAME)
+    frame.write_parquet(f"{base}/f.parquet")
+    frame.write_csv(f"{base}/f.csv")
+    frame.write_ipc(f"{base}/f.ipc")
+    assert pl.read_parquet(f"{base}/f.parquet").to_dict(as_series=False) == FRAME
+    assert pl.read_csv(f"{base}/f.csv").to_dict(as_series=False) == FRAME
+    assert pl.read_ipc(f"{base}/f.ipc").to_dict(as_series=False) == FRAME
+    assert pl.scan_parquet(f"{base}/f.parquet").collect().to_dict(as_series=False) == FRAME
+    with pytest.raises(FileNotFoundError):
+        frame.write_parquet(f"{base}/missing/f.parquet")
+    frame.write_parquet(f"{base}/made/f.parquet", mkdir=True)
+    assert os.path.isfile(f"{base}/made/f.parquet")
+    frame.write_parquet(f"{base}/pb", partition_by="b")
+    back = pl.read_parquet(f"{base}/pb")
+    assert sorted(back["a"].to_list()) == FRAME["a"]
+
+
+def test_numpy_imported_before_install(base):
+    np.savetxt(f"{base}/m.txt", np.arange(6).reshape(2, 3))
+    assert np.loadtxt(f"{base}/m.txt").tolist() == [[0, 1, 2], [3, 4, 5]]
+    assert np.genfromtxt(f"{base}/m.txt").tolist() == [[0, 1, 2], [3, 4, 5]]
+    np.save(f"{base}/a.npy", np.arange(3))
+    assert np.load(f"{base}/a.npy").tolist() == [0, 1, 2]
+
+
+def test_uninstall_restores_and_nothing_local(base):
+    def ours(function) -> bool:
+        return "vfs_state" in function.__code__.co_filename
+
+    assert ours(pq.read_table) and ours(pl.DataFrame.write_parquet) and ours(pl.read_csv)
+    mount = vfs_state.shim.active_mounts()[0].path
+    vfs_state.uninstall()
+    try:
+        assert not ours(pq.read_table) and not ours(pl.DataFrame.write_parquet)
+        assert not ours(pl.read_csv)
+        assert np.lib._datasource._file_openers._file_openers[None] is open
+        assert not os.path.lexists(mount)
+    finally:
+        vfs_state.install(f"meta:{mount}:socket=/nonexistent.sock")
+
+
+def test_install_imports_no_library():
+    code = ("import sys, vfs_state; vfs_state.install('m:/vfs-lazy-x:socket=/x.sock');"
+            "import pyarrow.parquet as pq;"
+            "print([n for n in ('pyarrow', 'polars', 'pandas', 'numpy') if n in sys.modules]);"
+            "print(hasattr(pq.read_table, '__wrapped__'))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.split("\n")
+    assert "polars" not in out[0] and "pandas" not in out[0]
+    assert out[1] == "True"  # pyarrow imported after install() was patched on import

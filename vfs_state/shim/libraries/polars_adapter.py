@@ -1,0 +1,107 @@
+"""polars: mount paths become bytes (readers) or shim file objects (writers).
+
+polars' readers and writers are native (Rust) and would open the path on the
+local disk. Readers get the object's bytes read through the shim's ``open``
+(a directory of parquet files is read as a pyarrow dataset); writers get a
+file opened through the shim, so missing parents fail as they would locally,
+``mkdir=True`` makes them, and ``partition_by=`` writes a hive-partitioned
+dataset through pyarrow.
+"""
+from __future__ import annotations
+
+import builtins
+import functools
+import os
+import posixpath
+from collections.abc import Callable
+from types import ModuleType
+from typing import Any
+
+from vfs_state.shim.router import MountTable
+
+Saved = list[tuple[object, str, object]]
+READERS = ("read_parquet", "read_csv", "read_ipc", "scan_parquet", "scan_csv", "scan_ipc")
+WRITERS = ("write_parquet", "write_csv", "write_ipc")
+
+
+def _target(table: MountTable, path: object) -> Any:
+    if isinstance(path, str) or hasattr(path, "__fspath__"):
+        return table.resolve(path)
+    return None
+
+
+def _reader(table: MountTable, real: Callable, name: str) -> Callable:
+    @functools.wraps(real)
+    def routed(source: Any, *args: Any, **kwargs: Any) -> Any:
+        target = _target(table, source)
+        if target is None:
+            return real(source, *args, **kwargs)
+        path = os.fspath(source)
+        if name.endswith("parquet") and os.path.isdir(path):
+            return _read_dataset(target, name, kwargs)
+        try:
+            with builtins.open(path, "rb") as file:
+                data = file.read()
+        except FileNotFoundError:  # as polars words it (no errno)
+            raise FileNotFoundError(f"No such file or directory (os error 2): {path}") from None
+        return real(data, *args, **kwargs)
+    return routed
+
+
+def _read_dataset(target: Any, name: str, kwargs: dict) -> Any:
+    import polars
+    import pyarrow.dataset as ds  # type: ignore[import-untyped]
+
+    from vfs_state.shim.libraries.pyarrow_adapter import arrow_fs
+    dataset = ds.dataset(target.key, filesystem=arrow_fs(target), format="parquet",
+                         partitioning="hive")
+    frame = polars.from_arrow(dataset.to_table(columns=kwargs.get("columns")))
+    return frame.lazy() if name.startswith("scan") else frame  # type: ignore[union-attr]
+
+
+def _writer(table: MountTable, real: Callable) -> Callable:
+    @functools.wraps(real)
+    def routed(self: Any, file: Any = None, *args: Any, **kwargs: Any) -> Any:
+        target = _target(table, file)
+        if target is None:
+            return real(self, file, *args, **kwargs)
+        path = os.fspath(file)
+        parent = posixpath.dirname(path)
+        if kwargs.pop("mkdir", False):
+            os.makedirs(parent, exist_ok=True)
+        elif parent and not os.path.isdir(parent):  # the shim's open would make it
+            raise FileNotFoundError(f"No such file or directory (os error 2): {path}")
+        partition_by = kwargs.pop("partition_by", None)
+        if partition_by is not None:
+            return _write_partitioned(self, target, partition_by)
+        with builtins.open(path, "wb") as handle:
+            return real(self, handle, *args, **kwargs)
+    return routed
+
+
+def _write_partitioned(frame: Any, target: Any, partition_by: Any) -> None:
+    import pyarrow.parquet as pq  # type: ignore[import-untyped]
+
+    from vfs_state.shim.libraries.pyarrow_adapter import arrow_fs
+    columns = [partition_by] if isinstance(partition_by, str) else list(partition_by)
+    pq.write_to_dataset(frame.to_arrow(), target.key, partition_cols=columns,
+                        filesystem=arrow_fs(target))
+
+
+def _patch(module: ModuleType, table: MountTable) -> Saved:
+    saved: Saved = []
+    for name in READERS:
+        real = getattr(module, name, None)
+        if real is not None:
+            saved.append((module, name, real))
+            setattr(module, name, _reader(table, real, name))
+    frame_class = getattr(module, "DataFrame", None)
+    for name in WRITERS if frame_class is not None else ():
+        real = vars(frame_class).get(name)
+        if real is not None:
+            saved.append((frame_class, name, real))
+            setattr(frame_class, name, _writer(table, real))
+    return saved
+
+
+MODULES = {"polars": _patch}
