@@ -115,8 +115,9 @@ def test_run_refuses_a_bad_mount_argument():
 
 @pytest.mark.parametrize("value", ["meta", "meta:/x:write=sideways"])
 def test_bad_mount_env_is_reported_at_start(value):
-    """A broken VFS_STATE_MOUNTS is reported, never silently ignored."""
+    """A broken VFS_STATE_MOUNTS is reported, never silently ignored (warn mode)."""
     code = "import vfs_state._autoinstall"
-    result = subprocess.run([sys.executable, "-c", code], env=_env(VFS_STATE_MOUNTS=value),
+    result = subprocess.run([sys.executable, "-c", code],
+                            env=_env(VFS_STATE_MOUNTS=value, VFS_STATE_ON_ERROR="warn"),
                             capture_output=True, text=True, timeout=30, check=False)
     assert "mounts NOT active" in result.stderr and value.split(":")[0] in result.stderr
