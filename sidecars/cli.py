@@ -11,7 +11,7 @@ import argparse
 import os
 import sys
 
-from sidecars.config import ConfigError, choice, require
+from sidecars.config import ConfigError, check_socket_path, choice, require
 from sidecars.connectors import CONNECTORS, get_connector
 
 
@@ -25,7 +25,7 @@ def gunicorn_argv(connector_name: str, extra: list[str]) -> list[str]:
 def check_environment(connector_name: str) -> dict[str, str]:
     """The environment gunicorn runs with; raises ``ConfigError`` naming what is missing."""
     connector = get_connector(connector_name)
-    require("CONNECTOR_SOCKET")
+    check_socket_path(require("CONNECTOR_SOCKET"))
     for name in connector.required_env:
         require(name)
     for name, allowed in connector.choices:

@@ -121,3 +121,47 @@ def test_bad_mount_env_is_reported_at_start(value):
                             env=_env(VFS_STATE_MOUNTS=value, VFS_STATE_ON_ERROR="warn"),
                             capture_output=True, text=True, timeout=30, check=False)
     assert "mounts NOT active" in result.stderr and value.split(":")[0] in result.stderr
+
+
+def _sidecar_cli(env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "sidecars.cli", "local-buffered-cas"],
+                          env=env, capture_output=True, text=True, timeout=30, check=False)
+
+
+def test_a_regular_file_at_the_socket_path_is_never_deleted(tmp_path):
+    sockets = tmp_path / "sockets"
+    sockets.mkdir(mode=0o700)
+    target = sockets / "sidecar.sock"
+    target.write_text("somebody's data")
+    result = _sidecar_cli(_env(STATE_ROOT=str(tmp_path), CONNECTOR_SOCKET=str(target)))
+    assert result.returncode == 2, result.stderr
+    assert target.read_text() == "somebody's data"
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "not a socket" in lines[0], result.stderr
+
+
+def test_a_directory_at_the_socket_path_is_one_line(tmp_path):
+    target = tmp_path / "sidecar.sock"
+    target.mkdir()
+    os.chmod(tmp_path, 0o700)
+    result = _sidecar_cli(_env(STATE_ROOT=str(tmp_path), CONNECTOR_SOCKET=str(target)))
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "directory" in lines[0], result.stderr
+    assert target.is_dir()
+
+
+def test_a_world_writable_socket_directory_is_refused_unless_allowed(tmp_path):
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o777)
+    socket_path = str(shared / "sidecar.sock")
+    result = _sidecar_cli(_env(STATE_ROOT=str(tmp_path), CONNECTOR_SOCKET=socket_path))
+    assert result.returncode == 2 and "world-writable" in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    allowed = Sidecar("local-buffered-cas", {"STATE_ROOT": str(tmp_path),
+                                             "VFS_STATE_ALLOW_WORLD_WRITABLE_SOCKET_DIR": "1"},
+                      workers=1)
+    allowed.socket_path = socket_path
+    with allowed:
+        assert healthy(socket_path)
