@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import stat
@@ -165,3 +166,98 @@ def test_a_world_writable_socket_directory_is_refused_unless_allowed(tmp_path):
     allowed.socket_path = socket_path
     with allowed:
         assert healthy(socket_path)
+
+
+@pytest.fixture(scope="module")
+def hooked_python(tmp_path_factory):
+    """An interpreter with the package (and its start-up hook) really installed."""
+    from tests.test_activation import _pip_install, _scratch_venv
+    python = _scratch_venv(tmp_path_factory.mktemp("venv") / "venv")
+    _pip_install(python, ROOT)
+    return python
+
+
+def _run(tmp_path, *child: str, extra: tuple[str, ...] = (), **popen):
+    command = [sys.executable, "-m", "vfs_state.cli", "run", "--mount",
+               f"meta={tmp_path / 'state'}", "--mount-root", str(tmp_path / "mnt"), *extra,
+               "--", *child]
+    return subprocess.Popen(command, env=_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=tmp_path, **popen)
+
+
+def test_run_passes_the_child_argv_untouched(tmp_path, hooked_python):
+    proc = _run(tmp_path, hooked_python, "-c", "import sys; print(sys.argv[1:])",
+                "a", "--", "b", "--")
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert out.strip() == "['a', '--', 'b', '--']"
+    assert err.count("\n") == 1 and str(tmp_path / "mnt" / "meta") in err  # the mount table
+
+
+def test_run_quiet_prints_nothing_and_reports_a_signal_death_as_128_plus_n(tmp_path,
+                                                                          hooked_python):
+    proc = _run(tmp_path, hooked_python, "-c", "import os; os.kill(os.getpid(), 9)",
+                extra=("--quiet",))
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + 9, err
+    assert err == ""
+
+
+def test_ctrl_c_reaches_the_child_once_and_sidecars_outlive_it(tmp_path, hooked_python):
+    ready = tmp_path / "ready"
+    handler = (
+        "import json, os, time\n"
+        "hits = 0\n"
+        f"open({str(ready)!r}, 'w').close()\n"
+        "try:\n"
+        "    time.sleep(60)\n"
+        "except KeyboardInterrupt:\n"
+        "    hits += 1\n"
+        "    try:\n"
+        "        time.sleep(1)  # a second SIGINT would land here\n"
+        "    except KeyboardInterrupt:\n"
+        "        hits += 1\n"
+        f"    with open({str(tmp_path / 'mnt' / 'meta' / 'saved.json')!r}, 'w') as f:\n"
+        "        json.dump({'hits': hits}, f)\n")
+    proc = _run(tmp_path, hooked_python, "-c", handler, start_new_session=True)
+    deadline = time.monotonic() + 60
+    while not ready.exists():
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert json.loads((tmp_path / "state" / "saved.json").read_text()) == {"hits": 1}
+
+
+def test_run_refuses_an_interpreter_without_the_package(tmp_path):
+    python = shutil.which("python3", path="/usr/bin") or "/usr/bin/python3"
+    if not os.path.exists(python):
+        pytest.skip("no system python3")
+    marker = tmp_path / "ran"
+    proc = _run(tmp_path, python, "-c", f"open({str(marker)!r}, 'w').close()")
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2 and not marker.exists()
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "does not activate" in lines[0] and sys.executable in lines[0]
+
+
+def test_relative_mount_root_is_resolved(tmp_path, hooked_python):
+    command = [sys.executable, "-m", "vfs_state.cli", "run", "--mount",
+               f"meta={tmp_path / 'state'}", "--mount-root", "rel", "--quiet", "--",
+               hooked_python, "-c", "open('rel/meta/x.txt', 'w').write('hi')"]
+    result = subprocess.run(command, env=_env(), capture_output=True, text=True, cwd=tmp_path,
+                            timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "state" / "x.txt").read_text() == "hi"
+    assert not (tmp_path / "rel" / "meta" / "x.txt").exists()
+
+
+@pytest.mark.parametrize("root", ["/sta te", "/state,x"])
+def test_run_usage_errors_are_one_line(tmp_path, root):
+    result = subprocess.run([sys.executable, "-m", "vfs_state.cli", "run", "--mount",
+                             f"meta={tmp_path}", "--mount-root", root, "--", "true"],
+                            env=_env(), capture_output=True, text=True, timeout=30, check=False)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("vfs-state"), result.stderr

@@ -22,11 +22,21 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if isinstance(exc, ImportError) else text
 
 
+def _report_activation() -> None:
+    """The handshake ``vfs-state run`` checks: append our pid to the named file."""
+    from vfs_state.mounts import ACTIVATION_FILE_ENV
+    marker = os.environ.get(ACTIVATION_FILE_ENV)
+    if marker:
+        with open(marker, "a", encoding="ascii") as handle:
+            handle.write(f"{os.getpid()}\n")
+
+
 def activate() -> None:
     """Install the shim from the environment; exit (or warn) if that fails."""
     try:
         from vfs_state.shim import install
         install()
+        _report_activation()
     except Exception as exc:  # noqa: BLE001 - any failure must be reported, never ignored
         message = _one_line(exc)
         if os.environ.get(ON_ERROR_ENV, "").strip().lower() == "warn":
