@@ -261,3 +261,21 @@ def test_run_usage_errors_are_one_line(tmp_path, root):
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("vfs-state"), result.stderr
+
+
+def test_a_missing_backend_library_names_the_extra(tmp_path):
+    # A package that shadows boto3 and cannot be found (find_spec sees None).
+    (tmp_path / "sitecustomize.py").write_text(
+        "import sys\n"
+        "class _Hide:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'boto3':\n"
+        "            raise ModuleNotFoundError(name)\n"
+        "sys.meta_path.insert(0, _Hide())\n")
+    env = _env(STATE_BUCKET="b", CONNECTOR_SOCKET=str(tmp_path / "s.sock"),
+               PYTHONPATH=f"{tmp_path}:{ROOT}")
+    result = subprocess.run([sys.executable, "-m", "sidecars.cli", "s3-buffered-cas"], env=env,
+                            capture_output=True, text=True, timeout=30, check=False)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "pip install 'vfs-state[s3]'" in lines[0], result.stderr
