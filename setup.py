@@ -45,7 +45,7 @@ class _StrategyWithPth:
 
 class EditableWheelWithPth(editable_wheel):
     # PRIVATE HOOK: ``editable_wheel._select_strategy(name, tag, build_lib)``,
-    # checked on setuptools 65.5 and 80.9. If setuptools renames it, the
+    # checked on setuptools 65.5 and 84.2. If setuptools renames it, the
     # AttributeError below fails the editable build loudly, and
     # tests/test_activation.py (editable install) fails too.
     def _select_strategy(self, *args, **kwargs):

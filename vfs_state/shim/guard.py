@@ -12,6 +12,8 @@ a file that is not the data.
   removed again on uninstall if still empty).
 * An empty directory there is replaced by the guard and recreated on uninstall.
 * An existing guard (another process's) is used and left in place.
+* Where this process may not create the path (not root, read-only disk),
+  no guard is needed: native code cannot create it either.
 * Anything else (a non-empty directory, some other file) is an activation
   error: data already on the local disk means an earlier run went unshimmed.
 
@@ -20,6 +22,7 @@ process that found it still runs (that process then runs without a guard).
 """
 from __future__ import annotations
 
+import errno
 import os
 import posix  # the C functions: the shim patches ``os.*``, and must not route these calls
 import stat
@@ -81,8 +84,13 @@ def place(path: str) -> None:
         else:
             raise ValueError(f"mount path {path} already exists on the local disk and is not "
                              "empty; move that data away (it never reached the store)")
-    parents = _make_parents(os.path.dirname(path))
-    fd = posix.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
+    try:
+        parents = _make_parents(os.path.dirname(path))
+        fd = posix.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
+    except OSError as exc:
+        if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            return  # we may not create it, so native code may not either: already safe
+        raise
     try:
         posix.write(fd, GUARD_TEXT)
     finally:
