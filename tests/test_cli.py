@@ -192,6 +192,7 @@ def test_run_passes_the_child_argv_untouched(tmp_path, hooked_python):
     assert proc.returncode == 0, err
     assert out.strip() == "['a', '--', 'b', '--']"
     assert err.count("\n") == 1 and str(tmp_path / "mnt" / "meta") in err  # the mount table
+    assert not (tmp_path / "mnt" / "meta").exists()  # the run's guard is gone
 
 
 def test_run_quiet_prints_nothing_and_reports_a_signal_death_as_128_plus_n(tmp_path,
@@ -228,6 +229,15 @@ def test_ctrl_c_reaches_the_child_once_and_sidecars_outlive_it(tmp_path, hooked_
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     assert json.loads((tmp_path / "state" / "saved.json").read_text()) == {"hits": 1}
+
+
+def test_run_guards_the_mount_path_for_a_non_python_child(tmp_path):
+    probe = f"mkdir -p {tmp_path}/mnt/meta/sub 2>/dev/null; echo $?; test -f {tmp_path}/mnt/meta"
+    proc = _run(tmp_path, "sh", "-c", probe, extra=("--quiet",))
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert out.strip() == "1"  # mkdir failed: the guard is a file
+    assert not (tmp_path / "mnt" / "meta").exists()
 
 
 def test_run_refuses_an_interpreter_without_the_package(tmp_path):

@@ -98,3 +98,15 @@ def test_an_empty_directory_is_restored_and_a_full_one_refused(local_sidecar, tm
             for name in os.listdir(path):
                 os.unlink(os.path.join(path, name))
             os.rmdir(path)
+
+
+def test_the_guard_goes_when_the_process_exits_without_uninstall(local_sidecar):
+    import subprocess
+    import sys
+    path = fresh_mount_path()
+    code = ("import posix, stat, sys, vfs_state; vfs_state.install(sys.argv[1]); "
+            "assert stat.S_ISREG(posix.lstat(sys.argv[2]).st_mode)")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    subprocess.run([sys.executable, "-c", code, mount_spec("meta", path, local_sidecar.socket_path),
+                    path], check=True, timeout=60, env=dict(os.environ, PYTHONPATH=root))
+    assert not os.path.lexists(path)

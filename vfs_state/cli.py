@@ -19,6 +19,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import NoReturn
 
@@ -175,6 +177,20 @@ def mount_table(mounts: list[Mount], specs: list[MountSpec], connector: str) -> 
     return f"vfs-state run: {connector}: {entries}"
 
 
+@contextmanager
+def guarded(mounts: list[Mount]) -> Iterator[None]:
+    """Guard files at the mount paths for the whole run (any child, Python or not)."""
+    from vfs_state.shim import guard
+    try:
+        guard.sync([m.path for m in mounts])
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    try:
+        yield
+    finally:
+        guard.sync([])
+
+
 def supervise(command: list[str], env: dict[str, str]) -> int:
     """Run the child; forward termination signals once; return its status (128+N if killed).
 
@@ -214,7 +230,8 @@ def run(args: argparse.Namespace) -> int:
             print(mount_table(mounts, args.mount, args.connector), file=sys.stderr)
         env = dict(os.environ, VFS_STATE_MOUNTS=format_mounts(mounts))
         env.pop("ASYA_STATE_PROXY_MOUNTS", None)
-        return supervise(command, env)
+        with guarded(mounts):
+            return supervise(command, env)
     except UsageError as exc:
         print(f"vfs-state run: {exc}", file=sys.stderr)
         return 2

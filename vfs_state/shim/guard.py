@@ -17,11 +17,13 @@ a file that is not the data.
 * Anything else (a non-empty directory, some other file) is an activation
   error: data already on the local disk means an earlier run went unshimmed.
 
-Limit: a guard is removed by the process that placed it, even if another
+Guards are removed by ``uninstall()`` or at interpreter exit. Limit: a
+guard is removed by the process that placed it, even if another
 process that found it still runs (that process then runs without a guard).
 """
 from __future__ import annotations
 
+import atexit
 import errno
 import os
 import posix  # the C functions: the shim patches ``os.*``, and must not route these calls
@@ -33,9 +35,19 @@ GUARD_TEXT = b"vfs-state mount guard: this path is served by a sidecar, not the 
 class _Placed:
     def __init__(self, path: str, was_dir: bool, parents: list[str]) -> None:
         self.path, self.was_dir, self.parents = path, was_dir, parents
+        self.pid = os.getpid()  # a forked child must not remove its parent's guard
 
 
 _placed: dict[str, _Placed] = {}
+
+
+def _at_exit() -> None:
+    """Remove this process's guards when it exits without ``uninstall()``."""
+    for path in [p for p, placed in _placed.items() if placed.pid == os.getpid()]:
+        remove(path)
+
+
+atexit.register(_at_exit)
 
 
 def _is_guard(path: str) -> bool:
@@ -101,7 +113,7 @@ def place(path: str) -> None:
 def remove(path: str) -> None:
     """Remove the guard at ``path`` if this process placed it; restore what was there."""
     placed = _placed.pop(path, None)
-    if placed is None:
+    if placed is None or placed.pid != os.getpid():
         return
     try:
         if _is_guard(path):
