@@ -27,12 +27,6 @@ def _env(**extra: str) -> dict[str, str]:
     return env
 
 
-def _start_hook_installed() -> bool:
-    import site
-    return any(os.path.exists(os.path.join(d, "vfs_state_autoinstall.pth"))
-               for d in site.getsitepackages())
-
-
 def test_socket_mode_is_0660(tmp_path):
     with Sidecar("local-buffered-cas", {"STATE_ROOT": str(tmp_path)}, workers=1) as sidecar:
         assert stat.S_IMODE(os.stat(sidecar.socket_path).st_mode) == 0o660
@@ -87,9 +81,7 @@ def test_sigterm_stops_gracefully_and_gunicorn_args_apply(tmp_path):
         sidecar.close()
 
 
-@pytest.mark.skipif(not _start_hook_installed(),
-                    reason="needs the package installed (its .pth start-up hook); nox does it")
-def test_run_starts_sidecars_runs_the_command_and_propagates_exit(tmp_path):
+def test_run_starts_sidecars_runs_the_command_and_propagates_exit(tmp_path, hooked_python):
     state = tmp_path / "state"
     script = tmp_path / "handler.py"
     script.write_text(
@@ -100,7 +92,7 @@ def test_run_starts_sidecars_runs_the_command_and_propagates_exit(tmp_path):
         "print(sorted(os.listdir('/state/meta')))\n"
         "sys.exit(7)\n")
     result = subprocess.run([sys.executable, "-m", "vfs_state.cli", "run", "--mount",
-                             f"meta={state}", "--", sys.executable, str(script)],
+                             f"meta={state}", "--", hooked_python, str(script)],
                             env=_env(), capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 7, result.stderr
     assert "['sub']" in result.stdout
