@@ -107,9 +107,12 @@ def _pip_install(python: str, *args: str) -> None:
 def test_install_activates_at_interpreter_start(tmp_path, editable):
     python = _scratch_venv(tmp_path / "venv")
     _pip_install(python, *(["-e", ROOT] if editable else [ROOT]))
-    where = subprocess.run([python, "-c", "import vfs_state; print(vfs_state.__file__)"],
-                           env=_env(None), capture_output=True, text=True, check=True)
-    assert not where.stdout.startswith("/work/main"), where.stdout
+    query = ("import importlib.metadata as m, vfs_state; "
+             "print(vfs_state.__file__, vfs_state.__version__ == m.version('vfs-state'))")
+    where = subprocess.run([python, "-c", query], env=_env(None), capture_output=True,
+                           text=True, check=True)
+    assert where.stdout.split()[0].startswith(ROOT if editable else str(tmp_path)), where.stdout
+    assert where.stdout.split()[1] == "True", where.stdout  # __version__ is the installed one
     unset = subprocess.run([python, "-c", PATCHED], env=_env(None),
                            capture_output=True, text=True, timeout=60)
     assert unset.stdout.strip() == "PLAIN", unset
