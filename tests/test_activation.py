@@ -110,15 +110,15 @@ def test_install_activates_at_interpreter_start(tmp_path, editable):
     query = ("import importlib.metadata as m, vfs_state; "
              "print(vfs_state.__file__, vfs_state.__version__ == m.version('vfs-state'))")
     where = subprocess.run([python, "-c", query], env=_env(None), capture_output=True,
-                           text=True, check=True)
+                           text=True, check=True, cwd=tmp_path)
     assert where.stdout.split()[0].startswith(ROOT if editable else str(tmp_path)), where.stdout
     assert where.stdout.split()[1] == "True", where.stdout  # __version__ is the installed one
     unset = subprocess.run([python, "-c", PATCHED], env=_env(None),
-                           capture_output=True, text=True, timeout=60)
+                           capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert unset.stdout.strip() == "PLAIN", unset
     active = subprocess.run([python, "-c", PATCHED], env=_env(GOOD_MOUNTS),
-                            capture_output=True, text=True, timeout=60)
+                            capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert active.returncode == 0 and active.stdout.strip() == "PATCHED", active
     failing = subprocess.run([python, "-c", PATCHED], env=_env(BAD_MOUNTS[0]),
-                             capture_output=True, text=True, timeout=60)
+                             capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert failing.returncode != 0 and failing.stderr.startswith("vfs-state:"), failing
