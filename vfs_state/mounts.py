@@ -14,9 +14,15 @@ from dataclasses import dataclass
 
 ENV_VARS = ("VFS_STATE_MOUNTS", "ASYA_STATE_PROXY_MOUNTS")
 SOCKET_DIR_ENV = "VFS_STATE_SOCKET_DIR"
+# Set by ``vfs-state run``: the start-up hook appends its pid there once active.
+ACTIVATION_FILE_ENV = "VFS_STATE_ACTIVATION_FILE"
 DEFAULT_SOCKET_DIR = "/var/run/asya/state"
 WRITE_MODES = ("buffered", "passthrough")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+# ',' '=' ';' and whitespace in a path almost always mean a mistyped option list
+# (``meta:/state/meta,socket=/x.sock``); accepting them would leave the intended
+# path unmounted, so they are refused.
+_BAD_PATH_CHARS = re.compile(r"[,=;\s]")
 
 
 @dataclass(frozen=True)
@@ -33,6 +39,11 @@ class Mount:
             raise ValueError(f"mount name {self.name!r} must be letters, digits, '_', '-', '.'")
         if not self.path.startswith("/"):
             raise ValueError(f"mount {self.name!r}: path {self.path!r} must be absolute")
+        bad = _BAD_PATH_CHARS.search(self.path)
+        if bad:
+            raise ValueError(f"mount {self.name!r}: path {self.path!r} contains "
+                             f"{bad.group()!r}; options go after a second ':' "
+                             "(NAME:/ABS/PATH:write=...,socket=...)")
         normal = posixpath.normpath(self.path)
         if normal == "/":
             raise ValueError(f"mount {self.name!r}: cannot mount over '/'")

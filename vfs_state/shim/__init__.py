@@ -13,6 +13,7 @@ from contextlib import AbstractContextManager, contextmanager
 
 from vfs_state.mounts import Mount, mounts_from_env, parse_mounts, validate_mounts
 from vfs_state.shim import (
+    guard,
     open_adapter,
     os_adapter,
     path_adapter,
@@ -61,6 +62,7 @@ def install(mounts: Mounts = None) -> list[Mount]:
         The mounts now active. Installing again replaces the mount table.
     """
     parsed = _mounts(mounts)
+    guard.sync([m.path for m in parsed])  # native code gets ENOTDIR under a mount path
     _table.load(parsed)
     _patcher.install()
     library_hook.install(_table)  # pyarrow/polars/numpy, patched when imported
@@ -72,6 +74,7 @@ def uninstall() -> None:
     library_hook.uninstall()
     _patcher.uninstall()
     _table.clear()
+    guard.sync([])
 
 
 def is_installed() -> bool:
@@ -117,6 +120,7 @@ def installed(mounts: Mounts = None) -> Iterator[list[Mount]]:
         if previous is None:
             uninstall()
         else:
+            guard.sync([m.path for m in previous])
             _table.load(previous)
 
 
