@@ -69,9 +69,10 @@ def check_socket_path(path: str) -> None:
 
     Only a socket file is ever removed as stale; a regular file or a directory
     there is somebody else's, so the sidecar stops instead. A world-writable
-    directory lets any local user replace the socket (and read or forge
-    state), so it is refused unless ``VFS_STATE_ALLOW_WORLD_WRITABLE_SOCKET_DIR``
-    is true.
+    directory without the sticky bit lets any local user replace the socket
+    (and read or forge state), so it is refused unless
+    ``VFS_STATE_ALLOW_WORLD_WRITABLE_SOCKET_DIR`` is true. A sticky one such
+    as ``/tmp`` is accepted: only the socket's owner may remove or rename it.
     """
     try:
         mode = os.lstat(path).st_mode
@@ -88,6 +89,8 @@ def check_socket_path(path: str) -> None:
         return  # created by the sidecar with the default (umask) mode
     if not stat.S_ISDIR(dir_mode):
         raise ConfigError(f"CONNECTOR_SOCKET directory {directory} is not a directory")
-    if dir_mode & stat.S_IWOTH and not flag(ALLOW_SHARED_DIR_ENV):
-        raise ConfigError(f"CONNECTOR_SOCKET directory {directory} is world-writable; use a "
-                          f"private directory or set {ALLOW_SHARED_DIR_ENV}=1")
+    shared = dir_mode & stat.S_IWOTH and not dir_mode & stat.S_ISVTX
+    if shared and not flag(ALLOW_SHARED_DIR_ENV):
+        raise ConfigError(f"CONNECTOR_SOCKET directory {directory} is world-writable without "
+                          f"the sticky bit; use a private directory or set "
+                          f"{ALLOW_SHARED_DIR_ENV}=1")

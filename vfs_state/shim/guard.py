@@ -94,8 +94,9 @@ def place(path: str) -> None:
             posix.rmdir(path)
             was_dir = True
         else:
-            raise ValueError(f"mount path {path} already exists on the local disk and is not "
-                             "empty; move that data away (it never reached the store)")
+            what = "is a directory that is not empty" if stat.S_ISDIR(mode) else "is in the way"
+            raise ValueError(f"mount path {path} already exists on the local disk and {what};"
+                             " move that data away (it never reached the store)")
     try:
         parents = _make_parents(os.path.dirname(path))
         fd = posix.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
