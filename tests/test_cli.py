@@ -158,7 +158,6 @@ def test_a_world_writable_socket_directory_is_refused_unless_allowed(tmp_path):
     allowed.socket_path = socket_path
     with allowed:
         assert healthy(socket_path)
-    os.unlink(socket_path)
     os.chmod(shared, 0o1777)  # sticky, like /tmp: nobody else may remove or rename the socket
     sticky = Sidecar("local-buffered-cas", {"STATE_ROOT": str(tmp_path)}, workers=1)
     sticky.socket_path = socket_path
