@@ -57,8 +57,12 @@ SCOPES = ["https://www.googleapis.com/auth/devstorage.read_write"]
 
 
 def _generation(version: str) -> int:
-    """A client's version as a generation; anything else can never match."""
-    if not version.isdigit():
+    """A client's version as a generation; anything else can never match.
+
+    Generation 0 is GCS's "must not exist" condition, never a stored version:
+    as an If-Match it would turn a CAS write into a create.
+    """
+    if not (version.isascii() and version.isdigit()) or int(version) == 0:
         raise PreconditionFailed(f"version {version!r} is not a GCS generation")
     return int(version)
 

@@ -348,7 +348,7 @@ def test_broken_body_abandons_the_upload(fake: FakeGcsServer) -> None:
 def test_xattrs(cas: Http) -> None:
     etag = cas.put("meta/m.json", b"{}")[1]["ETag"]
     status, _, body = cas("GET", "/meta/meta/m.json")
-    attrs = json.loads(body)["attrs"]
+    attrs = json.loads(body)["values"]
     assert status == 200
     assert attrs["url"] == f"gs://{BUCKET}/cas-mount/meta/m.json"
     assert f'"{attrs["generation"]}"' == etag and attrs["version"] == attrs["generation"]

@@ -7,7 +7,7 @@ import tempfile
 import pytest
 
 from tests.harness.sidecar import Sidecar
-from tests.rawhttp import error_code, key_url, request, send_raw, status_of
+from tests.rawhttp import RawClient, error_code, key_url, request, send_raw, status_of
 
 
 @pytest.fixture()
@@ -176,10 +176,12 @@ def test_bad_keys_are_400(sock, path):
     assert request(sock, "GET", "/keys/" + path)[0] in (400, 404)
 
 
-@pytest.mark.parametrize("headers", [{"If-Match": 'no"quotes'}, {"If-None-Match": '"v1"'},
-                                     {"If-Match": '"a"', "If-None-Match": "*"}])
-def test_bad_precondition_headers_are_400(sock, key, headers):
-    assert request(sock, "PUT", key_url(key), b"x", headers)[0] == 400
+@pytest.mark.parametrize("headers, status", [
+    ({"If-Match": 'no"quotes'}, 412),  # a malformed tag never matches
+    ({"If-None-Match": '"v1"'}, 400),
+    ({"If-Match": '"a"', "If-None-Match": "*"}, 400)])
+def test_bad_precondition_headers_are_4xx(sock, key, headers, status):
+    assert request(sock, "PUT", key_url(key), b"x", headers)[0] == status
 
 
 def test_oversize_body_is_413(tmp_path):
@@ -251,7 +253,7 @@ def test_bad_listing_queries_are_400(sock, query):
 def test_meta_route(sock, key):
     put(sock, key, b"12345")
     status, _, body = request(sock, "GET", "/meta/" + key)
-    attrs = json.loads(body)["attrs"]
+    attrs = json.loads(body)["values"]
     assert status == 200 and attrs["size"] == "5" and attrs["version"]
     status, _, body = request(sock, "GET", f"/meta/{key}?attr=user.vfs.size")
     assert json.loads(body) == {"attr": "size", "value": "5"}
@@ -304,3 +306,51 @@ def test_paging_never_ends_on_the_directory_marker(sock, request_id):
         if not cursor:
             break
     assert names == [f"{base}a", f"{base}b"]
+
+
+# -- CAS edge cases on every CAS connector -------------------------------------
+
+CAS_CONNECTORS = ("local-buffered-cas", "s3-buffered-cas", "gcs-buffered-cas",
+                  "redis-buffered-cas", "nats-kv-buffered-cas")
+# Tags no store version can equal: empty, weak, unquoted, malformed, lists, and
+# versions in the format of another connector (S3 MD5, GCS generation, big revision).
+NEVER_MATCHING_TAGS = ('""', 'W/""', "garbage", '"a"b"', '"x", "y"', '"sp ace"',
+                       '"d41d8cd98f00b204e9800998ecf8427e"', '"1700000000000000"',
+                       '"999999999999"', '"0"', '"-1"', '"1-2-3"')
+
+
+@pytest.fixture(params=CAS_CONNECTORS)
+def cas_client(request, connector_pool) -> RawClient:
+    return RawClient(connector_pool.sidecar(request.param).socket_path)
+
+
+def _value_and_etag(client: RawClient, key: str) -> tuple[int, bytes, str | None]:
+    status, headers, body = client.get(key)
+    return status, body, headers.get("ETag")
+
+
+def test_if_match_that_cannot_match_is_412_and_changes_nothing(cas_client, request_id):
+    key = f"cas-edge-{request_id}/k"
+    etag = cas_client.put(key, b"original")[1]["ETag"]
+    tags = NEVER_MATCHING_TAGS + (f"W/{etag}",)
+    for tag in tags:
+        status, _, body = cas_client.put(key, b"clobbered", If_Match=tag)
+        assert status == 412, (tag, status, body)
+        status, _, body = cas_client.delete(key, If_Match=tag)
+        assert status == 412, (tag, status, body)
+        status, _, _ = cas_client.get(key, If_Match=tag)
+        assert status == 412, (tag, status)
+        assert _value_and_etag(cas_client, key) == (200, b"original", etag), tag
+
+
+def test_after_delete_old_tag_fails_and_create_only_succeeds(cas_client, request_id):
+    key = f"cas-gone-{request_id}/k"
+    etag = cas_client.put(key, b"first")[1]["ETag"]
+    assert cas_client.delete(key, If_Match=etag)[0] == 204
+    assert cas_client.put(key, b"stale", If_Match=etag)[0] == 412
+    assert cas_client.get(key)[0] == 404
+    assert cas_client.delete(key, If_Match=etag)[0] in (404, 412)
+    status, headers, _ = cas_client.put(key, b"second", If_None_Match="*")
+    assert status == 204
+    assert cas_client.put(key, b"again", If_None_Match="*")[0] == 412
+    assert _value_and_etag(cas_client, key)[1] == b"second"
