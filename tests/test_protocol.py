@@ -6,6 +6,7 @@ import tempfile
 
 import pytest
 
+from tests.connectors import ALL_CONNECTORS
 from tests.harness.sidecar import Sidecar
 from tests.rawhttp import RawClient, error_code, key_url, request, send_raw, status_of
 
@@ -354,3 +355,98 @@ def test_after_delete_old_tag_fails_and_create_only_succeeds(cas_client, request
     assert status == 204
     assert cas_client.put(key, b"again", If_None_Match="*")[0] == 412
     assert _value_and_etag(cas_client, key)[1] == b"second"
+
+
+# -- asya xattr compatibility: the asya client's requests, byte for byte ---------
+
+def _asya(socket_path: str, method: str, path: str, body: bytes = b"",
+          json_body: bool = False) -> tuple[int, bytes]:
+    head = f"{method} {path} HTTP/1.1\r\nHost: localhost\r\n"
+    if json_body:
+        head += "Content-Type: application/json\r\n"
+    if method == "PUT":
+        head += f"Content-Length: {len(body)}\r\n"
+    reply = send_raw(socket_path, (head + "Connection: close\r\n\r\n").encode() + body)
+    return status_of(reply), reply.partition(b"\r\n\r\n")[2]
+
+
+def test_asya_xattr_requests_on_redis(connector_pool, request_id):
+    sock = connector_pool.sidecar("redis-buffered-cas").socket_path
+    key = f"asya-{request_id}/state.json"
+    RawClient(sock).put(key, b"{}")
+    path = "/meta/" + key
+    status, _ = _asya(sock, "PUT", path + "?attr=ttl", b'{"value": "3600"}', json_body=True)
+    assert status == 204
+    status, body = _asya(sock, "GET", path + "?attr=ttl")
+    assert status == 200 and json.loads(body)["value"] in ("3600", "3599")
+    status, body = _asya(sock, "GET", path)
+    assert status == 200 and "ttl" in json.loads(body)["attrs"]
+    assert isinstance(json.loads(body)["attrs"], list)
+    # read-only is 403, an attribute the backend does not have is 400
+    assert _asya(sock, "PUT", path + "?attr=size", b'{"value": "1"}', json_body=True)[0] == 403
+    assert _asya(sock, "PUT", path + "?attr=colour", b'{"value": "red"}', json_body=True)[0] == 400
+    # vfs-state's own client sends the raw UTF-8 value: still accepted
+    from vfs_state.client import SidecarClient
+    client = SidecarClient(sock)
+    client.set_attr(key, "user.vfs.ttl", "120")
+    assert client.get_attr(key, "ttl") in ("120", "119")
+    assert client.get_attrs(key)["ttl"] in ("120", "119")
+    client.close()
+
+
+@pytest.mark.parametrize("body", [b'{"value": 5', b'["3600"]', b'{"other": "x"}',
+                                  b'{"value": null}', b"\xff\xfe"])
+def test_asya_xattr_bad_json_is_400(connector_pool, request_id, body):
+    sock = connector_pool.sidecar("redis-buffered-cas").socket_path
+    key = f"asya-bad-{request_id}/k"
+    RawClient(sock).put(key, b"x")
+    assert _asya(sock, "PUT", f"/meta/{key}?attr=ttl", body, json_body=True)[0] == 400
+
+
+# -- bad input is 4xx on every connector ------------------------------------------
+
+@pytest.mark.parametrize("connector", ALL_CONNECTORS)
+def test_bad_input_is_4xx_on_every_connector(connector_pool, connector, request_id):
+    client = RawClient(connector_pool.sidecar(connector).socket_path)
+    key = f"bad-{request_id}/k"
+    assert client.put(key, b"x")[0] == 204
+    for attr in ("ttl", "user.vfs.ttl", "anything"):
+        status = client.request("PUT", f"/meta/{key}?attr={attr}", b"\xff\xfe\x00")[0]
+        assert 400 <= status < 500, (attr, status)
+    for query in ("start_after=a%00b", "start_after=%00", "prefix=bad-%00", "max_keys=5%00",
+                  "start_after=%01%1f", "prefix=%ed%a0%80", "start_after=%ed%a0%80"):
+        status, _, body = client.request("GET", "/keys/?" + query)
+        assert status < 500, (query, status, body)
+    assert client.get(key)[2] == b"x"
+
+
+def test_huge_redis_ttl_is_400(connector_pool, request_id):
+    client = RawClient(connector_pool.sidecar("redis-buffered-cas").socket_path)
+    key = f"ttl-{request_id}/k"
+    client.put(key, b"x")
+    for value in (b"99999999999999999999", b"1e300", b"inf", b"nan"):
+        status = client.request("PUT", f"/meta/{key}?attr=ttl", value)[0]
+        assert status == 400, (value, status)
+    assert client.get(key)[2] == b"x"
+
+
+def test_a_500_never_echoes_the_exception(caplog):
+    """The generic handler answers a fixed message; the details go to the log."""
+    from sidecars.app import build_app
+    from sidecars.backend import Backend
+
+    class Exploding(Backend):
+        def stat(self, key):
+            raise RuntimeError("open /srv/secret/root/k: password=hunter2")
+        read = write = delete = list = stat  # noqa: A003
+
+    app = build_app(Exploding())
+    with caplog.at_level("ERROR", logger="vfs_state.sidecar"):
+        reply = app.test_client().head("/keys/k")
+        reply_get = app.test_client().get("/keys/?prefix=x")
+    assert reply.status_code == 500
+    assert reply_get.status_code == 500
+    body = reply_get.get_data()
+    assert b"secret" not in body and b"hunter2" not in body and b"RuntimeError" not in body
+    assert json.loads(body)["error"] == "internal"
+    assert "hunter2" in caplog.text  # the operator still sees what happened
