@@ -22,6 +22,7 @@ from sidecars.backend import Backend, ObjectBody, ObjectInfo
 from sidecars.body import RequestBody
 from sidecars.errors import (
     BadRequest,
+    Conflict,
     Forbidden,
     NotFound,
     PreconditionFailed,
@@ -167,6 +168,9 @@ class _Core:
         """Directory markers: ``PUT key/`` creates, ``DELETE key/`` removes."""
         if method == "PUT":
             body = RequestBody(request, limit=0)
+            if self.backend.stat(store_key[:-1]) is not None:
+                raise Conflict(f"{self._user_key(store_key[:-1])!r} is a file",
+                               code="file_exists")
             info = self.backend.write(store_key, body, 0)
             return Response(status=204, headers={"ETag": _etag(info.version)})
         if method == "DELETE":
@@ -200,6 +204,12 @@ class _Core:
 
     def _put(self, store_key: str) -> Response:
         if_match, if_none_match = self._preconditions()
+        if self.backend.is_dir(store_key):
+            # Flat stores (S3, GCS, Redis, NATS KV) would let an object ``d`` sit
+            # beside the prefix ``d/``. A pre-check: a directory created between
+            # it and the write is not seen (docs/consistency.md).
+            raise Conflict(f"{self._user_key(store_key)!r} is a directory",
+                           code="is_a_directory")
         length = request.content_length
         body = RequestBody(request, limit=self.max_object_size)
         info = self.backend.write(store_key, body, length, if_match=if_match,
