@@ -450,3 +450,24 @@ def test_a_500_never_echoes_the_exception(caplog):
     assert b"secret" not in body and b"hunter2" not in body and b"RuntimeError" not in body
     assert json.loads(body)["error"] == "internal"
     assert "hunter2" in caplog.text  # the operator still sees what happened
+
+
+# -- files and directories never share a name, on every connector --------------
+
+@pytest.mark.parametrize("connector", ALL_CONNECTORS)
+def test_file_and_directory_never_share_a_name(connector_pool, connector, request_id):
+    client = RawClient(connector_pool.sidecar(connector).socket_path)
+    base = f"fd-{request_id}"
+    assert client.put(f"{base}/d/x", b"1")[0] == 204
+    status, _, body = client.put(f"{base}/d", b"clobber")
+    assert status == 409 and error_code(body) == "is_a_directory", (status, body)
+    assert client.request("PUT", key_url(f"{base}/e/"), b"")[0] == 204
+    status, _, body = client.put(f"{base}/e", b"clobber")
+    assert status == 409 and error_code(body) == "is_a_directory", (status, body)
+    assert client.put(f"{base}/f", b"file")[0] == 204
+    assert client.request("PUT", key_url(f"{base}/f/"), b"")[0] == 409
+    assert client.get(f"{base}/d")[0] == 404 and client.get(f"{base}/e")[0] == 404
+    assert client.get(f"{base}/d/x")[2] == b"1" and client.get(f"{base}/f")[2] == b"file"
+    assert client.head(f"{base}/e")[1]["X-Is-File"] == "false"
+    keys, prefixes, _ = client.list_all(base + "/")
+    assert keys == [f"{base}/f"] and prefixes == [f"{base}/d/", f"{base}/e/"]
