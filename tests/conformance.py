@@ -36,7 +36,7 @@ directories = st.sampled_from(DIRS)
 # If-Match values no stored version can equal (RFC 9110 strong comparison):
 # empty, weak, unquoted, malformed, and versions in another connector's format.
 NEVER_MATCHING = ('""', 'W/""', 'W/"1"', "garbage", '"a"b"', '"x", "y"',
-                  '"d41d8cd98f00b204e9800998ecf8427e"', '"1700000000000000"', '"0"')
+                  '"0123456789abcdef0123456789abcdef"', '"1700000000000000"', '"0"')
 never_matching = st.sampled_from(NEVER_MATCHING)
 
 

@@ -316,7 +316,7 @@ CAS_CONNECTORS = ("local-buffered-cas", "s3-buffered-cas", "gcs-buffered-cas",
 # Tags no store version can equal: empty, weak, unquoted, malformed, lists, and
 # versions in the format of another connector (S3 MD5, GCS generation, big revision).
 NEVER_MATCHING_TAGS = ('""', 'W/""', "garbage", '"a"b"', '"x", "y"', '"sp ace"',
-                       '"d41d8cd98f00b204e9800998ecf8427e"', '"1700000000000000"',
+                       '"0123456789abcdef0123456789abcdef"', '"1700000000000000"',
                        '"999999999999"', '"0"', '"-1"', '"1-2-3"')
 
 
