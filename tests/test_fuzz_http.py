@@ -55,6 +55,7 @@ RANGES = st.sampled_from(["bytes=0-0", "bytes=-1", "bytes=5-1", "bytes=0-", "byt
 QUERY_VALUES = st.sampled_from(["", "%00", "a%00", "%01%1f", "%ff", "%ed%a0%80", "-1", "0",
                                 "99999999999999999999", "1e3", "fz/", "fz/..", "../", "/",
                                 "x" * 2000, "%2e%2e", "ttl", "user.vfs.ttl", "size"])
+ATTRS = st.sampled_from(["ttl", "user.vfs.ttl", "user.asya.ttl", "size", "version", "colour"])
 QUERY_NAMES = st.sampled_from(["prefix", "start_after", "max_keys", "delimiter", "attr", "x"])
 META_BODIES = st.sampled_from([b"", b"60", b'{"value": "60"}', b'{"value": 1e999}',
                                b'{"value": null}', b"\xff\xfe", b"99999999999999999999",
@@ -65,17 +66,21 @@ META_BODIES = st.sampled_from([b"", b"60", b'{"value": "60"}', b'{"value": 1e999
 @st.composite
 def hostile_request(draw) -> tuple[bytes, bool]:
     """One raw request, and whether to hang up without reading the reply."""
-    method = draw(st.sampled_from(["GET", "GET", "PUT", "PUT", "PUT", "DELETE", "HEAD", "POST",
-                                   "OPTIONS", "G\x00T", "BREW"]))
-    route = draw(st.sampled_from(["/keys/", "/meta/", "/keys/?", "/keys?", "/", "//keys/",
-                                  "/keys/../", "/healthz/"]))
+    # Each part is well-formed about half the time, so a request that is
+    # hostile in one or two ways still reaches the views and the backend.
+    method = draw(st.one_of(st.sampled_from(["GET", "PUT", "DELETE", "HEAD"]),
+                            st.sampled_from(["POST", "OPTIONS", "G\x00T", "BREW", "put"])))
+    route = draw(st.one_of(st.sampled_from(["/keys/", "/meta/", "/keys/?"]),
+                           st.sampled_from(["/keys?", "/", "//keys/", "/keys/../", "/healthz/"])))
+    key = draw(st.one_of(st.lists(VALID_SEGMENTS, min_size=1, max_size=3).map(
+        lambda parts: "fz/" + "/".join(parts)), KEY_PATHS))
     if route.endswith("?"):
         params = draw(st.lists(st.tuples(QUERY_NAMES, QUERY_VALUES), max_size=4))
         target = route + "&".join(f"{n}={v}" for n, v in params)
     else:
-        target = route + draw(KEY_PATHS)
+        target = route + key
         if route == "/meta/":
-            target += f"?attr={draw(QUERY_VALUES)}"
+            target += "?attr=" + draw(st.one_of(ATTRS, QUERY_VALUES))
         elif draw(st.booleans()):
             target += f"?{draw(QUERY_NAMES)}={draw(QUERY_VALUES)}"
     headers = [("Host", "fuzz")]
@@ -86,12 +91,13 @@ def hostile_request(draw) -> tuple[bytes, bool]:
                                                                 "text/plain", "\xff"])),
             st.tuples(st.just("Expect"), st.just("100-continue")),
             st.tuples(st.just("Connection"), st.sampled_from(["close", "keep-alive, x"])),
-    ), max_size=4)):
+    ), max_size=2)):
         headers.append((name, value))
     body = draw(META_BODIES if route == "/meta/" else st.one_of(META_BODIES,
                                                                  st.binary(max_size=256)))
-    framing = draw(st.sampled_from(["length", "short", "long", "chunked", "bad-chunked",
-                                    "both", "none", "negative"]))
+    framing = draw(st.one_of(st.sampled_from(["length", "chunked"]),
+                             st.sampled_from(["short", "long", "bad-chunked", "both", "none",
+                                              "negative"])))
     head_extra, payload = _frame(framing, body)
     head = f"{method} {target} HTTP/1.1\r\n" + "".join(f"{n}: {v}\r\n" for n, v in headers)
     raw = head.encode("utf-8", "surrogateescape") + head_extra + b"\r\n" + payload
