@@ -29,7 +29,7 @@ from tests.harness.sidecar import healthy
 from tests.rawhttp import RawClient
 
 DEEP = os.environ.get("VFS_STATE_DEEP") == "1" or os.environ.get("HYPOTHESIS_PROFILE") == "deep"
-EXAMPLES = int(os.environ.get("VFS_STATE_FUZZ_EXAMPLES", 2000 if DEEP else 25))
+EXAMPLES = int(os.environ.get("VFS_STATE_FUZZ_EXAMPLES", 2500 if DEEP else 25))
 SENTINEL = "sentinel/value.bin"
 SENTINEL_DATA = b"do not touch \x00\xff"
 STATUS_LINE = re.compile(rb"HTTP/1\.[01] (\d{3}) ")
