@@ -400,3 +400,29 @@ def test_outage_fails_fast_and_recovers_after_restart() -> None:
             assert http.get("survivor")[2] == b"still here"
             assert http.put("new", b"x")[0] == 204
             assert http("GET", "/readyz")[0] == 200
+
+
+def test_ranged_read_of_an_empty_object_filled_meanwhile(fake) -> None:
+    """GCS answers 416 to a ranged read of an empty object; a write that lands
+    before the size re-check must give its bytes, not a 416."""
+
+    class FilledOnStat(GcsBackend):
+        fill = True
+
+        def stat(self, key):  # the concurrent write lands between 416 and re-check
+            if self.fill:
+                self.fill = False
+                self.write(key, io.BytesIO(b"filled"), 6)
+            return super().stat(key)
+
+    backend = FilledOnStat(BUCKET, project="test", emulator_host=fake.url)
+    backend.fill = False
+    backend.write("direct/racy-empty", io.BytesIO(b""), 0)
+    backend.fill = True
+    body = backend.read("direct/racy-empty", 0, 4)
+    assert (body.info.size, b"".join(body.chunks)) == (6, b"fill")
+    backend.fill = False  # no concurrent write: an empty object reads as empty
+    backend.write("direct/racy-empty-2", io.BytesIO(b""), 0)
+    empty = backend.read("direct/racy-empty-2", 0, 4)
+    assert (empty.info.size, b"".join(empty.chunks)) == (0, b"")
+    backend.close()
