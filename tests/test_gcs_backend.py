@@ -299,7 +299,8 @@ def _expected(keys: list[str], prefix: str, delimiter: bool) -> list[str]:
 
 @pytest.mark.parametrize("max_keys", [1, 2, 3, 7, 1000])
 def test_paging_matches_a_model(cas: Http, max_keys: int) -> None:
-    keys = ["pg/", "pg/a", "pg/b", "pg/b-x", "pg/b/", "pg/b/y", "pg/b/z/w", "pg/b0",
+    # no file "pg/b" beside "pg/b/": a file and a directory never share a name
+    keys = ["pg/", "pg/a", "pg/b-x", "pg/b/", "pg/b/y", "pg/b/z/w", "pg/b0",
             "pg/ba/c", "pg/c/", "pg/d/e/f", "pg/é", "pgz"]
     if max_keys == 1:
         for key in keys:

@@ -29,6 +29,7 @@ _CODES: dict[str, tuple[type[OSError], int]] = {
     "directory_not_empty": (OSError, errno.ENOTEMPTY),
     "is_a_directory": (IsADirectoryError, errno.EISDIR),
     "no_such_attr": (OSError, errno.ENODATA),
+    "unsupported_attr": (OSError, errno.ENOTSUP),
 }
 
 
