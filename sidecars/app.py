@@ -7,6 +7,7 @@ bad input always gets a 4xx and the worker keeps serving.
 """
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterator
 from email.utils import formatdate
@@ -19,7 +20,15 @@ from sidecars import config
 from sidecars import keys as keyrules
 from sidecars.backend import Backend, ObjectBody, ObjectInfo
 from sidecars.body import RequestBody
-from sidecars.errors import BadRequest, NotFound, RangeNotSatisfiable, SidecarError
+from sidecars.errors import (
+    BadRequest,
+    Conflict,
+    Forbidden,
+    NotFound,
+    PreconditionFailed,
+    RangeNotSatisfiable,
+    SidecarError,
+)
 
 log = logging.getLogger("vfs_state.sidecar")
 
@@ -62,8 +71,10 @@ def build_app(backend: Backend, *, consistency: str = "cas", prefix: str = "",
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Response:
-        log.exception("unexpected error")
-        return _error(500, "internal", f"{type(exc).__name__}: {exc}")
+        # The details (paths, endpoints, sometimes credentials in a URL) go to
+        # the server log only; the client gets a fixed message.
+        log.exception("unexpected error in %s %s", request.method, request.path)
+        return _error(500, "internal", "internal error (details in the sidecar log)")
 
     app.add_url_rule("/keys/<key:key>", "object", core.object_view,
                      methods=["GET", "HEAD", "PUT", "DELETE"])
@@ -118,9 +129,13 @@ class _Core:
     def _preconditions(self) -> tuple[str | None, bool]:
         if_match = parse_if_match(request.headers.get("If-Match"))
         if_none_match = parse_if_none_match(request.headers.get("If-None-Match"))
-        if if_match and if_none_match:
+        if if_match is not None and if_none_match:
             raise BadRequest("If-Match and If-None-Match together")
-        return (if_match, if_none_match) if self.cas else (None, False)
+        if not self.cas:
+            return None, False
+        if if_match == NEVER_MATCHES:
+            raise PreconditionFailed("If-Match is not a strong entity tag of this store")
+        return if_match, if_none_match
 
     # -- views ------------------------------------------------------------
 
@@ -153,6 +168,9 @@ class _Core:
         """Directory markers: ``PUT key/`` creates, ``DELETE key/`` removes."""
         if method == "PUT":
             body = RequestBody(request, limit=0)
+            if self.backend.stat(store_key[:-1]) is not None:
+                raise Conflict(f"{self._user_key(store_key[:-1])!r} is a file",
+                               code="file_exists")
             info = self.backend.write(store_key, body, 0)
             return Response(status=204, headers={"ETag": _etag(info.version)})
         if method == "DELETE":
@@ -163,6 +181,8 @@ class _Core:
     def _get(self, store_key: str) -> Response:
         start, length = parse_range(request.headers.get("Range"))
         if_match = parse_if_match(request.headers.get("If-Match"))
+        if if_match == NEVER_MATCHES:
+            raise PreconditionFailed("If-Match is not a strong entity tag of this store")
         if start < 0:  # suffix range: the last -start bytes
             size = self._stat_or_404(store_key).size
             start, length = max(0, size + start), None
@@ -184,6 +204,12 @@ class _Core:
 
     def _put(self, store_key: str) -> Response:
         if_match, if_none_match = self._preconditions()
+        if self.backend.is_dir(store_key):
+            # Flat stores (S3, GCS, Redis, NATS KV) would let an object ``d`` sit
+            # beside the prefix ``d/``. A pre-check: a directory created between
+            # it and the write is not seen (docs/consistency.md).
+            raise Conflict(f"{self._user_key(store_key)!r} is a directory",
+                           code="is_a_directory")
         length = request.content_length
         body = RequestBody(request, limit=self.max_object_size)
         info = self.backend.write(store_key, body, length, if_match=if_match,
@@ -207,6 +233,8 @@ class _Core:
             raise BadRequest("only '/' is supported as a delimiter")
         max_keys = _int_arg("max_keys", DEFAULT_PAGE, 1, MAX_PAGE)
         start_after = args.get("start_after") or None
+        if start_after is not None:
+            keyrules.validate_cursor(start_after)
         store_prefix = self.prefix + prefix
         cursor = self.prefix + start_after if start_after else None
         # One extra item: the listed directory's own marker is dropped, and a
@@ -226,21 +254,35 @@ class _Core:
         return jsonify(result)
 
     def meta_view(self, key: str) -> Response:
+        """Attributes, in the asya shape: ``{"attrs": [names]}``, ``{"value": v}``.
+
+        ``values`` (name to value) is vfs-state's addition, so one request
+        lists attributes with their values.
+        """
         store_key = self._store_key(key)
         attr = request.args.get("attr")
         if request.method == "PUT":
             if not attr:
                 raise BadRequest("PUT /meta needs ?attr=NAME")
-            value = RequestBody(request, limit=64 * 1024).read_all().decode("utf-8", "strict")
-            self.backend.set_attr(store_key, keyrules.attr_name(attr), value)
+            self._set_attr(store_key, keyrules.attr_name(attr), _attr_value())
             return Response(status=204)
         attrs = self.backend.get_attrs(store_key)
         if not attr:
-            return jsonify(attrs=attrs)
+            return jsonify(attrs=sorted(attrs), values=attrs)
         name = keyrules.attr_name(attr)
         if name not in attrs:
             raise NotFound(f"no attribute {name!r} on {key}", code="no_such_attr")
         return jsonify(attr=name, value=attrs[name])
+
+    def _set_attr(self, store_key: str, name: str, value: str) -> None:
+        """403 for a read-only attribute, 400 for one this backend does not have."""
+        try:
+            self.backend.set_attr(store_key, name, value)
+        except Forbidden:
+            if name in self.backend.get_attrs(store_key):
+                raise
+            raise BadRequest(f"attribute {name!r} is not supported here",
+                             code="unsupported_attr") from None
 
     def ready_view(self) -> Response:
         self.backend.ping()
@@ -248,6 +290,25 @@ class _Core:
 
     def _user_key(self, store_key: str) -> str:
         return store_key[len(self.prefix):]
+
+
+def _attr_value() -> str:
+    """The value of ``PUT /meta``: JSON ``{"value": v}`` (asya) or the raw UTF-8 text."""
+    raw = RequestBody(request, limit=64 * 1024).read_all()
+    try:
+        text = raw.decode("utf-8", "strict")
+    except UnicodeDecodeError:
+        raise BadRequest("attribute value is not valid UTF-8", code="bad_attr_value") from None
+    if request.mimetype != "application/json":
+        return text
+    try:
+        document = json.loads(text)
+    except ValueError:
+        raise BadRequest("attribute body is not valid JSON", code="bad_attr_value") from None
+    value = document.get("value") if isinstance(document, dict) else None
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise BadRequest('attribute body must be {"value": <text>}', code="bad_attr_value")
+    return str(value)
 
 
 def _stream(body: ObjectBody) -> Iterator[bytes]:
@@ -299,19 +360,30 @@ def parse_range(header: str | None) -> tuple[int, int | None]:
     return start, None if end is None else end - start + 1
 
 
+NEVER_MATCHES = "\x00never"  # an If-Match tag no stored version can equal
+
+
 def _strip_quotes(value: str) -> str:
+    """The opaque part of a strong entity tag, or ``NEVER_MATCHES``.
+
+    A weak tag (``W/"x"``), an empty one (``""``), an unquoted or otherwise
+    malformed one cannot match under the strong comparison writes need, so
+    it never matches: the request fails with 412 and changes nothing.
+    """
     value = value.strip()
-    if value.startswith("W/"):
-        value = value[2:]
-    if len(value) >= 2 and value[0] == value[-1] == '"':
-        return value[1:-1]
-    if not value or any(c in value for c in '", '):
-        raise BadRequest(f"malformed entity tag: {value!r}")
-    return value
+    if len(value) < 3 or value[0] != '"' or value[-1] != '"':
+        return NEVER_MATCHES
+    inner = value[1:-1]
+    if not all(c == "\x21" or "\x23" <= c <= "\x7e" for c in inner):
+        return NEVER_MATCHES
+    return inner
 
 
 def parse_if_match(header: str | None) -> str | None:
-    """``If-Match: "v"`` to ``v``. ``*`` is accepted and means "any version"."""
+    """``If-Match: "v"`` to ``v``. ``*`` is accepted and means "any version".
+
+    Anything that is not one strong tag gives ``NEVER_MATCHES``.
+    """
     if header is None or header.strip() == "*":
         return None
     return _strip_quotes(header)

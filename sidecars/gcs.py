@@ -17,7 +17,7 @@ from __future__ import annotations
 import io
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
@@ -57,8 +57,12 @@ SCOPES = ["https://www.googleapis.com/auth/devstorage.read_write"]
 
 
 def _generation(version: str) -> int:
-    """A client's version as a generation; anything else can never match."""
-    if not version.isdigit():
+    """A client's version as a generation; anything else can never match.
+
+    Generation 0 is GCS's "must not exist" condition, never a stored version:
+    as an If-Match it would turn a CAS write into a create.
+    """
+    if not (version.isascii() and version.isdigit()) or int(version) == 0:
         raise PreconditionFailed(f"version {version!r} is not a GCS generation")
     return int(version)
 
@@ -205,17 +209,9 @@ class GcsBackend(Backend):
             return response
 
         with self._errors(key):
-            try:
-                response = self.retry(attempt)()
-            except gexc.RequestRangeNotSatisfiable:
-                response = None
-        if response is None:  # past the end, or an empty object read from 0
-            info = self.stat(key)
-            if info is None:
-                raise NotFound(f"no such key: {key}")
-            if start == 0 and info.size == 0:
-                return ObjectBody(info, 0, 0, iter(()))
-            raise RangeNotSatisfiable(info.size)
+            response = self._first_response(key, start, want, self.retry(attempt))
+        if isinstance(response, ObjectInfo):  # empty, read from 0
+            return ObjectBody(response, 0, 0, iter(()))
         try:
             info, served = self._response_info(response, key)
             if want is not None and info.version != str(want):  # an emulator ignoring it
@@ -229,6 +225,30 @@ class GcsBackend(Backend):
             raise
         chunks = self._stream(response, key, start - served, length)
         return ObjectBody(info, start, length, chunks, response.close)
+
+    def _first_response(self, key: str, start: int, want: int | None,
+                        attempt: Callable[[], requests.Response]
+                        ) -> requests.Response | ObjectInfo:
+        """The download, or the object's info when it is empty and read from 0.
+
+        GCS answers 416 to a ranged read of an empty object. The size is then
+        checked, and a write may have filled the object in between: a read
+        from 0 (or inside the new size) is tried again rather than refused.
+        """
+        for _ in range(5):
+            try:
+                return attempt()
+            except gexc.RequestRangeNotSatisfiable:
+                info = self.stat(key)
+            if info is None:
+                raise NotFound(f"no such key: {key}")
+            if want is not None and info.version != str(want):
+                raise PreconditionFailed("object changed since it was observed")
+            if start == 0 and info.size == 0:
+                return info
+            if start >= info.size:
+                raise RangeNotSatisfiable(info.size)
+        raise BackendUnavailable(f"read of {key!r}: the object kept changing size")
 
     @staticmethod
     def _response_info(response: requests.Response, key: str) -> tuple[ObjectInfo, int]:

@@ -34,7 +34,29 @@ def validate_prefix(prefix: str) -> str:
             _check_segment(segment, prefix)
         if segments[-1] in (".", "..") or "\x00" in segments[-1]:
             raise BadRequest(f"bad prefix {prefix!r}", code="bad_key")
+        _check_text(prefix, "prefix")
     return prefix
+
+
+def validate_cursor(cursor: str) -> str:
+    """A listing cursor (``start_after``): any key-shaped text, no NUL, valid UTF-8.
+
+    Backends compare it with keys or send it to their service, which may
+    refuse a NUL or an unpaired surrogate with an error of its own (a 5xx).
+    """
+    if "\x00" in cursor:
+        raise BadRequest("bad start_after: NUL byte", code="bad_key")
+    if len(cursor.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES:
+        raise BadRequest(f"start_after longer than {MAX_KEY_BYTES} bytes", code="bad_key")
+    _check_text(cursor, "start_after")
+    return cursor
+
+
+def _check_text(text: str, what: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise BadRequest(f"bad {what}: not valid UTF-8", code="bad_key") from None
 
 
 def _check_segment(segment: str, key: str) -> None:

@@ -178,7 +178,7 @@ class LocalBackend(Backend):
         except FileNotFoundError:
             return
         if stat.S_ISDIR(st.st_mode):
-            raise Conflict(f"{key!r} is a directory")
+            raise Conflict(f"{key!r} is a directory", code="is_a_directory")
         if stat.S_ISLNK(st.st_mode):
             raise Forbidden(f"key {key!r} is a symbolic link; links are not followed",
                             code="symlink")

@@ -236,6 +236,9 @@ def _translated() -> Iterator[None]:
         raise
 
 
+MAX_TTL_SECONDS = 100 * 365 * 86400  # Redis refuses expiry times past ~2**63 ms
+
+
 class RedisBackend(Backend):
     """Values as Redis strings, versions and directory indexes beside them."""
 
@@ -406,8 +409,9 @@ class RedisBackend(Backend):
             seconds = float(value.strip())
         except ValueError:
             raise BadRequest(f"ttl must be a number of seconds, not {value!r}") from None
-        if not math.isfinite(seconds):
-            raise BadRequest(f"ttl must be a number of seconds, not {value!r}")
+        if not math.isfinite(seconds) or seconds > MAX_TTL_SECONDS:
+            raise BadRequest(f"ttl must be a number of seconds up to {MAX_TTL_SECONDS}, "
+                             f"not {value!r}")
         millis = max(1, round(seconds * 1000)) if seconds > 0 else -1
         self._run("ttl", [key, META + key], [millis])
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -49,6 +50,9 @@ CHECKSUM_MODES = dict(S3_CHOICES)["S3_REQUEST_CHECKSUMS"]  # botocore's names
 READ_CHUNK = 1 << 20         # request/response streaming granularity
 COPY_LIMIT = 5 << 30         # CopyObject refuses larger sources
 LAST_CHAR = "\U0010ffff"     # sorts after every other character (and UTF-8 byte string)
+
+
+_XML_UNSAFE = re.compile("[\x01-\x08\x0b\x0c\x0e-\x1f]")
 
 
 def _quote(version: str) -> str:
@@ -294,6 +298,11 @@ class S3Backend(Backend):
 
     def list(self, prefix: str, delimiter: str | None, start_after: str | None,
              max_keys: int) -> ListPage:
+        for text in (prefix, start_after or ""):
+            if _XML_UNSAFE.search(text):
+                # The listing reply is XML 1.0, which cannot carry these characters.
+                raise BadRequest("listing prefix or cursor holds a control character",
+                                 code="bad_key")
         params: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix, "MaxKeys": max_keys}
         if delimiter:
             params["Delimiter"] = delimiter

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
+from tests.rawhttp import RawClient
 from vfs_state import StateFS, session
 from vfs_state._pyfs import errors
 from vfs_state.versions import VersionStore
@@ -32,6 +33,11 @@ keys = st.sampled_from(KEYS)
 clients = st.integers(min_value=0, max_value=CLIENTS - 1)
 payloads = st.binary(max_size=64)
 directories = st.sampled_from(DIRS)
+# If-Match values no stored version can equal (RFC 9110 strong comparison):
+# empty, weak, unquoted, malformed, and versions in another connector's format.
+NEVER_MATCHING = ('""', 'W/""', 'W/"1"', "garbage", '"a"b"', '"x", "y"',
+                  '"0123456789abcdef0123456789abcdef"', '"1700000000000000"', '"0"')
+never_matching = st.sampled_from(NEVER_MATCHING)
 
 
 @dataclass
@@ -59,6 +65,7 @@ class StoreMachine(RuleBasedStateMachine):
         self.clock = 0
         self.clients = [Client(StateFS(self.socket_path, self.write_mode))
                         for _ in range(CLIENTS)]
+        self.raw = RawClient(self.socket_path)
 
     # -- helpers ---------------------------------------------------------------
 
@@ -84,7 +91,60 @@ class StoreMachine(RuleBasedStateMachine):
         self.model[key] = (data, version)
         client.seen[key] = version
 
+    def _commit_raw(self, key: str, data: bytes) -> None:
+        """A write made outside every client (raw HTTP): clients' views go stale."""
+        self.clock += 1
+        self.model[key] = (data, hash(data) if self.content_versions else self.clock)
+
+    def _expect_value(self, key: str) -> None:
+        status, _, body = self.raw.get(self._path(key))
+        if key in self.model:
+            assert (status, body) == (200, self.model[key][0]), f"{key!r}: {status} {body!r}"
+        else:
+            assert status == 404, f"{key!r} should be absent, GET gave {status}"
+
     # -- rules -----------------------------------------------------------------
+
+    @rule(key=keys, tag=never_matching, delete=st.booleans(), data=payloads)
+    def never_matching_if_match(self, key: str, tag: str, delete: bool, data: bytes) -> None:
+        """Raw PUT/DELETE with an If-Match no version can equal: 412 under CAS."""
+        if delete:
+            status = self.raw.delete(self._path(key), If_Match=tag)[0]
+        else:
+            status = self.raw.put(self._path(key), data, If_Match=tag)[0]
+        if self.cas:
+            assert status >= 300, f"If-Match {tag} on {key!r} succeeded (CAS not enforced)"
+            allowed = (404, 412) if delete and key not in self.model else (412,)
+            assert status in allowed, f"If-Match {tag} on {key!r}: {status}, not {allowed}"
+        elif delete:  # LWW ignores preconditions
+            assert status == (204 if key in self.model else 404), f"LWW delete: {status}"
+            self.model.pop(key, None)
+        else:
+            assert status == 204, f"LWW put with If-Match {tag}: {status}"
+            self._commit_raw(key, data)
+        self._expect_value(key)
+
+    @rule(key=keys, data=payloads)
+    def delete_then_reuse_old_tag(self, key: str, data: bytes) -> None:
+        """After a delete the old tag matches nothing; create-only succeeds."""
+        status, headers, _ = self.raw.get(self._path(key))
+        if status != 200:
+            return
+        etag = headers["ETag"]
+        assert self.raw.delete(self._path(key), If_Match=etag)[0] == 204
+        del self.model[key]
+        status = self.raw.put(self._path(key), data, If_Match=etag)[0]
+        if self.cas:
+            assert status >= 300, f"PUT If-Match <deleted tag> of {key!r} succeeded " \
+                "(CAS not enforced)"
+            assert status == 412, f"PUT If-Match <deleted tag> of {key!r}: {status}"
+            self._expect_value(key)
+            status = self.raw.put(self._path(key), data, If_None_Match="*")[0]
+            assert status == 204, f"create-only after delete of {key!r}: {status}"
+        else:
+            assert status == 204, f"LWW put: {status}"
+        self._commit_raw(key, data)
+        self._expect_value(key)
 
     @rule(c=clients, key=keys, data=payloads)
     def write(self, c: int, key: str, data: bytes) -> None:

@@ -404,3 +404,43 @@ def utime_is_refused(base):
     os.utime(f"{base}/f", (1_000_000_000, 1_000_000_000))
     return int(os.stat(f"{base}/f").st_mtime)
 
+
+
+# -- files and directories never share a name --------------------------------------
+
+def _write_state(base: str, name: str, mode: str) -> tuple:
+    try:
+        with open(f"{base}/{name}", mode) as f:
+            f.write(b"clobber" if "b" in mode else "clobber")
+        outcome = "written"
+    except OSError as exc:
+        outcome = (type(exc).__name__, exc.errno)
+    return (outcome, os.path.isdir(f"{base}/{name}"), os.path.isfile(f"{base}/{name}"),
+            sorted(os.listdir(base)))
+
+
+@scenario
+def write_file_over_directory_with_files(base):
+    os.makedirs(f"{base}/d/sub")
+    _touch(f"{base}/d/x", b"1")
+    _touch(f"{base}/d/sub/y", b"2")
+    return [_write_state(base, "d", mode) for mode in ("w", "wb", "a", "x")], _walk(base)
+
+
+@scenario
+def write_file_over_empty_directory(base):
+    os.mkdir(f"{base}/e")
+    return [_write_state(base, "e", mode) for mode in ("w", "wb", "xb")], _walk(base)
+
+
+@scenario
+def mkdir_and_makedirs_over_a_file_keep_it(base):
+    _touch(f"{base}/f", b"data")
+    errors = []
+    for make in (os.mkdir, os.makedirs):
+        try:
+            make(f"{base}/f")
+        except OSError as exc:
+            errors.append((type(exc).__name__, exc.errno))
+    with open(f"{base}/f", "rb") as f:
+        return errors, f.read(), os.path.isfile(f"{base}/f"), os.path.isdir(f"{base}/f")

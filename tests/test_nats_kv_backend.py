@@ -126,7 +126,7 @@ def test_attributes(client: RawClient) -> None:
     key = _unique("attrs")
     _, headers, _ = client.put(key, b"12345")
     status, _, body = client.request("GET", "/meta/" + key)
-    attrs = json.loads(body)["attrs"]
+    attrs = json.loads(body)["values"]
     assert status == 200
     assert attrs["revision"] == headers["ETag"].strip('"')
     assert attrs["size"] == "5" and attrs["bucket"] == "state"

@@ -6,8 +6,9 @@ import tempfile
 
 import pytest
 
+from tests.connectors import ALL_CONNECTORS
 from tests.harness.sidecar import Sidecar
-from tests.rawhttp import error_code, key_url, request, send_raw, status_of
+from tests.rawhttp import RawClient, error_code, key_url, request, send_raw, status_of
 
 
 @pytest.fixture()
@@ -176,10 +177,12 @@ def test_bad_keys_are_400(sock, path):
     assert request(sock, "GET", "/keys/" + path)[0] in (400, 404)
 
 
-@pytest.mark.parametrize("headers", [{"If-Match": 'no"quotes'}, {"If-None-Match": '"v1"'},
-                                     {"If-Match": '"a"', "If-None-Match": "*"}])
-def test_bad_precondition_headers_are_400(sock, key, headers):
-    assert request(sock, "PUT", key_url(key), b"x", headers)[0] == 400
+@pytest.mark.parametrize("headers, status", [
+    ({"If-Match": 'no"quotes'}, 412),  # a malformed tag never matches
+    ({"If-None-Match": '"v1"'}, 400),
+    ({"If-Match": '"a"', "If-None-Match": "*"}, 400)])
+def test_bad_precondition_headers_are_4xx(sock, key, headers, status):
+    assert request(sock, "PUT", key_url(key), b"x", headers)[0] == status
 
 
 def test_oversize_body_is_413(tmp_path):
@@ -251,7 +254,7 @@ def test_bad_listing_queries_are_400(sock, query):
 def test_meta_route(sock, key):
     put(sock, key, b"12345")
     status, _, body = request(sock, "GET", "/meta/" + key)
-    attrs = json.loads(body)["attrs"]
+    attrs = json.loads(body)["values"]
     assert status == 200 and attrs["size"] == "5" and attrs["version"]
     status, _, body = request(sock, "GET", f"/meta/{key}?attr=user.vfs.size")
     assert json.loads(body) == {"attr": "size", "value": "5"}
@@ -304,3 +307,167 @@ def test_paging_never_ends_on_the_directory_marker(sock, request_id):
         if not cursor:
             break
     assert names == [f"{base}a", f"{base}b"]
+
+
+# -- CAS edge cases on every CAS connector -------------------------------------
+
+CAS_CONNECTORS = ("local-buffered-cas", "s3-buffered-cas", "gcs-buffered-cas",
+                  "redis-buffered-cas", "nats-kv-buffered-cas")
+# Tags no store version can equal: empty, weak, unquoted, malformed, lists, and
+# versions in the format of another connector (S3 MD5, GCS generation, big revision).
+NEVER_MATCHING_TAGS = ('""', 'W/""', "garbage", '"a"b"', '"x", "y"', '"sp ace"',
+                       '"0123456789abcdef0123456789abcdef"', '"1700000000000000"',
+                       '"999999999999"', '"0"', '"-1"', '"1-2-3"')
+
+
+@pytest.fixture(params=CAS_CONNECTORS)
+def cas_client(request, connector_pool) -> RawClient:
+    return RawClient(connector_pool.sidecar(request.param).socket_path)
+
+
+def _value_and_etag(client: RawClient, key: str) -> tuple[int, bytes, str | None]:
+    status, headers, body = client.get(key)
+    return status, body, headers.get("ETag")
+
+
+def test_if_match_that_cannot_match_is_412_and_changes_nothing(cas_client, request_id):
+    key = f"cas-edge-{request_id}/k"
+    etag = cas_client.put(key, b"original")[1]["ETag"]
+    tags = NEVER_MATCHING_TAGS + (f"W/{etag}",)
+    for tag in tags:
+        status, _, body = cas_client.put(key, b"clobbered", If_Match=tag)
+        assert status == 412, (tag, status, body)
+        status, _, body = cas_client.delete(key, If_Match=tag)
+        assert status == 412, (tag, status, body)
+        status, _, _ = cas_client.get(key, If_Match=tag)
+        assert status == 412, (tag, status)
+        assert _value_and_etag(cas_client, key) == (200, b"original", etag), tag
+
+
+def test_after_delete_old_tag_fails_and_create_only_succeeds(cas_client, request_id):
+    key = f"cas-gone-{request_id}/k"
+    etag = cas_client.put(key, b"first")[1]["ETag"]
+    assert cas_client.delete(key, If_Match=etag)[0] == 204
+    assert cas_client.put(key, b"stale", If_Match=etag)[0] == 412
+    assert cas_client.get(key)[0] == 404
+    assert cas_client.delete(key, If_Match=etag)[0] in (404, 412)
+    status, headers, _ = cas_client.put(key, b"second", If_None_Match="*")
+    assert status == 204
+    assert cas_client.put(key, b"again", If_None_Match="*")[0] == 412
+    assert _value_and_etag(cas_client, key)[1] == b"second"
+
+
+# -- asya xattr compatibility: the asya client's requests, byte for byte ---------
+
+def _asya(socket_path: str, method: str, path: str, body: bytes = b"",
+          json_body: bool = False) -> tuple[int, bytes]:
+    head = f"{method} {path} HTTP/1.1\r\nHost: localhost\r\n"
+    if json_body:
+        head += "Content-Type: application/json\r\n"
+    if method == "PUT":
+        head += f"Content-Length: {len(body)}\r\n"
+    reply = send_raw(socket_path, (head + "Connection: close\r\n\r\n").encode() + body)
+    return status_of(reply), reply.partition(b"\r\n\r\n")[2]
+
+
+def test_asya_xattr_requests_on_redis(connector_pool, request_id):
+    sock = connector_pool.sidecar("redis-buffered-cas").socket_path
+    key = f"asya-{request_id}/state.json"
+    RawClient(sock).put(key, b"{}")
+    path = "/meta/" + key
+    status, _ = _asya(sock, "PUT", path + "?attr=ttl", b'{"value": "3600"}', json_body=True)
+    assert status == 204
+    status, body = _asya(sock, "GET", path + "?attr=ttl")
+    assert status == 200 and json.loads(body)["value"] in ("3600", "3599")
+    status, body = _asya(sock, "GET", path)
+    assert status == 200 and "ttl" in json.loads(body)["attrs"]
+    assert isinstance(json.loads(body)["attrs"], list)
+    # read-only is 403, an attribute the backend does not have is 400
+    assert _asya(sock, "PUT", path + "?attr=size", b'{"value": "1"}', json_body=True)[0] == 403
+    assert _asya(sock, "PUT", path + "?attr=colour", b'{"value": "red"}', json_body=True)[0] == 400
+    # vfs-state's own client sends the raw UTF-8 value: still accepted
+    from vfs_state.client import SidecarClient
+    client = SidecarClient(sock)
+    client.set_attr(key, "user.vfs.ttl", "120")
+    assert client.get_attr(key, "ttl") in ("120", "119")
+    assert client.get_attrs(key)["ttl"] in ("120", "119")
+    client.close()
+
+
+@pytest.mark.parametrize("body", [b'{"value": 5', b'["3600"]', b'{"other": "x"}',
+                                  b'{"value": null}', b"\xff\xfe"])
+def test_asya_xattr_bad_json_is_400(connector_pool, request_id, body):
+    sock = connector_pool.sidecar("redis-buffered-cas").socket_path
+    key = f"asya-bad-{request_id}/k"
+    RawClient(sock).put(key, b"x")
+    assert _asya(sock, "PUT", f"/meta/{key}?attr=ttl", body, json_body=True)[0] == 400
+
+
+# -- bad input is 4xx on every connector ------------------------------------------
+
+@pytest.mark.parametrize("connector", ALL_CONNECTORS)
+def test_bad_input_is_4xx_on_every_connector(connector_pool, connector, request_id):
+    client = RawClient(connector_pool.sidecar(connector).socket_path)
+    key = f"bad-{request_id}/k"
+    assert client.put(key, b"x")[0] == 204
+    for attr in ("ttl", "user.vfs.ttl", "anything"):
+        status = client.request("PUT", f"/meta/{key}?attr={attr}", b"\xff\xfe\x00")[0]
+        assert 400 <= status < 500, (attr, status)
+    for query in ("start_after=a%00b", "start_after=%00", "prefix=bad-%00", "max_keys=5%00",
+                  "start_after=%01%1f", "prefix=%ed%a0%80", "start_after=%ed%a0%80"):
+        status, _, body = client.request("GET", "/keys/?" + query)
+        assert status < 500, (query, status, body)
+    assert client.get(key)[2] == b"x"
+
+
+def test_huge_redis_ttl_is_400(connector_pool, request_id):
+    client = RawClient(connector_pool.sidecar("redis-buffered-cas").socket_path)
+    key = f"ttl-{request_id}/k"
+    client.put(key, b"x")
+    for value in (b"99999999999999999999", b"1e300", b"inf", b"nan"):
+        status = client.request("PUT", f"/meta/{key}?attr=ttl", value)[0]
+        assert status == 400, (value, status)
+    assert client.get(key)[2] == b"x"
+
+
+def test_a_500_never_echoes_the_exception(caplog):
+    """The generic handler answers a fixed message; the details go to the log."""
+    from sidecars.app import build_app
+    from sidecars.backend import Backend
+
+    def boom(self, *args, **kwargs):
+        raise RuntimeError("open /srv/secret/root/k: password=hunter2")
+
+    class Exploding(Backend):
+        stat = read = write = delete = list = boom  # noqa: A003
+
+    app = build_app(Exploding())
+    with caplog.at_level("ERROR", logger="vfs_state.sidecar"):
+        reply = app.test_client().head("/keys/k")
+        reply_get = app.test_client().get("/keys/?prefix=x")
+    assert reply.status_code == 500 and reply_get.status_code == 500
+    body = reply_get.get_data()
+    assert b"secret" not in body and b"hunter2" not in body and b"RuntimeError" not in body
+    assert json.loads(body)["error"] == "internal"
+    assert "hunter2" in caplog.text  # the operator still sees what happened
+
+
+# -- files and directories never share a name, on every connector --------------
+
+@pytest.mark.parametrize("connector", ALL_CONNECTORS)
+def test_file_and_directory_never_share_a_name(connector_pool, connector, request_id):
+    client = RawClient(connector_pool.sidecar(connector).socket_path)
+    base = f"fd-{request_id}"
+    assert client.put(f"{base}/d/x", b"1")[0] == 204
+    status, _, body = client.put(f"{base}/d", b"clobber")
+    assert status == 409 and error_code(body) == "is_a_directory", (status, body)
+    assert client.request("PUT", key_url(f"{base}/e/"), b"")[0] == 204
+    status, _, body = client.put(f"{base}/e", b"clobber")
+    assert status == 409 and error_code(body) == "is_a_directory", (status, body)
+    assert client.put(f"{base}/f", b"file")[0] == 204
+    assert client.request("PUT", key_url(f"{base}/f/"), b"")[0] == 409
+    assert client.get(f"{base}/d")[0] == 404 and client.get(f"{base}/e")[0] == 404
+    assert client.get(f"{base}/d/x")[2] == b"1" and client.get(f"{base}/f")[2] == b"file"
+    assert client.head(f"{base}/e")[1]["X-Is-File"] == "false"
+    keys, prefixes, _ = client.list_all(base + "/")
+    assert keys == [f"{base}/f"] and prefixes == [f"{base}/d/", f"{base}/e/"]

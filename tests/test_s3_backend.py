@@ -359,7 +359,7 @@ def test_directories(cas: str, s3: Any) -> None:
 def test_xattrs(cas: str, s3: Any) -> None:
     key = unique("attrs")
     etag = put(cas, key, b"<p>hi</p>").headers["ETag"]
-    attrs = call(cas, "GET", "/meta/" + quote(key)).json()["attrs"]
+    attrs = call(cas, "GET", "/meta/" + quote(key)).json()["values"]
     assert attrs["url"] == f"s3://{BUCKET}/{CAS_PREFIX}{key}"
     assert attrs["etag"] == etag
     assert attrs["version"] == "null"  # the bucket is not versioned

@@ -57,8 +57,11 @@ def test_xattrs_on_the_local_connector(mounted):
         with pytest.raises(OSError) as info:
             os.getxattr(path, name)
         assert info.value.errno == errno.ENODATA and info.value.filename == path
-    with pytest.raises(PermissionError):  # the local backend stores no writable attributes
+    with pytest.raises(OSError) as info:  # the local backend has no ttl: not supported
         os.setxattr(path, "user.vfs.ttl", b"60")
+    assert info.value.errno == errno.ENOTSUP and info.value.filename == path
+    with pytest.raises(PermissionError):  # size exists but is read-only
+        os.setxattr(path, "user.vfs.size", b"60")
     with pytest.raises(OSError) as info:
         os.setxattr(path, "user.other", b"x")
     assert info.value.errno == errno.ENOTSUP and "mount 'meta'" in str(info.value)

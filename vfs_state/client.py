@@ -182,7 +182,9 @@ class SidecarClient:
 
     def get_attrs(self, key: str) -> dict[str, str]:
         reply = self.transport.request("GET", key_path("/meta/", key), key=key)
-        return dict(json.loads(reply.body).get("attrs", {}))
+        document = json.loads(reply.body)
+        values = document.get("values", document.get("attrs", {}))  # older sidecars: attrs
+        return dict(values) if isinstance(values, dict) else {}
 
     def get_attr(self, key: str, name: str) -> str:
         reply = self.transport.request("GET", key_path("/meta/", key) + "?" +

@@ -27,7 +27,9 @@ _STATUS: dict[int, tuple[type[OSError] | type[ValueError], int]] = {
 # sidecar error codes that carry a more precise errno than their status
 _CODES: dict[str, tuple[type[OSError], int]] = {
     "directory_not_empty": (OSError, errno.ENOTEMPTY),
+    "is_a_directory": (IsADirectoryError, errno.EISDIR),
     "no_such_attr": (OSError, errno.ENODATA),
+    "unsupported_attr": (OSError, errno.ENOTSUP),
 }
 
 

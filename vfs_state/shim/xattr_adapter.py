@@ -43,7 +43,8 @@ def _client_errors(target: Target) -> Iterator[None]:
     except (ConnectionError, TimeoutError):
         raise
     except OSError as exc:
-        if exc.errno in (errno.ENOENT, errno.ENODATA, errno.EACCES, errno.EPERM):
+        if exc.errno in (errno.ENOENT, errno.ENODATA, errno.EACCES, errno.EPERM,
+                         errno.ENOTSUP):
             raise oserror(exc.errno, target.filename, message=exc.strerror) from None
         raise
 
