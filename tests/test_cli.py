@@ -286,3 +286,18 @@ def test_a_missing_backend_library_names_the_extra(tmp_path):
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "pip install 'vfs-state[s3]'" in lines[0], result.stderr
+
+
+def test_run_waits_for_readyz_and_names_a_missing_bucket(tmp_path, connector_pool):
+    """/healthz would pass; /readyz finds the bucket missing before the handler runs."""
+    from tests.harness import moto_s3
+    server = connector_pool.server("s3")
+    env = _env(**moto_s3.sidecar_env(server, "no-such-bucket-for-run"))
+    command = [sys.executable, "-m", "vfs_state.cli", "run", "--connector", "s3-buffered-cas",
+               "--mount", f"meta={tmp_path / 'state'}", "--mount-root", str(tmp_path / "mnt"),
+               "--ready-timeout", "3", "--", sys.executable, "-c", "print('handler ran')"]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0
+    assert "handler ran" not in done.stdout
+    assert "not ready" in done.stderr and "/readyz" in done.stderr, done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
