@@ -6,18 +6,10 @@ import io
 import os
 
 from tests.differential import differs, ok, raises, scenario
+from tests.shim_fixtures import read_bytes as _read
+from tests.shim_fixtures import write_bytes as _write
 
 UNICODE = "héllo wörld ✓ 日本語 😀\nzweite Zeile ß\n"
-
-
-def _write(path: str, data: bytes) -> None:
-    with open(path, "wb") as handle:
-        handle.write(data)
-
-
-def _read(path: str) -> bytes:
-    with open(path, "rb") as handle:
-        return handle.read()
 
 
 @scenario

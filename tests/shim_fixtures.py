@@ -44,3 +44,14 @@ def mounted_dir(sidecar) -> Iterator[MountedDir]:
         base = f"{path}/run-{uuid.uuid4().hex[:8]}"
         os.mkdir(base)
         yield MountedDir(path, base, sidecar.socket_path, spec)
+
+
+def write_bytes(path: str, data: bytes) -> None:
+    """Write ``data`` with the plain builtin ``open`` (routed by the shim on a mount)."""
+    with open(path, "wb") as handle:
+        handle.write(data)
+
+
+def read_bytes(path: str) -> bytes:
+    with open(path, "rb") as handle:
+        return handle.read()

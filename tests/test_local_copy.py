@@ -10,6 +10,8 @@ import pytest
 
 import vfs_state
 from tests.shim_fixtures import mounted_dir
+from tests.shim_fixtures import read_bytes as _read
+from tests.shim_fixtures import write_bytes as _write
 from vfs_state import StateFS
 
 
@@ -29,16 +31,6 @@ def any_mounted(request, local_sidecar):
         sidecar = request.getfixturevalue("connector_pool").sidecar(request.param)
     with mounted_dir(sidecar) as mount:
         yield mount
-
-
-def _write(path: str, data: bytes) -> None:
-    with open(path, "wb") as handle:
-        handle.write(data)
-
-
-def _read(path: str) -> bytes:
-    with open(path, "rb") as handle:
-        return handle.read()
 
 
 def _files(top: str) -> dict[str, bytes]:

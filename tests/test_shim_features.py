@@ -15,6 +15,8 @@ import pytest
 
 import vfs_state
 from tests.shim_fixtures import fresh_mount_path, mount_spec, mounted_dir
+from tests.shim_fixtures import read_bytes as _read
+from tests.shim_fixtures import write_bytes as _write
 from vfs_state import StateFS, shim
 from vfs_state.shim import refusals
 
@@ -24,16 +26,6 @@ def mounted(local_sidecar):
     """The shim installed with one mount on the session's local sidecar."""
     with mounted_dir(local_sidecar) as mount:
         yield mount
-
-
-def _write(path: str, data: bytes) -> None:
-    with open(path, "wb") as handle:
-        handle.write(data)
-
-
-def _read(path: str) -> bytes:
-    with open(path, "rb") as handle:
-        return handle.read()
 
 
 def _other_writer(mounted, relative: str, data: bytes) -> None:
