@@ -239,7 +239,7 @@ class _Core:
         cursor = self.prefix + start_after if start_after else None
         # One extra item: the listed directory's own marker is dropped, and a
         # page must not end on it (as a cursor it would skip the whole subtree).
-        page = self.backend.list(store_prefix, delimiter, cursor, max_keys + 1)
+        page = self.backend.list_page(store_prefix, delimiter, cursor, max_keys + 1)
         items = sorted([(k, False) for k in page.keys if k != store_prefix] +
                        [(p, True) for p in page.prefixes])
         truncated = page.next is not None or len(items) > max_keys

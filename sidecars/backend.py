@@ -44,11 +44,17 @@ class ObjectBody:
 
 @dataclass
 class ListPage:
-    """One page of a listing. ``next`` is a cursor for ``start_after``."""
+    """One page of a listing. ``next`` is a cursor for ``start_after``.
+
+    ``infos`` holds what the backend learned about some ``keys`` for free
+    while listing (size, version, time); keys missing from it are stat'ed by
+    whoever needs their details.
+    """
 
     keys: list[str] = field(default_factory=list)
     prefixes: list[str] = field(default_factory=list)
     next: str | None = None
+    infos: dict[str, ObjectInfo] = field(default_factory=dict)
 
 
 class Backend(abc.ABC):
@@ -92,7 +98,7 @@ class Backend(abc.ABC):
         """Remove ``key``; ``NotFound`` if absent."""
 
     @abc.abstractmethod
-    def list(self, prefix: str, delimiter: str | None, start_after: str | None,
+    def list_page(self, prefix: str, delimiter: str | None, start_after: str | None,
              max_keys: int) -> ListPage:
         """Keys under ``prefix`` in sorted order, grouped by ``delimiter``.
 
@@ -104,7 +110,7 @@ class Backend(abc.ABC):
 
     def is_dir(self, key: str) -> bool:
         """A directory exists when a marker or any key lies under ``key/``."""
-        page = self.list(key.rstrip("/") + "/", None, None, 1)
+        page = self.list_page(key.rstrip("/") + "/", None, None, 1)
         return bool(page.keys or page.prefixes)
 
     def get_attrs(self, key: str) -> dict[str, str]:

@@ -395,7 +395,7 @@ class GcsBackend(Backend):
 
     # -- listing and attributes -------------------------------------------------
 
-    def list(self, prefix: str, delimiter: str | None, start_after: str | None,
+    def list_page(self, prefix: str, delimiter: str | None, start_after: str | None,
              max_keys: int) -> ListPage:
         offset = start_after  # startOffset is inclusive; a rolled-up "a/" -> "a0" skips a/*
         if start_after is not None and delimiter and start_after.endswith("/"):

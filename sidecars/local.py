@@ -234,7 +234,7 @@ class LocalBackend(Backend):
             except OSError as exc:
                 raise os_error(exc, "cannot delete the key") from None
 
-    def list(self, prefix: str, delimiter: str | None, start_after: str | None,
+    def list_page(self, prefix: str, delimiter: str | None, start_after: str | None,
              max_keys: int) -> ListPage:
         directory, _, name_start = prefix.rpartition("/")
         base = directory + "/" if directory else ""

@@ -325,7 +325,7 @@ class NatsKvBackend(Backend):
             raise
         self._run(_delete, encode_key(key), expected)
 
-    def list(self, prefix: str, delimiter: str | None, start_after: str | None,
+    def list_page(self, prefix: str, delimiter: str | None, start_after: str | None,
              max_keys: int) -> ListPage:
         directory = prefix[: prefix.rfind("/") + 1]
         keys = self._run(_scan, directory, False, budget=6 * self.settings.timeout)

@@ -346,7 +346,7 @@ class RedisBackend(Backend):
     def delete(self, key: str, if_match: str | None = None) -> None:
         self._run("delete", [key, META + key], [if_match or ""])
 
-    def list(self, prefix: str, delimiter: str | None, start_after: str | None,
+    def list_page(self, prefix: str, delimiter: str | None, start_after: str | None,
              max_keys: int) -> ListPage:
         base = prefix[:prefix.rfind("/") + 1]
         name_start = prefix[len(base):]

@@ -288,7 +288,7 @@ class S3Backend(Backend):
 
     def _delete_marker(self, key: str) -> None:
         """Like ``rmdir``: only an empty directory's marker may go."""
-        page = self.list(key, None, None, 2)
+        page = self.list_page(key, None, None, 2)
         if any(k != key for k in page.keys):
             raise Conflict(f"directory {key!r} is not empty", code="directory_not_empty")
         if key not in page.keys:
@@ -296,7 +296,7 @@ class S3Backend(Backend):
         with s3_errors(f"delete {key}"):
             self._s3().delete_object(Bucket=self.bucket, Key=key)
 
-    def list(self, prefix: str, delimiter: str | None, start_after: str | None,
+    def list_page(self, prefix: str, delimiter: str | None, start_after: str | None,
              max_keys: int) -> ListPage:
         for text in (prefix, start_after or ""):
             if _XML_UNSAFE.search(text):

@@ -268,7 +268,7 @@ def test_listing_pages_scan_once_and_see_changes(tmp_path):
     backend = LocalBackend(str(tmp_path))
     got, cursor = [], None
     while True:
-        page = backend.list("big/", "/", cursor, 30)
+        page = backend.list_page("big/", "/", cursor, 30)
         got += page.keys
         if page.next is None:
             break
@@ -276,7 +276,7 @@ def test_listing_pages_scan_once_and_see_changes(tmp_path):
     assert got == ["big/" + n for n in names]
     assert backend.listings.scans == 1
     backend.write("big/f0100x", _Body(b""), 0)  # changes the directory: next page sees it
-    page = backend.list("big/", "/", "big/f0100", 2)
+    page = backend.list_page("big/", "/", "big/f0100", 2)
     assert page.keys == ["big/f0100x", "big/f0101"]
     assert backend.listings.scans == 2
 
@@ -288,7 +288,7 @@ def test_symlinked_key_and_parent_are_refused(dirs):
     os.symlink(os.path.join(outside, "secret"), os.path.join(root, "s"))
     for call in (lambda: backend.read("out/secret"), lambda: backend.read("s"),
                  lambda: backend.write("out/new", _Body(b"x"), 1),
-                 lambda: backend.list("out/", "/", None, 10)):
+                 lambda: backend.list_page("out/", "/", None, 10)):
         with pytest.raises(Forbidden):
             call()
     assert sorted(os.listdir(outside)) == ["secret"]

@@ -433,10 +433,10 @@ def test_list_cursor_on_a_prefix_skips_its_subtree(moto: MotoS3Server, s3: Any,
     root = unique("cursor") + "/"
     for name in ("a", "sub/x", "z"):
         s3.put_object(Bucket=BUCKET, Key=root + name, Body=b"")
-    page = backend.list(root, "/", root + "sub/", 10)
+    page = backend.list_page(root, "/", root + "sub/", 10)
     assert (page.keys, page.prefixes, page.next) == ([root + "z"], [], None)
     assert sent[-1]["StartAfter"] == root + "sub/" + LAST_CHAR
-    flat = backend.list(root, None, root + "sub/", 10)  # no delimiter: a marker key, not a subtree
+    flat = backend.list_page(root, None, root + "sub/", 10)  # no delimiter: a marker key, not a subtree
     assert sent[-1]["StartAfter"] == root + "sub/"
     assert flat.keys == [root + "sub/x", root + "z"]
     backend.close()
