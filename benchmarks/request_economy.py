@@ -1,0 +1,126 @@
+"""Requests and bytes per operation, counted at the sidecar and at the backend server.
+
+Each operation runs through the shim on a fresh mount of a counted sidecar
+(``tests.harness.economy``): Redis is counted by its ``INFO commandstats``,
+S3 by a proxy in front of moto, local by the sidecar's requests. Prints one
+table; ``python -m benchmarks.request_economy`` runs it alone.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+NAME = "request_economy"
+KiB, MiB = 1024, 1024 ** 2
+KINDS = ("local", "redis", "s3")
+
+
+def _operations(base: str, large: int) -> list[tuple[str, Callable[[], Any]]]:
+    """``(label, call)``; the files they use are written by ``_prepare``."""
+    def read_small() -> None:
+        with open(f"{base}/small.json", "rb") as f:
+            f.read()
+
+    def seek_read() -> None:
+        with open(f"{base}/large.bin", "rb") as f:
+            f.seek(large * 7 // 8)
+            f.read(4096)
+
+    def sequential() -> None:
+        with open(f"{base}/large.bin", "rb") as f:
+            while f.read(1 << 20):
+                pass
+
+    def scandir_stat() -> None:
+        with os.scandir(f"{base}/dir") as entries:
+            for entry in entries:
+                entry.stat()
+
+    def walk_stat() -> None:
+        for _root, _dirs, _files in os.walk(f"{base}/dir"):
+            pass
+
+    def write_small() -> None:
+        with open(f"{base}/out.json", "wb") as f:
+            f.write(b"{}" * 512)
+
+    return [("open + read 1 KiB", read_small),
+            (f"open + seek + read 4 KiB of {large // MiB} MiB", seek_read),
+            (f"sequential read of {large // MiB} MiB", sequential),
+            ("os.stat", lambda: os.stat(f"{base}/small.json")),
+            ("os.scandir + entry.stat(), 20 files", scandir_stat),
+            ("os.walk, 20 files", walk_stat),
+            ("write 1 KiB (new key)", write_small),
+            ("write 1 KiB (overwrite)", write_small)]
+
+
+def _prepare(base: str, large: int) -> None:
+    os.makedirs(f"{base}/dir", exist_ok=True)
+    with open(f"{base}/small.json", "wb") as f:
+        f.write(b"x" * 1024)
+    with open(f"{base}/large.bin", "wb") as f:
+        block = os.urandom(MiB)
+        for _ in range(large // MiB):
+            f.write(block)
+    for i in range(20):
+        with open(f"{base}/dir/f{i:02d}.json", "wb") as f:
+            f.write(b"y" * (100 + i))
+
+
+def measure(kind: str, large: int = 8 * MiB) -> list[dict[str, Any]]:
+    """One row per operation for connector ``kind`` (``local``, ``redis``, ``s3``)."""
+    import vfs_state
+    from tests.harness.economy import CountedMount
+
+    tmp = tempfile.mkdtemp(prefix="vfs-economy-")
+    mount = CountedMount(kind, tmp)
+    path = f"/vfs-economy-{uuid.uuid4().hex[:8]}"
+    rows = []
+    try:
+        with vfs_state.installed(f"m:{path}:socket={mount.socket_path}"):
+            base = f"{path}/run"
+            os.mkdir(base)
+            _prepare(base, large)
+            for label, call in _operations(base, large):
+                call()  # warm: script loads and first connections are not the operation's
+                with mount.counting() as counts:
+                    call()
+                rows.append({"connector": kind, "operation": label,
+                             "sidecar requests": counts.sidecar_requests,
+                             "sidecar bytes": counts.sidecar_bytes,
+                             "backend requests": counts.backend_requests,
+                             "backend bytes": counts.backend_bytes,
+                             "detail": counts.detail})
+    finally:
+        mount.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+    return rows
+
+
+def run(ctx: Any = None) -> dict[str, Any]:
+    from benchmarks.common import table
+
+    rows = []
+    for kind in KINDS:
+        rows.extend(measure(kind))
+    columns = ["connector", "operation", "sidecar requests", "sidecar bytes",
+               "backend requests", "backend bytes"]
+    print(table("Request economy: requests and bytes per operation", columns,
+                [[r[c] for c in columns] for r in rows]))
+    return {"rows": rows}
+
+
+if __name__ == "__main__":
+    import sys
+
+    if "-v" in sys.argv:
+        for kind in KINDS:
+            for row in measure(kind):
+                print(row["connector"], row["operation"], row["backend requests"],
+                      row["backend bytes"], *row["detail"], sep="\n  ")
+    else:
+        run()
