@@ -48,13 +48,17 @@ def _operations(base: str, large: int) -> list[tuple[str, Callable[[], Any]]]:
         with open(f"{base}/out.json", "wb") as f:
             f.write(b"{}" * 512)
 
+    def write_new() -> None:
+        with open(f"{base}/new-{uuid.uuid4().hex[:8]}.json", "wb") as f:
+            f.write(b"{}" * 512)
+
     return [("open + read 1 KiB", read_small),
             (f"open + seek + read 4 KiB of {large // MiB} MiB", seek_read),
             (f"sequential read of {large // MiB} MiB", sequential),
             ("os.stat", lambda: os.stat(f"{base}/small.json")),
             ("os.scandir + entry.stat(), 20 files", scandir_stat),
             ("os.walk, 20 files", walk_stat),
-            ("write 1 KiB (new key)", write_small),
+            ("write 1 KiB (new key)", write_new),
             ("write 1 KiB (overwrite)", write_small)]
 
 

@@ -204,7 +204,7 @@ class _Core:
 
     def _put(self, store_key: str) -> Response:
         if_match, if_none_match = self._preconditions()
-        if self.backend.is_dir(store_key):
+        if self._needs_dir_check(if_match) and self.backend.is_dir(store_key):
             # Flat stores (S3, GCS, Redis, NATS KV) would let an object ``d`` sit
             # beside the prefix ``d/``. A pre-check: a directory created between
             # it and the write is not seen (docs/consistency.md).
@@ -216,6 +216,16 @@ class _Core:
                                   if_none_match=if_none_match)
         body.check_complete()
         return Response(status=204, headers={"ETag": _etag(info.version)})
+
+    def _needs_dir_check(self, if_match: str | None) -> bool:
+        """Whether a PUT must first look for a directory of the same name.
+
+        Not when the backend refuses the clash itself, and not for a CAS
+        write conditional on a version: the key then holds a file (the
+        backend checks the version atomically), which was checked when it
+        was created.
+        """
+        return not (self.backend.refuses_dir_clash or (self.cas and if_match is not None))
 
     def _delete(self, store_key: str) -> Response:
         if_match, if_none_match = self._preconditions()
@@ -233,13 +243,15 @@ class _Core:
             raise BadRequest("only '/' is supported as a delimiter")
         max_keys = _int_arg("max_keys", DEFAULT_PAGE, 1, MAX_PAGE)
         start_after = args.get("start_after") or None
+        details = args.get("details", "") in ("1", "true")
         if start_after is not None:
             keyrules.validate_cursor(start_after)
         store_prefix = self.prefix + prefix
         cursor = self.prefix + start_after if start_after else None
         # One extra item: the listed directory's own marker is dropped, and a
         # page must not end on it (as a cursor it would skip the whole subtree).
-        page = self.backend.list_page(store_prefix, delimiter, cursor, max_keys + 1)
+        lister = self.backend.list_details if details else self.backend.list_page
+        page = lister(store_prefix, delimiter, cursor, max_keys + 1)
         items = sorted([(k, False) for k in page.keys if k != store_prefix] +
                        [(p, True) for p in page.prefixes])
         truncated = page.next is not None or len(items) > max_keys
@@ -251,6 +263,9 @@ class _Core:
         }
         if truncated:
             result["next"] = (items[-1][0] if items else page.next or "")[cut:]
+        if details:
+            result["details"] = {name[cut:]: _listed(page.infos[name]) for name, is_prefix in items
+                                 if not is_prefix and name in page.infos}
         return jsonify(result)
 
     def meta_view(self, key: str) -> Response:
@@ -290,6 +305,11 @@ class _Core:
 
     def _user_key(self, store_key: str) -> str:
         return store_key[len(self.prefix):]
+
+
+def _listed(info: ObjectInfo) -> dict[str, object]:
+    """A key's details in a listing reply: what a HEAD would say."""
+    return {"size": info.size, "version": info.version, "modified": info.modified}
 
 
 def _attr_value() -> str:

@@ -108,6 +108,28 @@ class Backend(abc.ABC):
         prefix its whole subtree is skipped.
         """
 
+    def list_details(self, prefix: str, delimiter: str | None, start_after: str | None,
+                     max_keys: int) -> ListPage:
+        """``list_page`` with ``infos`` for every file key (markers have none).
+
+        Asked for by clients that show sizes and times (``scandir``, ``ls
+        -l``), so that they need no request per entry. The default stats
+        the keys ``list_page`` left without info, one call each; a backend
+        that can do better in one round trip overrides this.
+        """
+        page = self.list_page(prefix, delimiter, start_after, max_keys)
+        for key in page.keys:
+            if key not in page.infos and not key.endswith("/"):
+                info = self.stat(key)
+                if info is not None:
+                    page.infos[key] = info
+        return page
+
+    #: True when ``write`` itself refuses, atomically, a key that is also a
+    #: directory (``Conflict`` with code ``is_a_directory``), so the core
+    #: skips its own pre-check (one listing per write on flat stores).
+    refuses_dir_clash: bool = False
+
     def is_dir(self, key: str) -> bool:
         """A directory exists when a marker or any key lies under ``key/``."""
         page = self.list_page(key.rstrip("/") + "/", None, None, 1)

@@ -52,7 +52,7 @@ READ_CHUNK = 1 << 20     # bytes per yield when streaming a download
 CONNECT_TIMEOUT = 3.0
 OCTET = "application/octet-stream"
 SIGNED_URL_TTL = timedelta(hours=1)
-LIST_FIELDS = "items(name),prefixes,nextPageToken"
+LIST_FIELDS = "items(name,size,generation,updated),prefixes,nextPageToken"
 SCOPES = ["https://www.googleapis.com/auth/devstorage.read_write"]
 
 
@@ -405,10 +405,12 @@ class GcsBackend(Backend):
                 self.bucket_name, prefix=prefix or None, delimiter=delimiter,
                 start_offset=offset, page_size=min(max_keys + 1, 1000), fields=LIST_FIELDS,
                 timeout=self.timeout, retry=self.retry)
-            entries = _merge_pages(listing, prefix, start_after, max_keys + 1)
+            infos: dict[str, ObjectInfo] = {}
+            entries = _merge_pages(listing, prefix, start_after, max_keys + 1, infos)
         page = ListPage()
         for name, is_prefix in entries[:max_keys]:
             (page.prefixes if is_prefix else page.keys).append(name)
+        page.infos = {key: infos[key] for key in page.keys if key in infos}
         if len(entries) > max_keys:
             page.next = entries[max_keys - 1][0]
         return page
@@ -476,19 +478,23 @@ class GcsBackend(Backend):
 
 
 def _merge_pages(listing: HTTPIterator, prefix: str, start_after: str | None,
-                 want: int) -> list[tuple[str, bool]]:
+                 want: int, infos: dict[str, ObjectInfo]) -> list[tuple[str, bool]]:
     """Sorted ``(name, is_prefix)`` past ``start_after``: ``want`` of them, or all there are.
 
     Items and prefixes arrive apart; an entry is final once it sorts at or
     before the last item of a page (GCS walks names in order). fake-gcs
     repeats later prefixes on every page, hence the set. The marker named
     ``prefix`` is the listed directory itself, not an entry (as a cursor it
-    would skip the whole listing).
+    would skip the whole listing). Each object's size, generation and time
+    go into ``infos`` (free: they come with the listing).
     """
     seen: set[tuple[str, bool]] = set()
     after = start_after or ""
     for page in listing.pages:
-        names = [blob.name for blob in page]
+        blobs = list(page)
+        names = [blob.name for blob in blobs]
+        infos.update((blob.name, _blob_info(blob)) for blob in blobs
+                     if blob.generation is not None and not blob.name.endswith("/"))
         seen.update((name, False) for name in names if name != prefix)
         seen.update((name, True) for name in page.prefixes)
         if listing.next_page_token is None:

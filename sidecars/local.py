@@ -102,6 +102,8 @@ class LocalBackend(Backend):
         finally:
             os.close(fd)
 
+    refuses_dir_clash = True  # the write finds the directory in its place itself
+
     def is_dir(self, key: str) -> bool:
         try:
             os.close(self.root.open_dir(segments(key)))
@@ -241,6 +243,43 @@ class LocalBackend(Backend):
         if base:
             segments(base)  # overlong segments: 400
         return self.listings.page(base, name_start, delimiter is None, start_after, max_keys)
+
+    def list_details(self, prefix: str, delimiter: str | None, start_after: str | None,
+                     max_keys: int) -> ListPage:
+        """The page, then each file's info read relative to its directory's descriptor.
+
+        Not cached with the listing snapshot: another tool may rewrite a file
+        in place without touching its directory.
+        """
+        page = self.list_page(prefix, delimiter, start_after, max_keys)
+        by_dir: dict[str, list[str]] = {}
+        for key in page.keys:
+            if not key.endswith("/"):
+                directory, _, name = key.rpartition("/")
+                by_dir.setdefault(directory, []).append(name)
+        for directory, names in by_dir.items():
+            try:
+                fd = self.root.open_dir(tuple(directory.split("/")) if directory else ())
+            except (PathMissing, FileInPath):
+                continue
+            try:
+                for name in names:
+                    info = self._info_in(fd, name)
+                    if info is not None:
+                        page.infos[f"{directory}/{name}" if directory else name] = info
+            finally:
+                os.close(fd)
+        return page
+
+    def _info_in(self, dir_fd: int, name: str) -> ObjectInfo | None:
+        opened = open_regular(dir_fd, name)
+        if opened is None:
+            return None
+        fd, st = opened
+        try:
+            return None if st.st_nlink > 1 else self.versions.info(fd, st)  # not served
+        finally:
+            os.close(fd)
 
     def get_attrs(self, key: str) -> dict[str, str]:
         info = self.stat(key)

@@ -116,7 +116,7 @@ if string.sub(key, -1) == '/' then
     return abort('CONFLICT', 'a value has this name')
   end
 elseif alive(key .. '/') then
-  return abort('CONFLICT', 'a directory has this name')
+  return abort('ISDIR', 'a directory has this name')
 end
 local parent = split(key)
 while #parent > #ARGV[4] do  -- STATE_PREFIX's own parents are not ours to police
@@ -177,16 +177,22 @@ if n > 0 then data = redis.call('GETRANGE', KEYS[1], start, start + n - 1) end
 return {v, redis.call('HGET', KEYS[2], 't') or '', size, data}
 """
 
-# ARGV: dir, min, max, limit. Returns name, kind pairs of live entries.
+# ARGV: dir, min, max, limit, details ('1': a value's kind is 'f:size:version:mtime').
+# Returns name, kind pairs of live entries.
 _LIST = """
 local dir, lo, hi, limit = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
+local function detailed(name, kind)
+  if kind ~= 'f' or ARGV[5] ~= '1' then return kind end
+  local m = redis.call('HMGET', META .. dir .. name, 'v', 't')
+  return 'f:' .. redis.call('STRLEN', dir .. name) .. ':' .. (m[1] or '0') .. ':' .. (m[2] or '')
+end
 local idx, out = IDX .. dir, {}
 while #out < 2 * limit do
   local batch = redis.call('ZRANGEBYLEX', idx, lo, hi, 'LIMIT', 0, limit - #out / 2)
   if #batch == 0 then break end
   for _, name in ipairs(batch) do
     local kind = entry_kind(dir, name)
-    if kind then out[#out + 1] = name; out[#out + 1] = kind else redis.call('ZREM', idx, name) end
+    if kind then out[#out + 1] = name; out[#out + 1] = detailed(name, kind) else redis.call('ZREM', idx, name) end
   end
   lo = '(' .. batch[#batch]
 end
@@ -208,8 +214,17 @@ return 1
 _LIB = _LIB.replace("@INDEX@", INDEX).replace("@META@", META).replace("@SEQ@", SEQ)
 _SCRIPTS = {"write": _WRITE, "delete": _DELETE, "stat": _STAT, "read": _READ,
             "list": _LIST, "is_dir": _IS_DIR, "ttl": _TTL}
+
+
+class _IsADirectory(Conflict):
+    """The write script found a directory of the key's name."""
+
+    code = "is_a_directory"
+
+
 _SCRIPT_ERRORS: dict[str, type[SidecarError]] = {
-    "VFS_PRECONDITION": PreconditionFailed, "VFS_NOTFOUND": NotFound, "VFS_CONFLICT": Conflict}
+    "VFS_PRECONDITION": PreconditionFailed, "VFS_NOTFOUND": NotFound, "VFS_CONFLICT": Conflict,
+    "VFS_ISDIR": _IsADirectory}
 
 
 @contextmanager
@@ -288,6 +303,8 @@ class RedisBackend(Backend):
         if result[0] != b"string":
             return None
         return ObjectInfo(result[1], result[2].decode(), float(result[3]) if result[3] else None)
+
+    refuses_dir_clash = True  # the write script checks, atomically
 
     def is_dir(self, key: str) -> bool:
         return bool(self._run("is_dir", [], [key.rstrip("/") + "/"]))
@@ -369,8 +386,36 @@ class RedisBackend(Backend):
             page.next = items[max_keys - 1][0]
         return page
 
-    def _entries(self, base: str, low: bytes, high: bytes, limit: int) -> list[tuple[str, str]]:
-        flat = self._run("list", [], [base, low, high, limit])
+    def list_details(self, prefix: str, delimiter: str | None, start_after: str | None,
+                     max_keys: int) -> ListPage:
+        """One listing script that also reads each value's length, version and time."""
+        if delimiter is None:
+            return super().list_details(prefix, delimiter, start_after, max_keys)
+        base = prefix[:prefix.rfind("/") + 1]
+        name_start = prefix[len(base):]
+        high = b"[" + name_start.encode() + b"\xff" if name_start else b"+"
+        low = _lower_bound(base, name_start, start_after, False)
+        if low is None:
+            return ListPage()
+        entries = self._entries(base, low, high, max_keys + 1, details=True)
+        page = ListPage()
+        for name, kind in entries[:max_keys]:
+            full = base + name
+            if name.endswith("/"):
+                page.prefixes.append(full)
+                continue
+            page.keys.append(full)
+            if kind.startswith("f:"):
+                _, size, version, mtime = kind.split(":", 3)
+                page.infos[full] = ObjectInfo(int(size), version,
+                                              float(mtime) if mtime else None)
+        if len(entries) > max_keys:
+            page.next = base + entries[max_keys - 1][0]
+        return page
+
+    def _entries(self, base: str, low: bytes, high: bytes, limit: int,
+                 details: bool = False) -> list[tuple[str, str]]:
+        flat = self._run("list", [], [base, low, high, limit, "1" if details else "0"])
         return [(flat[i].decode(), flat[i + 1].decode()) for i in range(0, len(flat), 2)]
 
     def _walk(self, base: str, low: bytes, high: bytes, start_after: str | None,

@@ -71,6 +71,13 @@ def _info(resp: dict[str, Any], size: int | None = None) -> ObjectInfo:
                       content_type=resp.get("ContentType"))
 
 
+def _listed_info(item: dict[str, Any]) -> ObjectInfo:
+    """A ListObjectsV2 entry's size, ETag and time: what a HEAD gives, minus the type."""
+    modified = item.get("LastModified")
+    return ObjectInfo(size=int(item.get("Size", 0)), version=_version(item["ETag"]),
+                      modified=modified.timestamp() if modified is not None else None)
+
+
 def translate(exc: ClientError, what: str) -> SidecarError:
     """One S3 error response as the ``SidecarError`` the core answers with."""
     error = exc.response.get("Error", {})
@@ -313,14 +320,17 @@ class S3Backend(Backend):
         while True:
             with s3_errors(f"list {prefix!r}"):
                 resp = self._s3().list_objects_v2(**params)
-            keys = [item["Key"] for item in resp.get("Contents", [])]
+            contents = resp.get("Contents", [])
+            keys = [item["Key"] for item in contents]
             prefixes = [item["Prefix"] for item in resp.get("CommonPrefixes", [])]
             truncated = bool(resp.get("IsTruncated"))
             if keys or prefixes or not truncated:
                 break
             params["ContinuationToken"] = resp["NextContinuationToken"]  # empty page
         last = max(keys[-1:] + prefixes[-1:]) if truncated else None
-        return ListPage(keys=keys, prefixes=prefixes, next=last)
+        infos = {item["Key"]: _listed_info(item) for item in contents
+                 if not item["Key"].endswith("/")}
+        return ListPage(keys=keys, prefixes=prefixes, next=last, infos=infos)
 
     def get_attrs(self, key: str) -> dict[str, str]:
         head = self._head(key)

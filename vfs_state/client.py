@@ -50,6 +50,22 @@ def _total_size(reply: Reply) -> int:
     return len(reply.body)
 
 
+def _listed(details: object) -> dict[str, Stat]:
+    """The ``details`` of a listing reply as ``Stat``s (malformed entries left out)."""
+    stats: dict[str, Stat] = {}
+    if not isinstance(details, dict):
+        return stats
+    for key, fields in details.items():
+        try:
+            modified = fields.get("modified")
+            stats[key] = Stat(is_file=True, size=int(fields["size"]),
+                              version=str(fields["version"]),
+                              modified=None if modified is None else float(modified))
+        except (AttributeError, KeyError, TypeError, ValueError):
+            continue
+    return stats
+
+
 def _pinned_range(byte_range: str, version: str | None) -> dict[str, str]:
     """``Range`` plus ``If-Match`` on the version a reader opened, if known."""
     headers = {"Range": byte_range}
@@ -164,6 +180,16 @@ class SidecarClient:
     def list(self, prefix: str, delimiter: str | None = "/",
              page_size: int = LIST_PAGE) -> Iterator[tuple[list[str], list[str]]]:
         """Yield ``(keys, prefixes)`` pages until the listing is complete."""
+        for keys, prefixes, _ in self.list_details(prefix, delimiter, page_size, details=False):
+            yield keys, prefixes
+
+    def list_details(self, prefix: str, delimiter: str | None = "/", page_size: int = LIST_PAGE,
+                     details: bool = True) -> Iterator[tuple[list[str], list[str], dict[str, Stat]]]:
+        """Yield ``(keys, prefixes, stats)`` pages; ``stats`` maps keys to what a HEAD tells.
+
+        A sidecar that predates listing details answers without them: the
+        map is then empty and callers stat the keys they need.
+        """
         cursor: str | None = None
         while True:
             query = {"prefix": prefix, "max_keys": str(page_size)}
@@ -171,9 +197,11 @@ class SidecarClient:
                 query["delimiter"] = delimiter
             if cursor:
                 query["start_after"] = cursor
+            if details:
+                query["details"] = "1"
             reply = self.transport.request("GET", "/keys/?" + urlencode(query), key=prefix)
             data = json.loads(reply.body)
-            yield data.get("keys", []), data.get("prefixes", [])
+            yield data.get("keys", []), data.get("prefixes", []), _listed(data.get("details"))
             cursor = data.get("next")
             if not cursor:
                 return

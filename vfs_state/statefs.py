@@ -129,40 +129,51 @@ class StateFS(FS):
 
     def scandir(self, path: str, namespaces: Collection[str] | None = None,
                 page: tuple[int, int] | None = None) -> Iterator[Info]:
+        """One listing request; with ``details`` its sizes, times and versions too."""
         key = self._key(path)
-        entries = self._listing(key, path)
         details = bool(namespaces and "details" in namespaces)
-        iterator = (self._entry_info(key, name, is_dir, details) for name, is_dir in entries)
+        stats: dict[str, Stat] = {}
+        entries = self._listing(key, path, stats if details else None)
+        iterator = (self._entry_info(key, name, is_dir, details, stats.get(name))
+                    for name, is_dir in entries)
         if page is not None:
             iterator = itertools.islice(iterator, page[0], page[1])
         return iterator
 
-    def _listing(self, key: str, path: str) -> list[tuple[str, bool]]:
-        """Sorted ``(name, is_dir)`` of a directory; an empty one must exist."""
+    def _listing(self, key: str, path: str,
+                 stats: dict[str, Stat] | None = None) -> list[tuple[str, bool]]:
+        """Sorted ``(name, is_dir)`` of a directory; an empty one must exist.
+
+        ``stats``, when given, receives each file's ``Stat`` from the listing.
+        """
         with self._errors(path):
-            entries = self._entries(key)
+            entries = self._entries(key, stats)
             if not entries:
                 self._require_dir(key, path)
         return entries
 
-    def _entries(self, key: str) -> list[tuple[str, bool]]:
+    def _entries(self, key: str, stats: dict[str, Stat] | None = None) -> list[tuple[str, bool]]:
         prefix = key + "/" if key else ""
         entries: dict[str, bool] = {}
-        for keys, prefixes in self.client.list(prefix):
+        for keys, prefixes, listed in self.client.list_details(prefix, details=stats is not None):
             for child in keys:
                 name = child[len(prefix):]
                 if name and "/" not in name:
                     entries.setdefault(name, False)
+                    if stats is not None and child in listed:
+                        stats[name] = listed[child]
             for child in prefixes:
                 name = child[len(prefix):].rstrip("/")
                 if name:
                     entries[name] = True
         return sorted(entries.items())
 
-    def _entry_info(self, key: str, name: str, is_dir: bool, details: bool) -> Info:
+    def _entry_info(self, key: str, name: str, is_dir: bool, details: bool,
+                    stat: Stat | None) -> Info:
         if details and not is_dir:
-            child = f"{key}/{name}" if key else name
-            stat = self.client.stat(child, observe=False)
+            if stat is None:  # a sidecar that lists no details: one HEAD
+                child = f"{key}/{name}" if key else name
+                stat = self.client.stat(child, observe=False)
             if stat is not None:
                 return self._info(name, stat)
         return Info({"basic": {"name": name, "is_dir": is_dir}})

@@ -2,7 +2,8 @@
 
 ``os.DirEntry`` cannot be constructed or subclassed, so these duck-type it:
 ``name``, ``path``, ``is_dir/is_file/is_symlink`` answered from the listing
-(no extra round trip), ``stat()`` fetched once and cached, ``inode()``
+(no extra round trip), ``stat()`` from the sizes, times and versions the
+same listing carried (a HEAD only when the sidecar sent none), ``inode()``
 computed, ``os.fspath`` works. ``isinstance(entry, os.DirEntry)`` is False;
 ``shutil`` then falls back to path-based calls, which the shim also serves.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from types import GenericAlias, TracebackType
+from typing import Any
 
 from vfs_state.shim.errors import converted
 from vfs_state.shim.router import Target
@@ -20,12 +22,14 @@ from vfs_state.shim.stats import inode, make_stat, stat_from_info
 class MountDirEntry:
     """One child of a directory on a mount."""
 
-    __slots__ = ("name", "path", "_target", "_is_dir", "_stat")
+    __slots__ = ("name", "path", "_target", "_is_dir", "_stat", "_listed")
 
-    def __init__(self, parent: Target, name: str, is_dir: bool) -> None:
+    def __init__(self, parent: Target, name: str, is_dir: bool,
+                 listed: dict[str, Any] | None = None) -> None:
         self._target = parent.child(name)
         self._is_dir = is_dir
         self._stat: os.stat_result | None = None
+        self._listed = listed  # the listing's Info.raw, when it had details
         self.name: str | bytes = os.fsencode(name) if parent.is_bytes else name
         self.path: str | bytes = self._target.filename
 
@@ -45,11 +49,18 @@ class MountDirEntry:
         return inode(self._target.mount, self._target.key)
 
     def stat(self, *, follow_symlinks: bool = True) -> os.stat_result:
-        """Cached like ``os.DirEntry.stat``; files cost one HEAD, directories none."""
+        """Cached like ``os.DirEntry.stat``; from the listing, else one HEAD per file.
+
+        Seeing a file's version here is an observation, as a HEAD's would be.
+        """
         if self._stat is None:
             target = self._target
+            raw = self._listed
             if self._is_dir:
                 self._stat = make_stat(target.mount, target.key, True)
+            elif raw is not None and "details" in raw:
+                target.fs.client.observe(target.key, raw.get("vfs", {}).get("version"))
+                self._stat = stat_from_info(target.mount, target.key, raw)
             else:
                 with converted(target):
                     info = target.fs.getinfo(target.fs_path)
@@ -93,6 +104,6 @@ class MountScandirIterator:
 def scan(target: Target) -> MountScandirIterator:
     """List ``target`` in one round trip (errors raised now, as ``os.scandir`` does)."""
     with converted(target):
-        infos = list(target.fs.scandir(target.fs_path))
-    return MountScandirIterator([MountDirEntry(target, info.name, info.is_dir)
+        infos = list(target.fs.scandir(target.fs_path, namespaces=["details"]))
+    return MountScandirIterator([MountDirEntry(target, info.name, info.is_dir, info.raw)
                                  for info in infos])
