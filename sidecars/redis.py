@@ -192,7 +192,11 @@ while #out < 2 * limit do
   if #batch == 0 then break end
   for _, name in ipairs(batch) do
     local kind = entry_kind(dir, name)
-    if kind then out[#out + 1] = name; out[#out + 1] = detailed(name, kind) else redis.call('ZREM', idx, name) end
+    if kind then
+      out[#out + 1] = name; out[#out + 1] = detailed(name, kind)
+    else
+      redis.call('ZREM', idx, name)
+    end
   end
   lo = '(' .. batch[#batch]
 end

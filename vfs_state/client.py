@@ -50,6 +50,9 @@ def _total_size(reply: Reply) -> int:
     return len(reply.body)
 
 
+ListedPage = tuple[list[str], list[str], dict[str, Stat]]  # keys, prefixes, their stats
+
+
 def _listed(details: object) -> dict[str, Stat]:
     """The ``details`` of a listing reply as ``Stat``s (malformed entries left out)."""
     stats: dict[str, Stat] = {}
@@ -184,7 +187,7 @@ class SidecarClient:
             yield keys, prefixes
 
     def list_details(self, prefix: str, delimiter: str | None = "/", page_size: int = LIST_PAGE,
-                     details: bool = True) -> Iterator[tuple[list[str], list[str], dict[str, Stat]]]:
+                     details: bool = True) -> Iterator[ListedPage]:
         """Yield ``(keys, prefixes, stats)`` pages; ``stats`` maps keys to what a HEAD tells.
 
         A sidecar that predates listing details answers without them: the
