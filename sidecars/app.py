@@ -308,8 +308,13 @@ class _Core:
 
 
 def _listed(info: ObjectInfo) -> dict[str, object]:
-    """A key's details in a listing reply: what a HEAD would say."""
-    return {"size": info.size, "version": info.version, "modified": info.modified}
+    """A key's details in a listing reply: what a HEAD would say.
+
+    The time is cut to whole seconds like ``Last-Modified``, so that a
+    stat from a listing and one from a HEAD agree.
+    """
+    modified = None if info.modified is None else float(int(info.modified))
+    return {"size": info.size, "version": info.version, "modified": modified}
 
 
 def _attr_value() -> str:

@@ -1,0 +1,136 @@
+"""Requests per operation, counted where they land (tests/harness/economy.py).
+
+Redis is counted by its own ``MONITOR`` feed (a Lua script is one request),
+S3 by a proxy in front of moto, local by the sidecar's requests. These are
+the budgets of docs/performance.md ("Request economy").
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import uuid
+
+import pytest
+
+import vfs_state
+from tests.connectors import ALL_CONNECTORS
+from tests.harness.economy import CountedMount
+from vfs_state.client import SidecarClient
+
+KINDS = ("local", "redis", "s3")
+
+
+@pytest.fixture(scope="module", params=KINDS)
+def mounted(request):
+    """``(counted mount, base directory on a shim mount)``, shim installed."""
+    tmp = tempfile.mkdtemp(prefix="vfs-economy-")
+    mount = CountedMount(request.param, tmp)
+    path = f"/vfs-economy-{uuid.uuid4().hex[:8]}"
+    try:
+        with vfs_state.installed(f"m:{path}:socket={mount.socket_path}"):
+            base = f"{path}/run"
+            os.mkdir(base)
+            yield mount, base
+    finally:
+        mount.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _write(path: str, data: bytes) -> None:
+    with open(path, "wb") as f:
+        f.write(data)
+
+
+def test_scandir_and_entry_stat_is_one_listing(mounted):
+    mount, base = mounted
+    os.makedirs(f"{base}/dir/sub", exist_ok=True)
+    for i in range(5):
+        _write(f"{base}/dir/f{i}.json", b"x" * (10 + i))
+    os.scandir(f"{base}/dir").close()  # warm: connections, script loads
+    with mount.counting() as counts:
+        with os.scandir(f"{base}/dir") as entries:
+            stats = {e.name: e.stat() for e in entries}
+    assert counts.backend_requests == 1, counts.detail
+    assert counts.sidecar_requests == 1, counts.detail
+    assert {n: s.st_size for n, s in stats.items() if n != "sub"} == {
+        f"f{i}.json": 10 + i for i in range(5)}
+    assert stats["f0.json"].st_mtime == os.stat(f"{base}/dir/f0.json").st_mtime
+
+
+def test_entry_stat_observes_the_listed_version_for_cas(mounted):
+    """A version seen through ``entry.stat()`` guards the next write, as a HEAD's would."""
+    _, base = mounted
+    _write(f"{base}/cas.json", b"1")
+    with vfs_state.session():
+        with os.scandir(base) as entries:
+            [e.stat() for e in entries if e.name == "cas.json"]
+        with vfs_state.session():
+            _write(f"{base}/cas.json", b"2")  # another writer in between
+        with pytest.raises(FileExistsError):
+            _write(f"{base}/cas.json", b"3")
+
+
+@pytest.mark.parametrize("operation", ["stat", "read_small", "write_overwrite"])
+def test_small_operations_cost_one_backend_request(mounted, operation):
+    mount, base = mounted
+    path = f"{base}/small-{operation}.json"
+    _write(path, b"{}" * 512)
+
+    def call() -> None:
+        if operation == "stat":
+            os.stat(path)
+        elif operation == "read_small":
+            with open(path, "rb") as f:
+                assert len(f.read()) == 1024
+        else:
+            _write(path, b"[]" * 512)
+
+    call()
+    with mount.counting() as counts:
+        call()
+    assert counts.backend_requests == 1, counts.detail
+
+
+def test_writing_a_new_key_over_a_directory_is_still_refused(mounted):
+    mount, base = mounted
+    _write(f"{base}/clash/inside", b"x")
+    with pytest.raises(IsADirectoryError):
+        _write(f"{base}/clash", b"y")
+    with mount.counting() as counts:
+        _write(f"{base}/fresh-{uuid.uuid4().hex[:6]}", b"z")
+    expected = 2 if mount.kind == "s3" else 1  # S3: the listing that guards a blind write
+    assert counts.backend_requests == expected, counts.detail
+
+
+def test_ranged_read_moves_one_block(mounted):
+    mount, base = mounted
+    _write(f"{base}/large.bin", os.urandom(4 << 20))
+    with mount.counting() as counts, open(f"{base}/large.bin", "rb") as f:
+        f.seek(3 << 20)
+        assert len(f.read(4096)) == 4096
+    # the open fetches the first block (errors at open, as the builtin), the read one more
+    assert counts.sidecar_requests == 2, counts.detail
+    assert counts.sidecar_bytes <= 128 * 1024
+
+
+@pytest.mark.parametrize("connector", ALL_CONNECTORS)
+def test_listing_details_match_a_head(connector_pool, connector):
+    """``details=1`` adds size, version and time per key; without it the reply is as before."""
+    sidecar = connector_pool.sidecar(connector)
+    client = SidecarClient(sidecar.socket_path)
+    base = f"details-{uuid.uuid4().hex[:8]}"
+    client.write(f"{base}/a.txt", b"hello", 5, conditions={})
+    client.write(f"{base}/b/c.txt", b"x", 1, conditions={})
+    client.make_marker(f"{base}/m")
+    try:
+        (keys, prefixes, stats), = client.list_details(base + "/")
+        assert keys == [f"{base}/a.txt"] and prefixes == [f"{base}/b/", f"{base}/m/"]
+        head = client.stat(f"{base}/a.txt")
+        listed = stats[f"{base}/a.txt"]
+        assert (listed.size, listed.version) == (5, head.version)
+        assert listed.modified == head.modified
+        (_, _, plain), = client.list_details(base + "/", details=False)
+        assert plain == {}
+    finally:
+        client.close()
