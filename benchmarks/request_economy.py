@@ -97,7 +97,7 @@ def measure(kind: str, large: int = 8 * MiB) -> list[dict[str, Any]]:
                              "sidecar requests": counts.sidecar_requests,
                              "sidecar bytes": counts.sidecar_bytes,
                              "backend requests": counts.backend_requests,
-                             "backend bytes": counts.backend_bytes,
+                             "backend bytes": "n/a" if kind == "redis" else counts.backend_bytes,
                              "detail": counts.detail})
     finally:
         mount.close()
