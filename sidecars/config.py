@@ -39,14 +39,38 @@ def flag(name: str, default: bool = False) -> bool:
     raise ConfigError(f"{name} must be true or false, not {raw!r}")
 
 
-def integer(name: str, default: int | None) -> int | None:
+def integer(name: str, default: int | None, minimum: int | None = None,
+            maximum: int | None = None) -> int | None:
+    """A whole number within ``[minimum, maximum]`` (``default`` when unset)."""
     raw = os.environ.get(name, "").strip()
     if not raw:
         return default
     try:
-        return int(raw)
+        value = int(raw)
     except ValueError:
         raise ConfigError(f"{name} must be an integer, not {raw!r}") from None
+    if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+        low = "" if minimum is None else f"{minimum}"
+        high = "" if maximum is None else f"{maximum}"
+        raise ConfigError(f"{name} must be an integer in {low}..{high}, not {raw!r}")
+    return value
+
+
+def seconds(name: str, default: float, maximum: float = 86400.0) -> float:
+    """A positive number of seconds (``default`` when unset), below ``maximum``.
+
+    Zero, a negative value or NaN would disable a timeout or make every call
+    fail at once, so they are refused by name like any malformed value.
+    """
+    raw = os.environ.get(name, "").strip()
+    try:
+        value = float(raw) if raw else default
+    except ValueError:
+        value = -1.0
+    if not 0 < value <= maximum:  # also false for NaN
+        raise ConfigError(f"{name} must be a number of seconds above 0 and at most "
+                          f"{maximum:g}, not {raw!r}")
+    return value
 
 
 def consistency(explicit: str | None) -> str:

@@ -22,9 +22,9 @@ from typing import BinaryIO
 
 from flask import Flask
 
-from sidecars import config
-from sidecars.app import build_app
-from sidecars.backend import Backend, ListPage, ObjectBody, ObjectInfo, iter_stream
+from sidecars import settings
+from sidecars.app import app_from_env
+from sidecars.backend import Backend, ListPage, ObjectBody, ObjectInfo
 from sidecars.errors import (
     BackendUnavailable,
     Conflict,
@@ -37,6 +37,7 @@ from sidecars.local_files import Versions, check_servable, open_regular
 from sidecars.local_listing import Listings
 from sidecars.local_paths import FileInPath, PathMissing, Root, is_link, os_error, segments
 from sidecars.local_tmp import TempFiles
+from sidecars.streams import Readable, iter_stream
 
 CHUNK = 1 << 20
 
@@ -130,7 +131,7 @@ class LocalBackend(Backend):
             raise
         return ObjectBody(info, start, length, _read_exactly(handle, length), handle.close)
 
-    def write(self, key: str, body: BinaryIO, length: int | None,
+    def write(self, key: str, body: Readable, length: int | None,
               if_match: str | None = None, if_none_match: bool = False) -> ObjectInfo:
         parts = segments(key)
         if key.endswith("/"):
@@ -144,7 +145,7 @@ class LocalBackend(Backend):
         finally:
             os.close(parent)
 
-    def _write_in(self, parent: int, name: str, key: str, body: BinaryIO,
+    def _write_in(self, parent: int, name: str, key: str, body: Readable,
                   if_match: str | None, if_none_match: bool) -> ObjectInfo:
         try:
             fd, tmp, ticket = self.temps.create(parent)
@@ -273,9 +274,7 @@ def create_app(consistency: str | None = None) -> Flask:
     Each worker sweeps stale temp files (left by killed workers) in the
     background as it starts; live writes of other workers are left alone.
     """
-    root = config.require("STATE_ROOT")
-    backend = LocalBackend(root, fsync=config.flag("STATE_FSYNC"))
+    local = settings.local()
+    backend = LocalBackend(local.root, fsync=local.fsync)
     backend.temps.sweep_in_background()
-    return build_app(backend, consistency=config.consistency(consistency),
-                     prefix=config.optional("STATE_PREFIX", ""), name="vfs-state-local")
-
+    return app_from_env(backend, consistency, "vfs-state-local")
