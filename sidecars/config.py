@@ -102,6 +102,8 @@ def check_socket_path(path: str) -> None:
         mode = os.lstat(path).st_mode
     except FileNotFoundError:
         mode = None
+    except OSError as exc:  # a file where a directory should be, no permission
+        raise ConfigError(f"CONNECTOR_SOCKET {path} cannot be used: {exc.strerror}") from None
     if mode is not None and not stat.S_ISSOCK(mode):
         kind = "a directory" if stat.S_ISDIR(mode) else "not a socket"
         raise ConfigError(f"CONNECTOR_SOCKET {path} exists and is {kind}; "
@@ -111,6 +113,9 @@ def check_socket_path(path: str) -> None:
         dir_mode = os.stat(directory).st_mode
     except FileNotFoundError:
         return  # created by the sidecar with the default (umask) mode
+    except OSError as exc:
+        raise ConfigError(f"CONNECTOR_SOCKET directory {directory} cannot be used: "
+                          f"{exc.strerror}") from None
     if not stat.S_ISDIR(dir_mode):
         raise ConfigError(f"CONNECTOR_SOCKET directory {directory} is not a directory")
     shared = dir_mode & stat.S_IWOTH and not dir_mode & stat.S_ISVTX

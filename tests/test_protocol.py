@@ -439,7 +439,7 @@ def test_a_500_never_echoes_the_exception(caplog):
         raise RuntimeError("open /srv/secret/root/k: password=hunter2")
 
     class Exploding(Backend):
-        stat = read = write = delete = list = boom  # noqa: A003
+        stat = read = write = delete = list_page = boom
 
     app = build_app(Exploding())
     with caplog.at_level("ERROR", logger="vfs_state.sidecar"):
