@@ -13,7 +13,7 @@ import abc
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from sidecars.errors import Forbidden, NotFound
+from sidecars.errors import Forbidden, NotFound, PreconditionFailed, RangeNotSatisfiable
 from sidecars.streams import Readable
 
 
@@ -129,6 +129,21 @@ class Backend(abc.ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release clients and connections; called as a gunicorn worker exits."""
+
+
+def served_length(info: ObjectInfo, start: int, length: int | None,
+                  if_match: str | None = None) -> int:
+    """How many bytes a read of ``info`` from ``start`` serves, after the checks
+    ``Backend.read`` promises: ``PreconditionFailed`` when ``if_match`` differs
+    from the version, ``RangeNotSatisfiable`` when ``start`` is past the end
+    (a read from 0 always fits, so an empty object reads as empty).
+    """
+    if if_match is not None and info.version != if_match:
+        raise PreconditionFailed("object changed since it was observed")
+    if start and start >= info.size:
+        raise RangeNotSatisfiable(info.size)
+    available = info.size - start
+    return available if length is None else min(length, available)
 
 
 def page_of(items: Iterable[tuple[str, bool]], start_after: str | None,

@@ -24,14 +24,13 @@ from flask import Flask
 
 from sidecars import settings
 from sidecars.app import app_from_env
-from sidecars.backend import Backend, ListPage, ObjectBody, ObjectInfo
+from sidecars.backend import Backend, ListPage, ObjectBody, ObjectInfo, served_length
 from sidecars.errors import (
     BackendUnavailable,
     Conflict,
     Forbidden,
     NotFound,
     PreconditionFailed,
-    RangeNotSatisfiable,
 )
 from sidecars.local_files import Versions, check_servable, open_regular
 from sidecars.local_listing import Listings
@@ -119,12 +118,7 @@ class LocalBackend(Backend):
         handle = open(fd, "rb", closefd=True)  # noqa: SIM115 - closed by the response
         try:
             info = self.versions.info(fd, st)  # the version of the bytes we serve
-            if if_match is not None and info.version != if_match:
-                raise PreconditionFailed("object changed since it was observed")
-            if start and start >= st.st_size:
-                raise RangeNotSatisfiable(st.st_size)
-            available = st.st_size - start
-            length = available if length is None else min(length, available)
+            length = served_length(info, start, length, if_match)
             handle.seek(start)
         except BaseException:
             handle.close()

@@ -42,14 +42,13 @@ from nats.js.kv import KV_DEL, KV_MARKER_REASON, KV_OP, KV_PURGE, KeyValue
 
 from sidecars import settings
 from sidecars.app import app_from_env
-from sidecars.backend import Backend, ListPage, ObjectBody, ObjectInfo
+from sidecars.backend import Backend, ListPage, ObjectBody, ObjectInfo, served_length
 from sidecars.errors import (
     BackendTimeout,
     BackendUnavailable,
     NotFound,
     PayloadTooLarge,
     PreconditionFailed,
-    RangeNotSatisfiable,
     SidecarError,
 )
 from sidecars.nats_keys import decode_key, encode_key, paginate, subtree_filter
@@ -280,12 +279,7 @@ class NatsKvBackend(Backend):
         if msg is None:
             raise NotFound(f"no such key: {key}")
         info = _info(msg)
-        if if_match is not None and info.version != if_match:
-            raise PreconditionFailed("object changed since it was observed")
-        if start and start >= info.size:
-            raise RangeNotSatisfiable(info.size)
-        available = info.size - start
-        length = available if length is None else min(length, available)
+        length = served_length(info, start, length, if_match)
         data = msg.data or b""
         return ObjectBody(info, start, length, [data[start:start + length]])
 

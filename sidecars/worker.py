@@ -126,6 +126,8 @@ class _Connection:
 class ConnectionThreadWorker(base.Worker):
     """One thread per connection; the accept loop runs in the main thread."""
 
+    alive: bool  # gunicorn's: False once a signal, max_requests or the parent says stop
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._open = 0  # connection threads alive (evicted ones until they end)
