@@ -3,8 +3,8 @@
 Why not gthread: a vfs_state client keeps one connection per thread alive and
 sends small requests back to back. gthread hands each connection back to its
 poller after every response, and the next request travels poller -> pipe ->
-pool thread: two thread switches and a handful of syscalls per request,
-measured at a third of the sidecar's CPU (docs/performance.md). Here the
+pool thread: two thread switches and a handful of syscalls per request, a
+large share of the sidecar's CPU (figures in docs/performance.md). Here the
 connection's own thread simply waits for the next request on its socket.
 
 Built on gunicorn 27's worker API (``Parser.finish_body`` with a deadline).
