@@ -1,4 +1,4 @@
-"""Task runner: `nox -s tests` (the CI job), `nox -s lint`, `nox -s bench`."""
+"""Task runner: `nox -s tests` (the CI job), `nox -s typecheck`, `nox -s lint`, `nox -s bench`."""
 from __future__ import annotations
 
 import nox
@@ -36,6 +36,18 @@ def _check_no_downgrade(before: dict[str, str], after: dict[str, str]) -> None:
              if name in after and Version(after[name]) < Version(old)]
     if lower:
         raise SystemExit("installing vfs-state downgraded: " + ", ".join(lower))
+
+
+@nox.session(python=None)
+def typecheck(session: nox.Session) -> None:
+    """mypy over vfs_state and sidecars with the settings in setup.cfg; zero errors.
+
+    The package is installed with every backend, so mypy sees the libraries
+    that ship type information (redis, nats-py, google-auth, Flask, fs).
+    """
+    session.install("-U", "pip", "setuptools", "wheel")
+    session.install(".[all,cli,fsspec]", "mypy>=1.10")
+    session.run("python", "-m", "mypy", "--config-file", "setup.cfg", *session.posargs)
 
 
 @nox.session(python=None)

@@ -16,7 +16,7 @@ from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import PathConverter
 
-from sidecars import config
+from sidecars import config, settings
 from sidecars import keys as keyrules
 from sidecars.backend import Backend, ObjectBody, ObjectInfo
 from sidecars.body import RequestBody
@@ -29,17 +29,31 @@ from sidecars.errors import (
     RangeNotSatisfiable,
     SidecarError,
 )
+from sidecars.streams import read_at_most
 
 log = logging.getLogger("vfs_state.sidecar")
 
 CONSISTENCIES = ("lww", "cas")
 DEFAULT_PAGE = 1000
 MAX_PAGE = 10000
+ATTR_VALUE_LIMIT = 64 * 1024
+
+
+def app_from_env(backend: Backend, consistency: str | None, name: str) -> Flask:
+    """The end of every connector's ``create_app()``: the mount policy from the environment.
+
+    ``consistency`` is the connector's (None: ``VFS_STATE_CONSISTENCY``, else
+    CAS); ``STATE_PREFIX`` and ``STATE_MAX_OBJECT_SIZE`` come from
+    ``sidecars.settings`` like every other setting.
+    """
+    common = settings.common()
+    return build_app(backend, consistency=config.consistency(consistency), prefix=common.prefix,
+                     name=name, max_object_size=common.max_object_size)
 
 
 def build_app(backend: Backend, *, consistency: str = "cas", prefix: str = "",
-              name: str = "vfs-state-sidecar") -> Flask:
-    """Wrap ``backend`` in the wire protocol of SPEC §6.
+              name: str = "vfs-state-sidecar", max_object_size: int | None = None) -> Flask:
+    """Wrap ``backend`` in the wire protocol described in docs/protocol.md.
 
     Args:
         backend: the storage adapter; the app owns it from now on.
@@ -47,6 +61,8 @@ def build_app(backend: Backend, *, consistency: str = "cas", prefix: str = "",
             ``"lww"`` ignores them on writes and deletes.
         prefix: ``STATE_PREFIX``; prepended to every key on the way in and
             stripped from listings on the way out.
+        max_object_size: bodies larger than this get 413 (the backend's own
+            limit applies too, whichever is smaller).
     """
     if consistency not in CONSISTENCIES:
         raise ValueError(f"consistency must be one of {CONSISTENCIES}, not {consistency!r}")
@@ -54,7 +70,8 @@ def build_app(backend: Backend, *, consistency: str = "cas", prefix: str = "",
     app.url_map.merge_slashes = False  # "a//b" is a bad key, not a redirect
     app.url_map.strict_slashes = False
     app.url_map.converters["key"] = KeyConverter
-    app.extensions["vfs_state"] = _Core(backend, consistency, keyrules.normalise_prefix(prefix))
+    app.extensions["vfs_state"] = _Core(backend, consistency, keyrules.normalise_prefix(prefix),
+                                        max_object_size)
     core: _Core = app.extensions["vfs_state"]
 
     @app.errorhandler(SidecarError)
@@ -86,6 +103,17 @@ def build_app(backend: Backend, *, consistency: str = "cas", prefix: str = "",
     return app
 
 
+def close_app(app: object) -> None:
+    """Release the backend of an app made by ``build_app`` (worker exit); else nothing."""
+    core = getattr(app, "extensions", {}).get("vfs_state")
+    if not isinstance(core, _Core):
+        return
+    try:
+        core.backend.close()
+    except Exception:  # noqa: BLE001 - the worker is exiting anyway
+        log.warning("closing the backend failed", exc_info=True)
+
+
 class KeyConverter(PathConverter):
     """Like ``<path:>``, but a key may hold any character, line feeds included."""
 
@@ -113,12 +141,12 @@ def _info_headers(info: ObjectInfo) -> dict[str, str]:
 class _Core:
     """The views, bound to one backend and one mount policy."""
 
-    def __init__(self, backend: Backend, consistency: str, prefix: str) -> None:
+    def __init__(self, backend: Backend, consistency: str, prefix: str,
+                 max_object_size: int | None) -> None:
         self.backend = backend
         self.cas = consistency == "cas"
         self.prefix = prefix
-        limits = [x for x in (backend.max_object_size,
-                              config.integer("STATE_MAX_OBJECT_SIZE", None)) if x is not None]
+        limits = [x for x in (backend.max_object_size, max_object_size) if x is not None]
         self.max_object_size = min(limits) if limits else None
 
     # -- helpers ----------------------------------------------------------
@@ -319,7 +347,8 @@ def _listed(info: ObjectInfo) -> dict[str, object]:
 
 def _attr_value() -> str:
     """The value of ``PUT /meta``: JSON ``{"value": v}`` (asya) or the raw UTF-8 text."""
-    raw = RequestBody(request, limit=64 * 1024).read_all()
+    raw = read_at_most(RequestBody(request, limit=ATTR_VALUE_LIMIT), ATTR_VALUE_LIMIT,
+                       "attribute value")
     try:
         text = raw.decode("utf-8", "strict")
     except UnicodeDecodeError:

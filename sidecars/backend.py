@@ -10,11 +10,11 @@ marker with an empty body.
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import BinaryIO
 
-from sidecars.errors import Forbidden, NotFound
+from sidecars.errors import Forbidden, NotFound, PreconditionFailed, RangeNotSatisfiable
+from sidecars.streams import Readable
 
 
 @dataclass(frozen=True)
@@ -84,7 +84,7 @@ class Backend(abc.ABC):
         """
 
     @abc.abstractmethod
-    def write(self, key: str, body: BinaryIO, length: int | None,
+    def write(self, key: str, body: Readable, length: int | None,
               if_match: str | None = None, if_none_match: bool = False) -> ObjectInfo:
         """Replace the object with ``body`` (``length`` bytes, None: until EOF).
 
@@ -150,7 +150,22 @@ class Backend(abc.ABC):
         """Raise ``BackendUnavailable`` when the service cannot be reached."""
 
     def close(self) -> None:  # noqa: B027 - optional hook
-        """Release clients and threads (worker shutdown)."""
+        """Release clients and connections; called as a gunicorn worker exits."""
+
+
+def served_length(info: ObjectInfo, start: int, length: int | None,
+                  if_match: str | None = None) -> int:
+    """How many bytes a read of ``info`` from ``start`` serves, after the checks
+    ``Backend.read`` promises: ``PreconditionFailed`` when ``if_match`` differs
+    from the version, ``RangeNotSatisfiable`` when ``start`` is past the end
+    (a read from 0 always fits, so an empty object reads as empty).
+    """
+    if if_match is not None and info.version != if_match:
+        raise PreconditionFailed("object changed since it was observed")
+    if start and start >= info.size:
+        raise RangeNotSatisfiable(info.size)
+    available = info.size - start
+    return available if length is None else min(length, available)
 
 
 def page_of(items: Iterable[tuple[str, bool]], start_after: str | None,
@@ -174,11 +189,3 @@ def page_of(items: Iterable[tuple[str, bool]], start_after: str | None,
         last = name
     return page
 
-
-def iter_stream(stream: BinaryIO, chunk_size: int = 1 << 20) -> Iterator[bytes]:
-    """Yield ``stream`` in chunks until EOF."""
-    while True:
-        chunk = stream.read(chunk_size)
-        if not chunk:
-            return
-        yield chunk

@@ -27,10 +27,6 @@ class RequestBody:
         self._seen = 0
         self._eof = False
 
-    @property
-    def bytes_read(self) -> int:
-        return self._seen
-
     def read(self, size: int = -1) -> bytes:
         """Up to ``size`` bytes (all remaining if negative); ``b""`` at the end."""
         if self._eof:
@@ -58,12 +54,6 @@ class RequestBody:
         if self._limit is not None and self._seen > self._limit:
             raise PayloadTooLarge(f"body exceeds the limit of {self._limit} bytes")
         return data
-
-    def read_all(self) -> bytes:
-        parts = []
-        while chunk := self.read(1 << 20):
-            parts.append(chunk)
-        return b"".join(parts)
 
     def check_complete(self) -> None:
         """After a write: a backend that stopped early must not hide a bad body."""

@@ -12,9 +12,9 @@ import importlib.util
 import os
 import sys
 
-from sidecars.config import ConfigError, check_socket_path, choice, require
+from sidecars import settings
+from sidecars.config import ConfigError
 from sidecars.connectors import CONNECTORS, get_connector
-from sidecars.worker import timeouts_from_env
 
 
 def gunicorn_argv(connector_name: str, extra: list[str]) -> list[str]:
@@ -52,18 +52,14 @@ def check_libraries(connector_name: str) -> None:
 
 
 def check_environment(connector_name: str) -> dict[str, str]:
-    """The environment gunicorn runs with; raises ``ConfigError`` naming what is missing."""
+    """The environment gunicorn runs with; raises ``ConfigError`` naming a bad setting.
+
+    Every setting the connector, the app core, gunicorn and the worker read
+    is checked here, so nothing fails later inside a worker.
+    """
     connector = get_connector(connector_name)
     check_libraries(connector_name)
-    check_socket_path(require("CONNECTOR_SOCKET"))
-    for name in connector.required_env:
-        require(name)
-    for name, allowed in connector.choices:
-        choice(name, allowed)
-    try:
-        timeouts_from_env()
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from None
+    settings.check(connector.module)
     env = dict(os.environ)
     env["VFS_STATE_CONSISTENCY"] = connector.consistency
     return env

@@ -39,14 +39,38 @@ def flag(name: str, default: bool = False) -> bool:
     raise ConfigError(f"{name} must be true or false, not {raw!r}")
 
 
-def integer(name: str, default: int | None) -> int | None:
+def integer(name: str, default: int | None, minimum: int | None = None,
+            maximum: int | None = None) -> int | None:
+    """A whole number within ``[minimum, maximum]`` (``default`` when unset)."""
     raw = os.environ.get(name, "").strip()
     if not raw:
         return default
     try:
-        return int(raw)
+        value = int(raw)
     except ValueError:
         raise ConfigError(f"{name} must be an integer, not {raw!r}") from None
+    if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+        low = "" if minimum is None else f"{minimum}"
+        high = "" if maximum is None else f"{maximum}"
+        raise ConfigError(f"{name} must be an integer in {low}..{high}, not {raw!r}")
+    return value
+
+
+def seconds(name: str, default: float, maximum: float = 86400.0) -> float:
+    """A positive number of seconds (``default`` when unset), below ``maximum``.
+
+    Zero, a negative value or NaN would disable a timeout or make every call
+    fail at once, so they are refused by name like any malformed value.
+    """
+    raw = os.environ.get(name, "").strip()
+    try:
+        value = float(raw) if raw else default
+    except ValueError:
+        value = -1.0
+    if not 0 < value <= maximum:  # also false for NaN
+        raise ConfigError(f"{name} must be a number of seconds above 0 and at most "
+                          f"{maximum:g}, not {raw!r}")
+    return value
 
 
 def consistency(explicit: str | None) -> str:
@@ -78,6 +102,8 @@ def check_socket_path(path: str) -> None:
         mode = os.lstat(path).st_mode
     except FileNotFoundError:
         mode = None
+    except OSError as exc:  # a file where a directory should be, no permission
+        raise ConfigError(f"CONNECTOR_SOCKET {path} cannot be used: {exc.strerror}") from None
     if mode is not None and not stat.S_ISSOCK(mode):
         kind = "a directory" if stat.S_ISDIR(mode) else "not a socket"
         raise ConfigError(f"CONNECTOR_SOCKET {path} exists and is {kind}; "
@@ -87,6 +113,9 @@ def check_socket_path(path: str) -> None:
         dir_mode = os.stat(directory).st_mode
     except FileNotFoundError:
         return  # created by the sidecar with the default (umask) mode
+    except OSError as exc:
+        raise ConfigError(f"CONNECTOR_SOCKET directory {directory} cannot be used: "
+                          f"{exc.strerror}") from None
     if not stat.S_ISDIR(dir_mode):
         raise ConfigError(f"CONNECTOR_SOCKET directory {directory} is not a directory")
     shared = dir_mode & stat.S_IWOTH and not dir_mode & stat.S_ISVTX

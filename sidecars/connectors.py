@@ -1,4 +1,4 @@
-"""The connector names of SPEC §7 and what each one runs."""
+"""The connector names (docs/sidecars.md) and what each one runs."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -9,17 +9,14 @@ class Connector:
     name: str
     module: str          # sidecars.<module> exposing create_app()
     consistency: str     # "lww" or "cas"
+    #: settings without a default (all settings are checked in ``sidecars.settings``)
     required_env: tuple[str, ...]
-    #: settings with a fixed set of values: (name, allowed values), first is the default
-    choices: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
-
-S3_CHOICES = (("S3_REQUEST_CHECKSUMS", ("when_supported", "when_required")),)
 
 CONNECTORS: dict[str, Connector] = {c.name: c for c in (
-    Connector("s3-buffered-lww", "sidecars.s3", "lww", ("STATE_BUCKET",), S3_CHOICES),
-    Connector("s3-buffered-cas", "sidecars.s3", "cas", ("STATE_BUCKET",), S3_CHOICES),
-    Connector("s3-passthrough", "sidecars.s3", "lww", ("STATE_BUCKET",), S3_CHOICES),
+    Connector("s3-buffered-lww", "sidecars.s3", "lww", ("STATE_BUCKET",)),
+    Connector("s3-buffered-cas", "sidecars.s3", "cas", ("STATE_BUCKET",)),
+    Connector("s3-passthrough", "sidecars.s3", "lww", ("STATE_BUCKET",)),
     Connector("gcs-buffered-lww", "sidecars.gcs", "lww", ("STATE_BUCKET",)),
     Connector("gcs-buffered-cas", "sidecars.gcs", "cas", ("STATE_BUCKET",)),
     Connector("redis-buffered-cas", "sidecars.redis", "cas", ("REDIS_URL",)),

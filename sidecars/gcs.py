@@ -8,20 +8,23 @@ are one multipart upload; longer or chunked ones stream through a resumable
 session, one part in memory, cancelled if the request body breaks so the old
 object stays. Every call has a timeout and a bounded retry deadline.
 
-fake-gcs-server ignores preconditions on deletes and resumable uploads and
-finalizes a session asked for its status: with ``STORAGE_EMULATOR_HOST`` set
-those preconditions are checked here first (racy) and parts are not resumed.
+Raw media requests go through a ``google.auth`` ``AuthorizedSession`` of our
+own, built from the same credentials as the client, so no private part of
+``google-cloud-storage`` is used. fake-gcs-server ignores preconditions on
+deletes and resumable uploads and finalizes a session asked for its status:
+only with ``GCS_EMULATOR_WORKAROUNDS`` set are those preconditions checked
+here first (racy) and parts not resumed (docs/connectors/gcs.md).
 """
 from __future__ import annotations
 
 import io
-import os
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
-from typing import BinaryIO
+from typing import Any
 
 import requests
 from flask import Flask
@@ -29,12 +32,13 @@ from google.api_core import exceptions as gexc
 from google.api_core.page_iterator import HTTPIterator
 from google.auth import exceptions as auth_exc
 from google.auth.credentials import AnonymousCredentials, Credentials, Signing
+from google.auth.transport.requests import AuthorizedSession
 from google.cloud import storage
 from google.cloud.storage.retry import DEFAULT_RETRY
 
-from sidecars import config, uploads
-from sidecars.app import build_app
-from sidecars.backend import Backend, ListPage, ObjectBody, ObjectInfo
+from sidecars import settings, uploads
+from sidecars.app import app_from_env
+from sidecars.backend import Backend, ListPage, ObjectBody, ObjectInfo, served_length
 from sidecars.errors import (
     BackendTimeout,
     BackendUnavailable,
@@ -46,6 +50,8 @@ from sidecars.errors import (
     RangeNotSatisfiable,
     SidecarError,
 )
+from sidecars.per_process import PerProcess
+from sidecars.streams import Readable, read_up_to
 
 CHUNK = 8 << 20          # upload part; resumable parts must be multiples of 256 KiB
 READ_CHUNK = 1 << 20     # bytes per yield when streaming a download
@@ -73,7 +79,7 @@ def _blob_info(blob: storage.Blob) -> ObjectInfo:
                       content_type=blob.content_type)
 
 
-def _resource_info(resource: dict) -> ObjectInfo:
+def _resource_info(resource: dict[str, Any]) -> ObjectInfo:
     updated = resource.get("updated")
     modified = datetime.fromisoformat(updated.replace("Z", "+00:00")) if updated else None
     return ObjectInfo(size=int(resource.get("size", 0)), version=str(resource["generation"]),
@@ -111,14 +117,12 @@ def _translate(exc: BaseException, key: str) -> SidecarError | None:
     return None
 
 
-def _read_exact(body: BinaryIO, size: int) -> bytes:
-    """``size`` bytes unless the body ends: a short part would end a resumable upload."""
-    parts: list[bytes] = []
-    got = 0
-    while got < size and (data := body.read(size - got)):
-        parts.append(data)
-        got += len(data)
-    return b"".join(parts)
+@dataclass(frozen=True)
+class _Clients:
+    """One thread's clients: the library's for metadata, a session for raw media requests."""
+
+    storage: storage.Client
+    http: AuthorizedSession
 
 
 class GcsBackend(Backend):
@@ -127,32 +131,47 @@ class GcsBackend(Backend):
     max_object_size = 5 << 40  # GCS's own limit (5 TiB)
 
     def __init__(self, bucket: str, project: str | None = None, emulator_host: str | None = None,
-                 timeout: float = 10.0, retry_deadline: float = 5.0) -> None:
+                 timeout: float = 10.0, retry_deadline: float = 5.0,
+                 emulator_workarounds: bool = False) -> None:
         if emulator_host and "://" not in emulator_host:
             emulator_host = "http://" + emulator_host
         self.bucket_name = bucket
         self.project = project
         self.emulator_host = emulator_host
+        #: fake-gcs-server: check ignored preconditions first, never resume a part
+        self.emulator_workarounds = emulator_workarounds
         self.timeout = (min(CONNECT_TIMEOUT, timeout), timeout)
         self.retry = DEFAULT_RETRY.with_delay(initial=0.2, maximum=2.0).with_timeout(retry_deadline)
-        self._local = threading.local()
+        self._clients = PerProcess(self._new_clients, per_thread=True)
         self._lock = threading.Lock()
         self._credentials: Credentials | None = None
 
-    # -- clients: one per thread, rebuilt after fork -------------------------
+    @classmethod
+    def from_settings(cls, s: settings.GcsSettings) -> GcsBackend:
+        return cls(s.bucket, project=s.project, emulator_host=s.emulator_host,
+                   timeout=s.timeout, retry_deadline=s.retry_deadline,
+                   emulator_workarounds=s.emulator_workarounds)
+
+    # -- clients: one per thread (requests sessions are not thread-safe) ------
 
     def _client(self) -> storage.Client:
-        local = self._local
-        if getattr(local, "pid", None) != os.getpid():
-            local.client, local.pid = self._new_client(), os.getpid()
-        return local.client
+        return self._clients.get().storage
 
-    def _new_client(self) -> storage.Client:
+    def _http(self) -> AuthorizedSession:
+        return self._clients.get().http
+
+    def _new_clients(self) -> _Clients:
+        credentials: Credentials
         if self.emulator_host:
-            return storage.Client(project=self.project or "local",
-                                  credentials=AnonymousCredentials(),
-                                  client_options={"api_endpoint": self.emulator_host})
-        return storage.Client(project=self.project, credentials=self._default_credentials())
+            credentials = AnonymousCredentials()
+            client = storage.Client(project=self.project or "local", credentials=credentials,
+                                    client_options={"api_endpoint": self.emulator_host})
+        else:
+            credentials = self._default_credentials()
+            client = storage.Client(project=self.project, credentials=credentials)
+        http = AuthorizedSession(credentials)
+        http.configure_mtls_channel()  # as the library's own session: only if configured
+        return _Clients(client, http)
 
     def _default_credentials(self) -> Credentials:
         """Application default credentials, resolved once (it may hit the metadata server)."""
@@ -189,7 +208,7 @@ class GcsBackend(Backend):
     def read(self, key: str, start: int = 0, length: int | None = None,
              if_match: str | None = None) -> ObjectBody:
         want = None if if_match is None else _generation(if_match)
-        client = self._client()
+        client, http = self._client(), self._http()
         path = client.bucket(self.bucket_name).blob(key).path  # /b/BUCKET/o/QUOTED-NAME
         url = f"{client.api_endpoint}/download/storage/v1{path}"
         params = {"alt": "media"}
@@ -200,8 +219,8 @@ class GcsBackend(Backend):
             headers["Range"] = f"bytes={start}-{'' if length is None else start + length - 1}"
 
         def attempt() -> requests.Response:
-            response = client._http.get(url, params=params, headers=headers, stream=True,
-                                        timeout=self.timeout)
+            response = http.get(url, params=params, headers=headers, stream=True,
+                                timeout=self.timeout)
             if response.status_code >= 400:
                 error = gexc.from_http_response(response)  # reads the short error body
                 response.close()
@@ -214,12 +233,8 @@ class GcsBackend(Backend):
             return ObjectBody(response, 0, 0, iter(()))
         try:
             info, served = self._response_info(response, key)
-            if want is not None and info.version != str(want):  # an emulator ignoring it
-                raise PreconditionFailed("object changed since it was observed")
-            if start and start >= info.size:
-                raise RangeNotSatisfiable(info.size)
-            available = info.size - start
-            length = available if length is None else min(length, available)
+            # the generation check again: an emulator may ignore ifGenerationMatch
+            length = served_length(info, start, length, None if want is None else str(want))
         except BaseException:
             response.close()
             raise
@@ -287,10 +302,10 @@ class GcsBackend(Backend):
 
     # -- writes ---------------------------------------------------------------
 
-    def write(self, key: str, body: BinaryIO, length: int | None,
+    def write(self, key: str, body: Readable, length: int | None,
               if_match: str | None = None, if_none_match: bool = False) -> ObjectInfo:
         generation = 0 if if_none_match else (None if if_match is None else _generation(if_match))
-        first = _read_exact(body, CHUNK if length is None else min(length, CHUNK))
+        first = bytes(read_up_to(body, CHUNK if length is None else min(length, CHUNK)))
         if (length is not None and length <= CHUNK) or len(first) < CHUNK:
             blob = self._bucket().blob(key)
             with self._errors(key):
@@ -300,38 +315,38 @@ class GcsBackend(Backend):
             return _blob_info(blob)  # filled in from the upload's response
         return self._write_resumable(key, body, first, length, generation)
 
-    def _write_resumable(self, key: str, body: BinaryIO, chunk: bytes, length: int | None,
+    def _write_resumable(self, key: str, body: Readable, chunk: bytes, length: int | None,
                          generation: int | None) -> ObjectInfo:
         """Stream ``body`` into a resumable session; cancel the session on any failure."""
-        client = self._client()
+        http = self._http()
         with self._errors(key):
-            url = client.bucket(self.bucket_name).blob(key).create_resumable_upload_session(
+            url = self._bucket().blob(key).create_resumable_upload_session(
                 content_type=OCTET, size=length, if_generation_match=generation,
                 timeout=self.timeout, retry=self.retry)
-        with uploads.tracked(lambda: self._cancel(client, url)):
-            return self._send_chunks(client, url, key, body, chunk, length, generation)
+        with uploads.tracked(lambda: self._cancel(http, url)):
+            return self._send_chunks(http, url, key, body, chunk, length, generation)
 
-    def _send_chunks(self, client: storage.Client, url: str, key: str, body: BinaryIO,
+    def _send_chunks(self, http: AuthorizedSession, url: str, key: str, body: Readable,
                      chunk: bytes, length: int | None, generation: int | None) -> ObjectInfo:
         offset = 0
         try:
             with self._errors(key):
                 while True:
                     final = len(chunk) < CHUNK or offset + len(chunk) == length
-                    if final and generation is not None and self.emulator_host:
+                    if final and generation is not None and self.emulator_workarounds:
                         self._check_version(key, generation, missing=PreconditionFailed)
-                    response = self._put_part(client, url, chunk, offset, final)
+                    response = self._put_part(http, url, chunk, offset, final)
                     offset += len(chunk)
                     if final:
                         if response.status_code == 308:
                             raise BackendUnavailable("GCS did not finalize the upload")
                         return _resource_info(response.json())  # no stat needed
-                    chunk = _read_exact(body, CHUNK)
+                    chunk = bytes(read_up_to(body, CHUNK))
         except BaseException:
-            self._cancel(client, url)
+            self._cancel(http, url)
             raise
 
-    def _put_part(self, client: storage.Client, url: str, chunk: bytes, offset: int,
+    def _put_part(self, http: AuthorizedSession, url: str, chunk: bytes, offset: int,
                   final: bool) -> requests.Response:
         """Send one part; a retry first asks GCS how much it has and sends the rest."""
         tries = 0
@@ -342,7 +357,7 @@ class GcsBackend(Backend):
             tries += 1
             skip = 0
             if tries > 1:
-                committed = self._committed(client, url)
+                committed = self._committed(http, url)
                 if isinstance(committed, requests.Response):
                     return committed  # the last part landed; only its answer was lost
                 skip = committed - offset
@@ -350,18 +365,18 @@ class GcsBackend(Backend):
                     raise BackendUnavailable("resumable upload lost bytes; giving up")
             data = chunk[skip:]
             span = f"{offset + skip}-{offset + len(chunk) - 1}" if data else "*"
-            response = client._http.put(url, data=data, timeout=self.timeout,
-                                        headers={"Content-Range": f"bytes {span}/{size}"})
+            response = http.put(url, data=data, timeout=self.timeout,
+                                headers={"Content-Range": f"bytes {span}/{size}"})
             if response.status_code in (200, 201, 308):
                 return response
             raise gexc.from_http_response(response)
 
-        return attempt() if self.emulator_host else self.retry(attempt)()
+        return attempt() if self.emulator_workarounds else self.retry(attempt)()
 
-    def _committed(self, client: storage.Client, url: str) -> int | requests.Response:
+    def _committed(self, http: AuthorizedSession, url: str) -> int | requests.Response:
         """Bytes a session has persisted (a 308's ``Range``), or its final response."""
-        response = client._http.put(url, data=b"", timeout=self.timeout,
-                                    headers={"Content-Range": "bytes */*"})
+        response = http.put(url, data=b"", timeout=self.timeout,
+                            headers={"Content-Range": "bytes */*"})
         if response.status_code in (200, 201):
             return response
         if response.status_code != 308:
@@ -369,15 +384,15 @@ class GcsBackend(Backend):
         persisted = response.headers.get("Range", "")
         return int(persisted.rpartition("-")[2]) + 1 if persisted else 0
 
-    def _cancel(self, client: storage.Client, url: str) -> None:
+    def _cancel(self, http: AuthorizedSession, url: str) -> None:
         """Abandon a session (GCS answers 499), so no half upload is left behind."""
         try:
-            client._http.delete(url, timeout=self.timeout)
+            http.delete(url, timeout=self.timeout)
         except (requests.RequestException, auth_exc.GoogleAuthError):
             pass  # unreachable now: GCS drops the idle session after a week
 
     def _check_version(self, key: str, generation: int, missing: type[SidecarError]) -> None:
-        """The precondition an emulator would ignore, checked client-side (racy)."""
+        """The precondition an emulator would ignore, checked first (racy; emulators only)."""
         current = self.stat(key)
         if current is None:
             if generation != 0:
@@ -387,7 +402,7 @@ class GcsBackend(Backend):
 
     def delete(self, key: str, if_match: str | None = None) -> None:
         generation = None if if_match is None else _generation(if_match)
-        if generation is not None and self.emulator_host:
+        if generation is not None and self.emulator_workarounds:
             self._check_version(key, generation, missing=NotFound)
         with self._errors(key):
             self._bucket().blob(key).delete(if_generation_match=generation,
@@ -472,9 +487,9 @@ class GcsBackend(Backend):
             return sum(1 for _ in next(iter(listing.pages), ()))
 
     def close(self) -> None:
-        if getattr(self._local, "pid", None) == os.getpid():
-            self._local.client.close()
-            del self._local.pid
+        for clients in self._clients.pop_all():
+            clients.http.close()
+            clients.storage.close()
 
 
 def _merge_pages(listing: HTTPIterator, prefix: str, start_after: str | None,
@@ -505,23 +520,6 @@ def _merge_pages(listing: HTTPIterator, prefix: str, start_after: str | None,
     return sorted(e for e in seen if e[0] > after)[:want]
 
 
-def _seconds(name: str, default: float) -> float:
-    raw = os.environ.get(name, "").strip()
-    try:
-        value = float(raw) if raw else default
-    except ValueError:
-        value = -1.0
-    if value <= 0:
-        raise config.ConfigError(f"{name} must be a positive number of seconds, not {raw!r}")
-    return value
-
-
 def create_app(consistency: str | None = None) -> Flask:
     """WSGI factory: ``gunicorn 'sidecars.gcs:create_app()'``."""
-    backend = GcsBackend(config.require("STATE_BUCKET"),
-                         project=config.optional("GCS_PROJECT") or None,
-                         emulator_host=config.optional("STORAGE_EMULATOR_HOST") or None,
-                         timeout=_seconds("GCS_TIMEOUT", 10.0),
-                         retry_deadline=_seconds("GCS_RETRY_DEADLINE", 5.0))
-    return build_app(backend, consistency=config.consistency(consistency),
-                     prefix=config.optional("STATE_PREFIX", ""), name="vfs-state-gcs")
+    return app_from_env(GcsBackend.from_settings(settings.gcs()), consistency, "vfs-state-gcs")

@@ -11,32 +11,35 @@ from __future__ import annotations
 import os
 import socket
 import stat
+from typing import Any
 
-from sidecars.worker import timeouts_from_env
+from sidecars import settings
+from sidecars.config import ConfigError
+
+try:  # checked by the CLI already; here for gunicorn started by hand
+    _server = settings.server()
+except ConfigError as exc:
+    raise SystemExit(f"vfs-state-sidecar: {exc}") from None
 
 bind = [f"unix:{os.environ.get('CONNECTOR_SOCKET', '/var/run/asya/state/sidecar.sock')}"]
 worker_class = "sidecars.worker.ConnectionThreadWorker"
-workers = int(os.environ.get("VFS_STATE_SIDECAR_WORKERS", "2"))
+workers = _server.workers
 #: connections (so threads) one worker serves at once; more wait to be accepted
-worker_connections = int(os.environ.get("VFS_STATE_SIDECAR_CONNECTIONS", "64"))
-threads = int(os.environ.get("VFS_STATE_SIDECAR_THREADS", "8"))
+worker_connections = _server.connections
+threads = _server.threads
 keepalive = 75
 timeout = 120
 graceful_timeout = 10
 accesslog = None
-try:  # read by the worker itself; checked here so a bad value stops the start
-    header_timeout_seconds, body_timeout_seconds = timeouts_from_env()
-except ValueError as exc:
-    raise SystemExit(f"vfs-state-sidecar: {exc}") from None
 loglevel = "warning"
 SOCKET_MODE = 0o660
 
 
-def _socket_paths(server) -> list[str]:  # noqa: ANN001 - gunicorn Arbiter
+def _socket_paths(server: Any) -> list[str]:  # gunicorn's Arbiter
     return [b[len("unix:"):] for b in server.cfg.bind if b.startswith("unix:")]
 
 
-def on_starting(server) -> None:  # noqa: ANN001
+def on_starting(server: Any) -> None:
     """Remove a stale socket file, but never one a live sidecar is serving."""
     for path in _socket_paths(server):
         if not os.path.exists(path):
@@ -55,6 +58,13 @@ def on_starting(server) -> None:  # noqa: ANN001
             probe.close()
 
 
-def when_ready(server) -> None:  # noqa: ANN001
+def when_ready(server: Any) -> None:
     for path in _socket_paths(server):
         os.chmod(path, SOCKET_MODE)
+
+
+def worker_exit(server: Any, worker: Any) -> None:  # gunicorn's Arbiter and Worker
+    """Release the backend's clients and connections as the worker ends."""
+    from sidecars.app import close_app  # the master never imports Flask
+
+    close_app(getattr(worker, "wsgi", None))

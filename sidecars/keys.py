@@ -8,10 +8,10 @@ local backend's bookkeeping.
 from __future__ import annotations
 
 from sidecars.errors import BadRequest
+from vfs_state.protocol import ATTR_PREFIXES
 
 MAX_KEY_BYTES = 1024
 RESERVED_PREFIX = ".vfs-state"
-ATTR_PREFIXES = ("user.vfs.", "user.asya.")
 
 
 def validate_key(key: str) -> str:

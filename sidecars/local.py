@@ -22,21 +22,21 @@ from typing import BinaryIO
 
 from flask import Flask
 
-from sidecars import config
-from sidecars.app import build_app
-from sidecars.backend import Backend, ListPage, ObjectBody, ObjectInfo, iter_stream
+from sidecars import settings
+from sidecars.app import app_from_env
+from sidecars.backend import Backend, ListPage, ObjectBody, ObjectInfo, served_length
 from sidecars.errors import (
     BackendUnavailable,
     Conflict,
     Forbidden,
     NotFound,
     PreconditionFailed,
-    RangeNotSatisfiable,
 )
 from sidecars.local_files import Versions, check_servable, open_regular
 from sidecars.local_listing import Listings
 from sidecars.local_paths import FileInPath, PathMissing, Root, is_link, os_error, segments
 from sidecars.local_tmp import TempFiles
+from sidecars.streams import Readable, iter_stream
 
 CHUNK = 1 << 20
 
@@ -120,19 +120,14 @@ class LocalBackend(Backend):
         handle = open(fd, "rb", closefd=True)  # noqa: SIM115 - closed by the response
         try:
             info = self.versions.info(fd, st)  # the version of the bytes we serve
-            if if_match is not None and info.version != if_match:
-                raise PreconditionFailed("object changed since it was observed")
-            if start and start >= st.st_size:
-                raise RangeNotSatisfiable(st.st_size)
-            available = st.st_size - start
-            length = available if length is None else min(length, available)
+            length = served_length(info, start, length, if_match)
             handle.seek(start)
         except BaseException:
             handle.close()
             raise
         return ObjectBody(info, start, length, _read_exactly(handle, length), handle.close)
 
-    def write(self, key: str, body: BinaryIO, length: int | None,
+    def write(self, key: str, body: Readable, length: int | None,
               if_match: str | None = None, if_none_match: bool = False) -> ObjectInfo:
         parts = segments(key)
         if key.endswith("/"):
@@ -146,7 +141,7 @@ class LocalBackend(Backend):
         finally:
             os.close(parent)
 
-    def _write_in(self, parent: int, name: str, key: str, body: BinaryIO,
+    def _write_in(self, parent: int, name: str, key: str, body: Readable,
                   if_match: str | None, if_none_match: bool) -> ObjectInfo:
         try:
             fd, tmp, ticket = self.temps.create(parent)
@@ -312,9 +307,7 @@ def create_app(consistency: str | None = None) -> Flask:
     Each worker sweeps stale temp files (left by killed workers) in the
     background as it starts; live writes of other workers are left alone.
     """
-    root = config.require("STATE_ROOT")
-    backend = LocalBackend(root, fsync=config.flag("STATE_FSYNC"))
+    local = settings.local()
+    backend = LocalBackend(local.root, fsync=local.fsync)
     backend.temps.sweep_in_background()
-    return build_app(backend, consistency=config.consistency(consistency),
-                     prefix=config.optional("STATE_PREFIX", ""), name="vfs-state-local")
-
+    return app_from_env(backend, consistency, "vfs-state-local")

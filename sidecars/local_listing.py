@@ -1,7 +1,8 @@
 """Local listings without rescanning: a sorted snapshot per directory, pages by bisection.
 
-Reading a directory of 100,000 entries and sorting it costs a fifth of a
-second; paging through it a thousand at a time used to pay that per page.
+Reading and sorting a large directory is slow (figures in
+docs/performance.md); paging through it a thousand at a time used to pay
+that per page.
 A worker now keeps the sorted listing of a directory (and, for recursive
 listings, of its subtree) and serves later pages from it with a binary
 search on the cursor. The snapshot is reused only while every directory it
@@ -26,7 +27,7 @@ from sidecars.local_paths import DIR_FLAGS, FileInPath, PathMissing, Root, os_er
 #: Coarsest timestamp granularity trusted (ext4 small inodes, NFS: 1 s; FAT: 2 s).
 MARGIN_NS = 2_000_000_000
 MAX_SNAPSHOTS = 16
-MAX_ITEMS = 500_000  # summed over the snapshots one worker keeps (~50 MB)
+MAX_ITEMS = 500_000  # summed over the snapshots one worker keeps (bounds its memory)
 
 
 @dataclass

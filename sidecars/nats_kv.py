@@ -10,21 +10,19 @@ the sidecar; while it is away, calls fail fast with 503.
 A version is the KV revision (the stream sequence), so CAS maps onto the
 server's own ``Nats-Expected-Last-Subject-Sequence`` check and holds across
 workers and sidecars. Keys are encoded by ``sidecars.nats_keys``; listings
-read one subject subtree through a short-lived headers-only consumer.
+read one subject subtree through a short-lived headers-only pull consumer,
+with nats-py's public JetStream calls only.
 """
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
-import os
-import re
 import threading
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, BinaryIO, TypeVar
+from typing import Any, TypeVar
 
 import nats.errors
 import nats.js.errors
@@ -42,19 +40,21 @@ from nats.js.api import (
 )
 from nats.js.kv import KV_DEL, KV_MARKER_REASON, KV_OP, KV_PURGE, KeyValue
 
-from sidecars import config
-from sidecars.app import build_app
-from sidecars.backend import Backend, ListPage, ObjectBody, ObjectInfo
+from sidecars import settings
+from sidecars.app import app_from_env
+from sidecars.backend import Backend, ListPage, ObjectBody, ObjectInfo, served_length
 from sidecars.errors import (
     BackendTimeout,
     BackendUnavailable,
     NotFound,
     PayloadTooLarge,
     PreconditionFailed,
-    RangeNotSatisfiable,
     SidecarError,
 )
 from sidecars.nats_keys import decode_key, encode_key, paginate, subtree_filter
+from sidecars.per_process import PerProcess
+from sidecars.settings import NatsSettings
+from sidecars.streams import Readable, read_at_most
 
 log = logging.getLogger("vfs_state.sidecar.nats_kv")
 
@@ -66,19 +66,10 @@ T = TypeVar("T")
 HEADER_ROOM = 128
 RECONNECT_WAIT = 0.5           # seconds between reconnect attempts
 CONSUMER_IDLE_CLEANUP = 5.0    # seconds before the server drops an abandoned listing consumer
-SCAN_BATCH = 1000              # messages per pull while listing
+SCAN_BATCH = 1000              # messages per fetch while listing
 WRONG_LAST_SEQUENCE = (10071, 10164)
 MESSAGE_TOO_LARGE = 10054
 STREAM_NAME_IN_USE = 10058
-
-
-@dataclass(frozen=True)
-class NatsSettings:
-    url: str
-    bucket: str
-    history: int = 1
-    max_value_size: int | None = None  # None: the server's max payload
-    timeout: float = 5.0
 
 
 @dataclass(frozen=True)
@@ -100,7 +91,6 @@ class _Session:
 
     def __init__(self, settings: NatsSettings) -> None:
         self.settings = settings
-        self.pid = os.getpid()
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever,
                                         name="nats-kv-loop", daemon=True)
@@ -259,20 +249,13 @@ class NatsKvBackend(Backend):
         # The core checks this before reading a body; with no setting the real
         # limit comes from the server (max_payload) and ``write`` enforces it.
         self.max_object_size = settings.max_value_size
-        self._lock = threading.Lock()
-        self._session: _Session | None = None
+        self._session = PerProcess(lambda: _Session(settings))
 
     # -- bridge -------------------------------------------------------------
 
     def _current(self) -> _Session:
         """This process's session; a forked child starts its own loop and connection."""
-        session = self._session
-        if session is None or session.pid != os.getpid():
-            with self._lock:
-                session = self._session
-                if session is None or session.pid != os.getpid():
-                    session = self._session = _Session(self.settings)
-        return session
+        return self._session.get()
 
     def _run(self, work: Callable[..., Awaitable[T]], *args: Any,
              budget: float | None = None) -> T:
@@ -296,22 +279,17 @@ class NatsKvBackend(Backend):
         if msg is None:
             raise NotFound(f"no such key: {key}")
         info = _info(msg)
-        if if_match is not None and info.version != if_match:
-            raise PreconditionFailed("object changed since it was observed")
-        if start and start >= info.size:
-            raise RangeNotSatisfiable(info.size)
-        available = info.size - start
-        length = available if length is None else min(length, available)
+        length = served_length(info, start, length, if_match)
         data = msg.data or b""
         return ObjectBody(info, start, length, [data[start:start + length]])
 
-    def write(self, key: str, body: BinaryIO, length: int | None,
+    def write(self, key: str, body: Readable, length: int | None,
               if_match: str | None = None, if_none_match: bool = False) -> ObjectInfo:
         # The early check may use the limit seen at binding: _write checks it again.
         limit = self._current().known_limit() or self._run(_limit)
         if length is not None and length > limit:
             raise PayloadTooLarge(f"value of {length} bytes exceeds the NATS KV limit of {limit}")
-        data = _read_limited(body, limit)
+        data = read_at_most(body, limit, "value for the NATS KV bucket")
         revision = self._run(_write, encode_key(key), data,
                              None if if_match is None else _revision(if_match), if_none_match)
         return ObjectInfo(size=len(data), version=str(revision))
@@ -348,14 +326,13 @@ class NatsKvBackend(Backend):
         self._run(_status)
 
     def close(self) -> None:
-        session, self._session = self._session, None
-        if session is None or session.pid != os.getpid():
-            return
-        try:
-            session.run(session.close(), self.settings.timeout)
-        except Exception:  # noqa: BLE001 - shutting down anyway
-            log.debug("closing the NATS connection failed", exc_info=True)
-        session.loop.call_soon_threadsafe(session.loop.stop)
+        """Close the connection (bounded: the worker is exiting) and stop the loop."""
+        for session in self._session.pop_all():
+            try:
+                session.run(session.close(), min(1.0, self.settings.timeout))
+            except Exception:  # noqa: BLE001 - shutting down anyway
+                log.debug("closing the NATS connection failed", exc_info=True)
+            session.loop.call_soon_threadsafe(session.loop.stop)
 
 
 # -- coroutines run on the session loop ---------------------------------------
@@ -402,7 +379,7 @@ async def _create(b: _Bucket, nkey: str, data: bytes) -> int:
             current = await _last(b, nkey)
             if current is not None and not _is_tombstone(current):
                 raise PreconditionFailed("key exists (If-None-Match: *)") from None
-            last = 0 if current is None else current.seq  # retry over the tombstone
+            last = 0 if current is None else current.seq or 0  # retry over the tombstone
     raise PreconditionFailed("key kept changing while it was being created")
 
 
@@ -446,89 +423,44 @@ async def _scan(b: _Bucket, directory: str, first_only: bool) -> list[str]:
     """Live keys under ``directory``, read through one headers-only subtree consumer.
 
     The server filters by subject and sends the last message per key, so the
-    cost follows the size of the subtree, not of the bucket. A pull consumer
-    with ``no_wait`` says when it has nothing more (404/408), and each
-    message's ``num_pending`` says when the snapshot is complete. Keys that
-    do not decode (another tool's scheme) are skipped.
+    cost follows the size of the subtree, not of the bucket. The consumer's
+    ``num_pending`` at creation, then each message's, says how many are
+    left, so every fetch asks only for messages that exist and returns at
+    once. Keys that do not decode (another tool's scheme) are skipped.
     """
     cfg = ConsumerConfig(deliver_policy=DeliverPolicy.LAST_PER_SUBJECT,
                          ack_policy=AckPolicy.NONE, headers_only=True, mem_storage=True,
                          filter_subject=b.subject_prefix + subtree_filter(directory),
                          inactive_threshold=CONSUMER_IDLE_CLEANUP, num_replicas=1)
-    consumer = (await b.js.add_consumer(b.stream, cfg)).name
-    nc = b.js._nc  # the JetStream context's connection (no public accessor)
-    inbox = nc.new_inbox()
-    sub = await nc.subscribe(inbox)
+    info = await b.js.add_consumer(b.stream, cfg)
+    sub = await b.js.pull_subscribe_bind(consumer=info.name, stream=b.stream)
     keys: list[str] = []
     try:
-        more = True
-        while more:
-            await nc.publish(f"$JS.API.CONSUMER.MSG.NEXT.{b.stream}.{consumer}",
-                             json.dumps({"batch": SCAN_BATCH, "no_wait": True}).encode(),
-                             reply=inbox)
-            for _ in range(SCAN_BATCH):
-                msg = await sub.next_msg(timeout=b.timeout)
-                status = (msg.headers or {}).get("Status")
-                if status is not None:
-                    if status in ("404", "408"):  # nothing (more) to deliver
-                        more = False
-                        break
-                    raise nats.js.errors.APIError.from_msg(msg)
+        pending = info.num_pending or 0
+        while pending > 0:
+            try:
+                msgs = await sub.fetch(min(SCAN_BATCH, pending), timeout=b.timeout)
+            except TimeoutError:
+                if not (await sub.consumer_info()).num_pending:
+                    break  # the rest was deleted and purged while we listed
+                raise
+            for msg in msgs:
                 if not _is_tombstone(msg):
                     with contextlib.suppress(ValueError):
                         keys.append(decode_key(msg.subject[len(b.subject_prefix):]))
                         if first_only:
                             return keys
-                if msg.metadata.num_pending == 0:
-                    more = False
-                    break
+            pending = msgs[-1].metadata.num_pending if msgs else 0
         return keys
     finally:
         with contextlib.suppress(Exception):
             await sub.unsubscribe()
         with contextlib.suppress(Exception):  # else it expires on its own
-            await b.js.delete_consumer(b.stream, consumer)
+            await b.js.delete_consumer(b.stream, info.name)
 
 
 # -- helpers --------------------------------------------------------------------
 
-def _read_limited(body: BinaryIO, limit: int) -> bytes:
-    """The whole body, refusing more than ``limit`` bytes before anything is sent."""
-    parts: list[bytes] = []
-    size = 0
-    while chunk := body.read(min(1 << 20, limit + 1 - size)):
-        parts.append(chunk)
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"value exceeds the NATS KV limit of {limit} bytes")
-    return b"".join(parts)
-
-
-def settings_from_env() -> NatsSettings:
-    """``NATS_*`` variables, checked so a bad value fails at start, naming itself."""
-    url = config.require("NATS_URL")
-    bucket = config.require("NATS_KV_BUCKET")
-    if not re.fullmatch(r"[A-Za-z0-9_-]+", bucket):
-        raise config.ConfigError(f"NATS_KV_BUCKET may only use letters, digits, _ and -,"
-                                 f" not {bucket!r}")
-    history = config.integer("NATS_KV_HISTORY", 1)
-    if history is None or not 1 <= history <= 64:
-        raise config.ConfigError(f"NATS_KV_HISTORY must be 1..64, not {history}")
-    max_value_size = config.integer("NATS_KV_MAX_VALUE_SIZE", None)
-    if max_value_size is not None and max_value_size <= 0:
-        raise config.ConfigError(f"NATS_KV_MAX_VALUE_SIZE must be positive, not {max_value_size}")
-    raw_timeout = config.optional("NATS_TIMEOUT", "5")
-    try:
-        timeout = float(raw_timeout)
-    except ValueError:
-        raise config.ConfigError(f"NATS_TIMEOUT must be seconds, not {raw_timeout!r}") from None
-    if timeout <= 0:
-        raise config.ConfigError(f"NATS_TIMEOUT must be positive, not {raw_timeout!r}")
-    return NatsSettings(url, bucket, history, max_value_size, timeout)
-
-
 def create_app(consistency: str | None = None) -> Flask:
     """WSGI factory: ``gunicorn 'sidecars.nats_kv:create_app()'``."""
-    backend = NatsKvBackend(settings_from_env())
-    return build_app(backend, consistency=config.consistency(consistency),
-                     prefix=config.optional("STATE_PREFIX", ""), name="vfs-state-nats-kv")
+    return app_from_env(NatsKvBackend(settings.nats()), consistency, "vfs-state-nats-kv")

@@ -14,22 +14,21 @@ stale ones atomically. Scripts compute the keys they touch: no Redis Cluster.
 from __future__ import annotations
 
 import math
-import os
-import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from itertools import islice
-from typing import Any, BinaryIO
+from typing import Any
 
 import redis
 from flask import Flask
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from sidecars import config
-from sidecars.app import build_app
-from sidecars.backend import Backend, ListPage, ObjectBody, ObjectInfo, iter_stream
+from sidecars import config, settings
+from sidecars.app import app_from_env
+from sidecars.backend import Backend, ListPage, ObjectBody, ObjectInfo
 from sidecars.errors import (
     BackendTimeout,
     BackendUnavailable,
@@ -43,12 +42,14 @@ from sidecars.errors import (
     SidecarError,
 )
 from sidecars.keys import RESERVED_PREFIX, normalise_prefix
+from sidecars.per_process import PerProcess
+from sidecars.streams import Readable, iter_stream, read_up_to
 
 NS = RESERVED_PREFIX + ":"
 META, INDEX, SEQ, STAGING = NS + "m:", NS + "d:", NS + "seq", NS + "tmp:"
 CHUNK = 1 << 20
 STAGING_TTL_MS = 3600 * 1000  # an abandoned upload vanishes on its own
-DEFAULT_MAX_OBJECT_SIZE = 512 << 20  # Redis' own string limit
+DEFAULT_MAX_OBJECT_SIZE = settings.DEFAULT_REDIS_MAX_OBJECT_SIZE
 
 # Helpers shared by every script. ``split`` gives (parent dir, entry name):
 # "a/b/c" -> "a/b/", "c"; the marker "a/b/" -> "a/", "b/".
@@ -258,6 +259,14 @@ def _translated() -> Iterator[None]:
 MAX_TTL_SECONDS = 100 * 365 * 86400  # Redis refuses expiry times past ~2**63 ms
 
 
+@dataclass(frozen=True)
+class _Connection:
+    """One process's client (a connection pool) and the scripts registered on it."""
+
+    client: redis.Redis
+    scripts: dict[str, Any]
+
+
 class RedisBackend(Backend):
     """Values as Redis strings, versions and directory indexes beside them."""
 
@@ -267,14 +276,17 @@ class RedisBackend(Backend):
         self.prefix = prefix  # the store prefix, e.g. "app/"
         self.max_object_size = max_object_size
         self.timeout = timeout
-        self._lock = threading.Lock()
-        self._pid = -1
-        self._client = self._connect()  # checks the URL now; connects lazily
+        self._connection = PerProcess(self._connect)
+        self._connection.get()  # checks the URL now; connects lazily
+
+    @classmethod
+    def from_settings(cls, s: settings.RedisSettings, prefix: str) -> RedisBackend:
+        return cls(s.url, s.max_object_size, s.timeout, normalise_prefix(prefix))
 
     # -- connection ---------------------------------------------------------
 
-    def _connect(self) -> redis.Redis:
-        """A pool for this process: sockets must not be shared across fork.
+    def _connect(self) -> _Connection:
+        """A pool for this process (sockets must not be shared across fork).
 
         One immediate retry on a connection error covers a socket the server
         closed while idle; timeouts are not retried (a write may have landed).
@@ -283,22 +295,16 @@ class RedisBackend(Backend):
             self.url, socket_timeout=self.timeout, socket_connect_timeout=self.timeout,
             retry=Retry(NoBackoff(), 1, supported_errors=(redis.exceptions.ConnectionError,)))
         client = redis.Redis(connection_pool=pool)
-        self._scripts = {name: client.register_script(_LIB + src)
-                         for name, src in _SCRIPTS.items()}
-        self._pid = os.getpid()
-        return client
+        return _Connection(client, {name: client.register_script(_LIB + src)
+                                    for name, src in _SCRIPTS.items()})
 
     def _redis(self) -> redis.Redis:
-        if self._pid != os.getpid():
-            with self._lock:
-                if self._pid != os.getpid():
-                    self._client = self._connect()
-        return self._client
+        return self._connection.get().client
 
     def _run(self, script: str, keys: list[str], args: list[Any]) -> Any:
-        client = self._redis()
+        connection = self._connection.get()
         with _translated():
-            return self._scripts[script](keys=keys, args=args, client=client)
+            return connection.scripts[script](keys=keys, args=args, client=connection.client)
 
     # -- Backend ------------------------------------------------------------
 
@@ -336,7 +342,7 @@ class RedisBackend(Backend):
             yield data
             position += len(data)
 
-    def write(self, key: str, body: BinaryIO, length: int | None,
+    def write(self, key: str, body: Readable, length: int | None,
               if_match: str | None = None, if_none_match: bool = False) -> ObjectInfo:
         keys = [key, META + key]
         args = [if_match or "", "1" if if_none_match else "0"]
@@ -354,12 +360,14 @@ class RedisBackend(Backend):
                                          args + [b"" if rest else head, self.prefix])
         return ObjectInfo(size=size, version=str(version), modified=float(mtime))
 
-    def _stage(self, staging: str, head: bytes, rest: bytes, body: BinaryIO) -> None:
+    def _stage(self, staging: str, head: bytes, rest: bytes, body: Readable) -> None:
         """Stream a large body into a staging key; the write script renames it."""
         client = self._redis()
         with _translated():
             pipe = client.pipeline(transaction=False)
-            pipe.append(staging, head).pexpire(staging, STAGING_TTL_MS).append(staging, rest)
+            pipe.append(staging, head)
+            pipe.pexpire(staging, STAGING_TTL_MS)
+            pipe.append(staging, rest)
             pipe.execute()
             for chunk in iter_stream(body, CHUNK):
                 client.append(staging, chunk)
@@ -470,19 +478,14 @@ class RedisBackend(Backend):
             client.ping()
 
     def close(self) -> None:
-        self._client.connection_pool.disconnect()
+        for connection in self._connection.pop_all():
+            connection.client.connection_pool.disconnect()
 
 
-def _read_head(body: BinaryIO) -> tuple[bytes, bytes]:
+def _read_head(body: Readable) -> tuple[bytes, bytes]:
     """The first ``CHUNK`` bytes and, if the body goes on, the next chunk."""
-    parts, size = [], 0
-    while size < CHUNK:
-        data = body.read(CHUNK - size)
-        if not data:
-            return b"".join(parts), b""
-        parts.append(data)
-        size += len(data)
-    return b"".join(parts), body.read(CHUNK)
+    head = bytes(read_up_to(body, CHUNK))
+    return head, body.read(CHUNK) if len(head) == CHUNK else b""
 
 
 def _lower_bound(base: str, name_start: str, start_after: str | None,
@@ -507,16 +510,9 @@ def _lower_bound(base: str, name_start: str, start_after: str | None,
 
 def create_app(consistency: str | None = None) -> Flask:
     """WSGI factory: ``gunicorn 'sidecars.redis:create_app()'``."""
-    url = config.require("REDIS_URL")
-    prefix = config.optional("STATE_PREFIX", "")
-    if normalise_prefix(prefix).startswith(RESERVED_PREFIX):
-        raise config.ConfigError(f"STATE_PREFIX must not start with {RESERVED_PREFIX!r}")
-    timeout = config.optional("REDIS_TIMEOUT", "5")
+    s = settings.redis()
     try:
-        backend = RedisBackend(url, config.integer("REDIS_MAX_OBJECT_SIZE",
-                                                   DEFAULT_MAX_OBJECT_SIZE),
-                               float(timeout), normalise_prefix(prefix))
+        backend = RedisBackend.from_settings(s, settings.common().prefix)
     except ValueError as exc:
-        raise config.ConfigError(f"REDIS_URL or REDIS_TIMEOUT is malformed: {exc}") from None
-    return build_app(backend, consistency=config.consistency(consistency), prefix=prefix,
-                     name="vfs-state-redis")
+        raise config.ConfigError(f"REDIS_URL is malformed: {exc}") from None
+    return app_from_env(backend, consistency, "vfs-state-redis")

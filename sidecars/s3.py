@@ -12,12 +12,10 @@ any S3-compatible store reachable through ``AWS_ENDPOINT_URL`` (MinIO, moto).
 from __future__ import annotations
 
 import logging
-import os
 import re
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, BinaryIO
+from typing import Any
 
 import boto3
 from botocore.config import Config
@@ -25,10 +23,9 @@ from botocore.exceptions import ClientError, ConnectTimeoutError, HTTPClientErro
 from botocore.exceptions import ConnectionError as BotoConnectionError
 from flask import Flask
 
-from sidecars import config, uploads
-from sidecars.app import build_app
+from sidecars import settings, uploads
+from sidecars.app import app_from_env
 from sidecars.backend import Backend, ListPage, ObjectBody, ObjectInfo
-from sidecars.connectors import S3_CHOICES
 from sidecars.errors import (
     BackendTimeout,
     BackendUnavailable,
@@ -41,13 +38,14 @@ from sidecars.errors import (
     RangeNotSatisfiable,
     SidecarError,
 )
+from sidecars.per_process import PerProcess
+from sidecars.streams import Readable, read_up_to
 
 log = logging.getLogger("vfs_state.sidecar.s3")
 
 PART_SIZE = 8 << 20          # one multipart part; also the largest single PutObject
 MAX_PARTS = 10_000           # S3's limit on parts per upload
-CHECKSUM_MODES = dict(S3_CHOICES)["S3_REQUEST_CHECKSUMS"]  # botocore's names
-READ_CHUNK = 1 << 20         # request/response streaming granularity
+READ_CHUNK = 1 << 20         # response streaming granularity
 COPY_LIMIT = 5 << 30         # CopyObject refuses larger sources
 LAST_CHAR = "\U0010ffff"     # sorts after every other character (and UTF-8 byte string)
 
@@ -122,15 +120,21 @@ def s3_errors(what: str) -> Iterator[None]:
 
 
 class S3Backend(Backend):
-    """Objects in one bucket; the client is made lazily, once per process."""
+    """Objects in one bucket; the client is made lazily, once per process.
+
+    ``emulator_workarounds`` adds a request where an emulator does not check a
+    precondition itself (docs/connectors/s3.md); never needed against S3.
+    """
 
     max_object_size = PART_SIZE * MAX_PARTS
 
     def __init__(self, bucket: str, region: str = "us-east-1", endpoint_url: str | None = None,
                  connect_timeout: float = 2.0, read_timeout: float = 60.0,
                  max_attempts: int = 3, presign_expiry: int = 3600,
-                 request_checksums: str = "when_supported") -> None:
+                 request_checksums: str = "when_supported",
+                 emulator_workarounds: bool = False) -> None:
         self.bucket = bucket
+        self.emulator_workarounds = emulator_workarounds
         self.region = region
         self.endpoint_url = endpoint_url
         self.presign_expiry = presign_expiry
@@ -146,21 +150,21 @@ class S3Backend(Backend):
             request_checksum_calculation=request_checksums,
             response_checksum_validation="when_required",
             s3={"addressing_style": "path"} if endpoint_url else {})
-        self._client: Any = None
-        self._client_pid = 0
-        self._lock = threading.Lock()
+        self._client: PerProcess[Any] = PerProcess(self._new_client)
+
+    @classmethod
+    def from_settings(cls, s: settings.S3Settings) -> S3Backend:
+        return cls(s.bucket, region=s.region, endpoint_url=s.endpoint_url,
+                   request_checksums=s.request_checksums,
+                   emulator_workarounds=s.emulator_workarounds)
+
+    def _new_client(self) -> Any:
+        session = boto3.session.Session()  # sessions are not thread-safe; one each
+        return session.client("s3", endpoint_url=self.endpoint_url, config=self._config)
 
     def _s3(self) -> Any:
-        """The boto3 client of this process: never built before gunicorn forks."""
-        if self._client is not None and self._client_pid == os.getpid():
-            return self._client
-        with self._lock:
-            if self._client is None or self._client_pid != os.getpid():
-                session = boto3.session.Session()  # sessions are not thread-safe; one each
-                self._client = session.client("s3", endpoint_url=self.endpoint_url,
-                                              config=self._config)
-                self._client_pid = os.getpid()
-            return self._client
+        """The boto3 client of this process (thread-safe; never built before a fork)."""
+        return self._client.get()
 
     def _head(self, key: str) -> dict[str, Any] | None:
         try:
@@ -204,14 +208,14 @@ class S3Backend(Backend):
         return ObjectBody(_info(resp, size), start, resp["ContentLength"],
                           stream.iter_chunks(READ_CHUNK), stream.close)
 
-    def write(self, key: str, body: BinaryIO, length: int | None,
+    def write(self, key: str, body: Readable, length: int | None,
               if_match: str | None = None, if_none_match: bool = False) -> ObjectInfo:
         conditions: dict[str, str] = {}
         if if_match is not None:
             conditions["IfMatch"] = _quote(if_match)
         elif if_none_match:
             conditions["IfNoneMatch"] = "*"
-        first = _fill(body, PART_SIZE)
+        first = read_up_to(body, PART_SIZE)
         tail = body.read(1) if len(first) == PART_SIZE else b""
         try:
             if not tail:
@@ -225,7 +229,7 @@ class S3Backend(Backend):
                 raise
             raise PreconditionFailed(f"write {key}: the observed object is gone") from exc
 
-    def _write_multipart(self, key: str, body: BinaryIO, first: bytearray, tail: bytes,
+    def _write_multipart(self, key: str, body: Readable, first: bytearray, tail: bytes,
                          conditions: dict[str, str]) -> ObjectInfo:
         """Stream ``body`` part by part; abort on any failure, even a bad body."""
         s3 = self._s3()
@@ -235,7 +239,7 @@ class S3Backend(Backend):
         with uploads.tracked(lambda: self._abort(key, upload_id)):
             return self._send_parts(s3, key, upload_id, body, first, tail, conditions)
 
-    def _send_parts(self, s3: Any, key: str, upload_id: str, body: BinaryIO, first: bytearray,
+    def _send_parts(self, s3: Any, key: str, upload_id: str, body: Readable, first: bytearray,
                     tail: bytes, conditions: dict[str, str]) -> ObjectInfo:
         try:
             parts: list[dict[str, Any]] = []
@@ -252,8 +256,8 @@ class S3Backend(Backend):
                                  if "ChecksumCRC32" in sent else {})})
                 size += len(part)
                 _release(part)  # the caller's frame still references the first part
-                part = _fill(body, PART_SIZE, tail if number == 1 else b"")
-            if "IfMatch" in conditions:
+                part = read_up_to(body, PART_SIZE, tail if number == 1 else b"")
+            if "IfMatch" in conditions and self.emulator_workarounds:
                 self._guard_if_match(key, _version(conditions["IfMatch"]))
             with s3_errors(f"complete upload of {key}"):
                 resp = s3.complete_multipart_upload(
@@ -265,10 +269,11 @@ class S3Backend(Backend):
         return ObjectInfo(size=size, version=_version(resp["ETag"]))
 
     def _guard_if_match(self, key: str, version: str) -> None:
-        """Early check before completing; S3 re-checks ``IfMatch`` atomically.
+        """For emulators only: check ``IfMatch`` before completing an upload.
 
-        Some S3 emulators (moto 5.2) ignore ``IfMatch`` on
-        CompleteMultipartUpload; this narrows, but cannot close, the window there.
+        S3 checks ``IfMatch`` on CompleteMultipartUpload atomically itself;
+        moto 5.2 ignores it. Against such an emulator this narrows, but cannot
+        close, the window (``S3_EMULATOR_WORKAROUNDS``).
         """
         current = self._head(key)
         if current is None or _version(current["ETag"]) != version:
@@ -315,7 +320,7 @@ class S3Backend(Backend):
             params["Delimiter"] = delimiter
         if start_after:
             # A rolled-up prefix as cursor: skip its whole subtree, not just its name.
-            subtree = bool(delimiter) and start_after.endswith(delimiter)
+            subtree = bool(delimiter and start_after.endswith(delimiter))
             params["StartAfter"] = start_after + LAST_CHAR if subtree else start_after
         while True:
             with s3_errors(f"list {prefix!r}"):
@@ -380,9 +385,8 @@ class S3Backend(Backend):
             raise BackendUnavailable(exc.message) from exc
 
     def close(self) -> None:
-        if self._client is not None and self._client_pid == os.getpid():
-            self._client.close()
-        self._client = None
+        for client in self._client.pop_all():
+            client.close()
 
 
 def _release(part: bytearray) -> None:
@@ -393,24 +397,6 @@ def _release(part: bytearray) -> None:
         pass
 
 
-def _fill(body: BinaryIO, size: int, start: bytes = b"") -> bytearray:
-    """Up to ``size`` bytes of ``body`` (fewer only at EOF): one bounded buffer."""
-    buffer = bytearray(start)
-    while len(buffer) < size:
-        chunk = body.read(min(READ_CHUNK, size - len(buffer)))
-        if not chunk:
-            break
-        buffer += chunk
-    return buffer
-
-
 def create_app(consistency: str | None = None) -> Flask:
     """WSGI factory: ``gunicorn 'sidecars.s3:create_app()'``."""
-    bucket = config.require("STATE_BUCKET")
-    region = config.optional("AWS_REGION") or config.optional("AWS_DEFAULT_REGION", "us-east-1")
-    checksums = config.choice("S3_REQUEST_CHECKSUMS", CHECKSUM_MODES)
-    backend = S3Backend(bucket, region=region,
-                        endpoint_url=config.optional("AWS_ENDPOINT_URL") or None,
-                        request_checksums=checksums)
-    return build_app(backend, consistency=config.consistency(consistency),
-                     prefix=config.optional("STATE_PREFIX", ""), name="vfs-state-s3")
+    return app_from_env(S3Backend.from_settings(settings.s3()), consistency, "vfs-state-s3")

@@ -3,8 +3,8 @@
 Why not gthread: a vfs_state client keeps one connection per thread alive and
 sends small requests back to back. gthread hands each connection back to its
 poller after every response, and the next request travels poller -> pipe ->
-pool thread: two thread switches and a handful of syscalls per request,
-measured at a third of the sidecar's CPU (docs/performance.md). Here the
+pool thread: two thread switches and a handful of syscalls per request, a
+large share of the sidecar's CPU (figures in docs/performance.md). Here the
 connection's own thread simply waits for the next request on its socket.
 
 Built on gunicorn 27's worker API (``Parser.finish_body`` with a deadline).
@@ -35,7 +35,7 @@ from gunicorn import http, util
 from gunicorn.http import wsgi
 from gunicorn.workers import base
 
-from sidecars import uploads
+from sidecars import settings, uploads
 
 #: How often idle connection threads and the accept loop look at ``alive``.
 POLL_SECONDS = 1.0
@@ -51,28 +51,23 @@ ABORT_RESERVE_SECONDS = 2.0
 #: A connection waits at least this long for a request before a newcomer may
 #: evict it: time for a new client to send its head, or a served one its next.
 EVICT_GRACE_SECONDS = 0.5
-HEADER_TIMEOUT_ENV = "VFS_STATE_HEADER_TIMEOUT"
-BODY_TIMEOUT_ENV = "VFS_STATE_BODY_TIMEOUT"
-DEFAULT_HEADER_TIMEOUT = 10.0
-DEFAULT_BODY_TIMEOUT = 30.0
 REQUEST_TIMEOUT_REPLY = (b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n"
                          b"Content-Length: 0\r\n\r\n")
 
 
-def timeouts_from_env() -> tuple[float, float]:
-    """(header timeout, body idle timeout) in seconds; ``ValueError`` names a bad one."""
-    values = []
-    for name, default in ((HEADER_TIMEOUT_ENV, DEFAULT_HEADER_TIMEOUT),
-                          (BODY_TIMEOUT_ENV, DEFAULT_BODY_TIMEOUT)):
-        raw = os.environ.get(name, "").strip()
-        try:
-            value = float(raw) if raw else default
-        except ValueError:
-            value = -1.0
-        if not 0 < value < 86400:
-            raise ValueError(f"{name} must be a number of seconds above 0, not {raw!r}")
-        values.append(value)
-    return values[0], values[1]
+def has_read_ahead(unreader: Any) -> bool:
+    """Whether gunicorn's parser already holds bytes of the next request.
+
+    gunicorn has no "bytes buffered?" query; ``take_buffered()`` and
+    ``unread()`` (public methods of ``gunicorn.http.unreader.Unreader``) take
+    the read-ahead and put it back unchanged. Checked against gunicorn
+    27.0.1; tests/test_sidecar_worker.py fails if either method changes.
+    """
+    data = unreader.take_buffered()
+    if not data:
+        return False
+    unreader.unread(data)
+    return True
 
 
 class _HeadTimeout(TimeoutError):
@@ -131,17 +126,16 @@ class _Connection:
 class ConnectionThreadWorker(base.Worker):
     """One thread per connection; the accept loop runs in the main thread."""
 
+    alive: bool  # gunicorn's: False once a signal, max_requests or the parent says stop
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._open = 0  # connection threads alive (evicted ones until they end)
         self._open_lock = threading.Lock()
         self._conns: set[_Connection] = set()  # connections that count against the cap
         self._stopped_at: float | None = None
-        self.header_timeout, self.body_timeout = timeouts_from_env()
-
-    # -- signals: never exit mid-request --------------------------------------
-    def handle_exit(self, sig: int, frame: Any) -> None:
-        self.alive = False
+        server = settings.server()  # checked before gunicorn started
+        self.header_timeout, self.body_timeout = server.header_timeout, server.body_timeout
 
     # -- accept loop ----------------------------------------------------------
     def run(self) -> None:
@@ -294,7 +288,7 @@ class ConnectionThreadWorker(base.Worker):
         if conn.evicted:
             return False
         first = parser.req_count == 0
-        if parser.unreader.buf.getvalue():
+        if has_read_ahead(parser.unreader):
             started = True  # already read ahead with the previous request
         else:
             idle = conn.head_deadline if first else time.monotonic() + self.cfg.keepalive

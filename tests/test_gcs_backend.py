@@ -427,3 +427,28 @@ def test_ranged_read_of_an_empty_object_filled_meanwhile(fake) -> None:
     empty = backend.read("direct/racy-empty-2", 0, 4)
     assert (empty.info.size, b"".join(empty.chunks)) == (0, b"")
     backend.close()
+
+
+@pytest.mark.parametrize("workarounds", [False, True])
+def test_preconditions_send_no_pre_check_unless_configured(fake, workarounds: bool) -> None:
+    """GCS checks ifGenerationMatch itself: by default a conditional delete and
+    a conditional resumable upload read nothing first; GCS_EMULATOR_WORKAROUNDS
+    (fake-gcs-server) adds one stat before each."""
+
+    class Counting(GcsBackend):
+        stats = 0
+
+        def stat(self, key):
+            self.stats += 1
+            return super().stat(key)
+
+    backend = Counting(BUCKET, project="test", emulator_host=fake.url,
+                       emulator_workarounds=workarounds)
+    version = backend.write("direct/precheck", io.BytesIO(b"old"), 3).version
+    body = b"r" * (9 * MiB)  # more than one part: a resumable upload
+    version = backend.write("direct/precheck", io.BytesIO(body), len(body),
+                            if_match=version).version
+    backend.delete("direct/precheck", if_match=version)
+    assert backend.stats == (2 if workarounds else 0)
+    assert backend.stat("direct/precheck") is None
+    backend.close()

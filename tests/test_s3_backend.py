@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import http.client
+import io
 import json
 import os
 import socket
@@ -436,7 +437,7 @@ def test_list_cursor_on_a_prefix_skips_its_subtree(moto: MotoS3Server, s3: Any,
     page = backend.list_page(root, "/", root + "sub/", 10)
     assert (page.keys, page.prefixes, page.next) == ([root + "z"], [], None)
     assert sent[-1]["StartAfter"] == root + "sub/" + LAST_CHAR
-    flat = backend.list_page(root, None, root + "sub/", 10)  # no delimiter: a marker key, not a subtree
+    flat = backend.list_page(root, None, root + "sub/", 10)  # no delimiter: a marker, no subtree
     assert sent[-1]["StartAfter"] == root + "sub/"
     assert flat.keys == [root + "sub/x", root + "z"]
     backend.close()
@@ -462,3 +463,25 @@ def _client_error(code: str, status: int) -> ClientError:
 ])
 def test_error_mapping(code: str, status: int, expected: type) -> None:
     assert type(translate(_client_error(code, status), "op")) is expected
+
+
+@pytest.mark.parametrize("workarounds", [False, True])
+def test_multipart_if_match_sends_no_pre_check_unless_configured(
+        moto: MotoS3Server, s3: Any, monkeypatch: pytest.MonkeyPatch, workarounds: bool) -> None:
+    """Real S3 checks If-Match on CompleteMultipartUpload itself: by default the
+    sidecar sends no HeadObject first; S3_EMULATOR_WORKAROUNDS (moto) adds one."""
+    for name, value in sidecar_env(moto, BUCKET).items():
+        monkeypatch.setenv(name, value)
+    backend = S3Backend(BUCKET, endpoint_url=moto.endpoint, emulator_workarounds=workarounds)
+    calls: list[str] = []
+    backend._s3().meta.events.register("before-call.s3", lambda model, **_: calls.append(
+        model.name))
+    key = unique("precheck")
+    version = backend.write(key, io.BytesIO(b"old"), 3).version
+    calls.clear()
+    body = b"n" * (9 * MiB)  # more than one part: a multipart upload
+    backend.write(key, io.BytesIO(body), len(body), if_match=version)
+    assert calls.count("HeadObject") == (1 if workarounds else 0), calls
+    assert calls[-1] == "CompleteMultipartUpload"
+    assert s3.head_object(Bucket=BUCKET, Key=key)["ContentLength"] == len(body)
+    backend.close()

@@ -26,6 +26,7 @@ from typing import NoReturn
 
 from vfs_state import tools
 from vfs_state.mounts import ACTIVATION_FILE_ENV, Mount, format_mounts, validate_mounts
+from vfs_state.protocol import WRITE_MODES
 from vfs_state.transport import UnixHTTPConnection
 
 DEFAULT_CONNECTOR = "local-buffered-cas"
@@ -49,7 +50,7 @@ def parse_mount_arg(text: str) -> MountSpec:
     write_mode = "buffered"
     if option:
         key, _, value = option.partition("=")
-        if key != "write" or value not in ("buffered", "passthrough"):
+        if key != "write" or value not in WRITE_MODES:
             raise argparse.ArgumentTypeError(
                 f"--mount {text!r}: the only option is write=buffered|passthrough")
         write_mode = value

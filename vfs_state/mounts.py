@@ -12,12 +12,13 @@ import posixpath
 import re
 from dataclasses import dataclass
 
+from vfs_state.protocol import WRITE_MODES
+
 ENV_VARS = ("VFS_STATE_MOUNTS", "ASYA_STATE_PROXY_MOUNTS")
 SOCKET_DIR_ENV = "VFS_STATE_SOCKET_DIR"
 # Set by ``vfs-state run``: the start-up hook appends its pid there once active.
 ACTIVATION_FILE_ENV = "VFS_STATE_ACTIVATION_FILE"
 DEFAULT_SOCKET_DIR = "/var/run/asya/state"
-WRITE_MODES = ("buffered", "passthrough")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 # ',' '=' ';' and whitespace in a path almost always mean a mistyped option list
 # (``meta:/state/meta,socket=/x.sock``); accepting them would leave the intended

@@ -29,11 +29,11 @@ from vfs_state._pyfs import (
     to_fs_error,
 )
 from vfs_state.client import SidecarClient, Stat
+from vfs_state.protocol import WRITE_MODES
 from vfs_state.reader import MIN_BLOCK, RangeReader
 from vfs_state.versions import precondition_headers
 from vfs_state.writers import ChunkedUpload, SpooledFile
 
-WRITE_MODES = ("buffered", "passthrough")
 PASSTHROUGH_BUFFER = 256 * 1024
 
 

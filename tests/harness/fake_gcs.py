@@ -83,6 +83,11 @@ def create_bucket(server: FakeGcsServer, name: str) -> None:
 
 
 def sidecar_env(server: FakeGcsServer, bucket: str, prefix: str = "") -> dict[str, str]:
-    """The environment a ``gcs-*`` sidecar needs to use ``server``."""
+    """The environment a ``gcs-*`` sidecar needs to use ``server``.
+
+    fake-gcs-server ignores some preconditions and finalizes a resumable
+    session asked for its status: the sidecar's emulator workarounds are on
+    (docs/connectors/gcs.md).
+    """
     return {"STATE_BUCKET": bucket, "STATE_PREFIX": prefix, "GCS_PROJECT": "test",
-            "STORAGE_EMULATOR_HOST": server.url}
+            "STORAGE_EMULATOR_HOST": server.url, "GCS_EMULATOR_WORKAROUNDS": "1"}

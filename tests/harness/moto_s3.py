@@ -62,7 +62,12 @@ def create_bucket(server: MotoS3Server, name: str) -> str:
 
 
 def sidecar_env(server: MotoS3Server, bucket: str, prefix: str = "") -> dict[str, str]:
-    """The environment an S3 sidecar needs to use ``bucket`` on ``server``."""
+    """The environment an S3 sidecar needs to use ``bucket`` on ``server``.
+
+    moto ignores ``If-Match`` on CompleteMultipartUpload, so the sidecar's
+    emulator workaround is turned on (docs/connectors/s3.md).
+    """
     return {"STATE_BUCKET": bucket, "STATE_PREFIX": prefix,
             "AWS_ENDPOINT_URL": server.endpoint, "AWS_REGION": REGION,
-            "AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY}
+            "AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
+            "S3_EMULATOR_WORKAROUNDS": "1"}

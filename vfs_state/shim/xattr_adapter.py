@@ -16,12 +16,13 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from vfs_state.protocol import ATTR_PREFIXES, LISTED_ATTR_PREFIX
 from vfs_state.shim.errors import oserror, refused
 from vfs_state.shim.probe import kind
 from vfs_state.shim.router import MountTable, Target, routed, routed_default
 
-PREFIXES = ("user.vfs.", "user.asya.")
-LISTED_PREFIX = "user.vfs."
+PREFIXES = ATTR_PREFIXES
+LISTED_PREFIX = LISTED_ATTR_PREFIX
 
 
 def backend_name(attribute: str | bytes) -> str | None:

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from vfs_state._pyfs import Info
+from vfs_state.protocol import ATTR_PREFIXES
 from vfs_state.tools.locations import Location, Resolver, UsageError
 from vfs_state.tools.session import Session, named
 
@@ -184,7 +185,7 @@ def xattr(args: argparse.Namespace) -> int:
 
 
 def _attr(name: str) -> str:
-    for prefix in ("user.vfs.", "user.asya."):
+    for prefix in ATTR_PREFIXES:
         if name.startswith(prefix):
             return name[len(prefix):]
     return name
