@@ -1,6 +1,7 @@
 """The sidecar protocol as Python calls, and where observations are recorded.
 
-``SidecarClient`` knows the routes of SPEC §6 and nothing of filesystems.
+``SidecarClient`` knows the routes of the protocol (docs/protocol.md) and
+nothing of filesystems.
 Each call that *observes* a key (read, stat, write, delete) records the
 version in the active ``VersionStore`` unless the caller passes
 ``observe=False`` (checks the library makes on its own must not refresh what
@@ -12,9 +13,9 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from typing import BinaryIO
 from urllib.parse import urlencode
 
+from vfs_state._types import Readable
 from vfs_state.transport import BodyStream, Reply, Transport, key_path
 from vfs_state.versions import ABSENT, current_store
 
@@ -123,7 +124,7 @@ class SidecarClient:
         headers = _pinned_range(f"bytes={start}-", version)
         return self.transport.stream(key_path("/keys/", key), headers, key=key)
 
-    def write(self, key: str, body: bytes | BinaryIO, size: int,
+    def write(self, key: str, body: bytes | Readable, size: int,
               conditions: dict[str, str] | None = None) -> str | None:
         """PUT ``size`` bytes; returns and records the new version.
 
@@ -136,9 +137,17 @@ class SidecarClient:
         self.observe(key, version)
         return version
 
-    def delete(self, key: str, conditional: bool = True) -> None:
-        """DELETE ``key`` (conditional on the remembered version); records absent."""
-        headers = self.preconditions(key) if conditional else {}
+    def delete(self, key: str, conditional: bool = True,
+               conditions: dict[str, str] | None = None) -> None:
+        """DELETE ``key``; records absent.
+
+        Conditional on ``conditions``, or by default on the remembered version
+        (unless ``conditional`` is False).
+        """
+        if conditions is not None:
+            headers = dict(conditions)
+        else:
+            headers = self.preconditions(key) if conditional else {}
         headers.pop("If-None-Match", None)  # "seen absent" cannot guard a delete
         try:
             self.transport.request("DELETE", key_path("/keys/", key), headers, key=key)

@@ -26,9 +26,9 @@ import select
 import socket
 import threading
 from collections.abc import Mapping
-from typing import BinaryIO
 from urllib.parse import quote
 
+from vfs_state._types import Readable
 from vfs_state.errors import error_for_status, unreachable
 
 SEND_BLOCK = 1 << 20
@@ -157,7 +157,7 @@ class Connection:
         finally:
             self._raw.probing = False
 
-    def send(self, head: bytes, body: bytes | BinaryIO | None) -> None:
+    def send(self, head: bytes, body: bytes | Readable | None) -> None:
         if body is None or (isinstance(body, bytes) and len(body) <= SMALL_BODY):
             self.sock.sendall(head + body if body else head)
             return
@@ -254,7 +254,7 @@ class Connection:
 
 
 def _request_head(method: str, path: str, headers: Mapping[str, str],
-                  body: bytes | BinaryIO | None) -> bytes:
+                  body: bytes | Readable | None) -> bytes:
     lines = [f"{method} {path} HTTP/1.1\r\nHost: localhost\r\n"]
     if body is not None and "Content-Length" not in headers:
         if not isinstance(body, bytes):
@@ -299,7 +299,7 @@ class Transport:
         except OSError as exc:  # nothing was sent: safe to report as unreachable
             raise self._failure("", exc) from exc
 
-    def _begin(self, method: str, head: bytes, body: bytes | BinaryIO | None
+    def _begin(self, method: str, head: bytes, body: bytes | Readable | None
                ) -> tuple[Connection, int, dict[str, str], bool]:
         """Send a request and read the reply's head: ``(conn, status, headers, must_close)``.
 
@@ -352,7 +352,7 @@ class Transport:
         return unreachable(self.where, exc)
 
     def request(self, method: str, path: str, headers: Mapping[str, str] | None = None,
-                body: bytes | BinaryIO | None = None, key: str = "",
+                body: bytes | Readable | None = None, key: str = "",
                 ok: tuple[int, ...] = ()) -> Reply:
         """Send one request and read the whole reply; errors become exceptions.
 
