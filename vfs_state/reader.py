@@ -9,7 +9,7 @@ buffer, which is as fast as the sidecar can stream; seeking away drops that
 stream. Every request is pinned to the version opened (``If-Match``): an
 object replaced mid-read fails loudly instead of mixing two versions.
 ``fileno()`` hands out a real descriptor on a local copy of that version
-(one full read), for ``mmap`` and C code.
+(one full read), for ``mmap`` and C code, when the opener asked for it.
 """
 from __future__ import annotations
 
@@ -82,9 +82,14 @@ class RangeReader(io.RawIOBase):
     def fileno(self) -> int:
         """A descriptor on a local copy of the version opened (made once, on first use).
 
-        Its offset is this file's position, as for a ``FileIO``.
+        Its offset is this file's position, as for a ``FileIO``. Only for a
+        file opened with ``DescriptorHooks`` (the shim's): anyone else gets
+        ``io.UnsupportedOperation`` rather than a full download by surprise.
         """
         self._checkClosed()
+        hooks = None if self._context is None else self._context.hooks
+        if hooks is None:
+            raise io.UnsupportedOperation("fileno: a ranged reader has no descriptor")
         if self._fd is None:
             position = self._pos
             with tempfile.TemporaryFile(prefix="vfs-state-fileno-") as copy:
@@ -94,8 +99,7 @@ class RangeReader(io.RawIOBase):
                 copy.flush()
                 copy.seek(position)
                 self._fd = os.dup(copy.fileno())
-            if self._context is not None and self._context.hooks is not None:
-                self._context.hooks.shared(self._fd)
+            hooks.shared(self._fd)
         return self._fd
 
     def readinto(self, buffer: memoryview | bytearray) -> int:  # type: ignore[override]

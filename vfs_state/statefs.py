@@ -177,7 +177,8 @@ class StateFS(FS):
         key = self._key(path)
         entries = self._listing(key, path)
         details = bool(namespaces and "details" in namespaces)
-        iterator = (self._entry_info(key, name, is_dir, details) for name, is_dir in entries)
+        iterator: Iterator[Info] = (self._entry_info(key, name, is_dir, details)
+                                    for name, is_dir in entries)
         if page is not None:
             iterator = itertools.islice(iterator, page[0], page[1])
         return iterator

@@ -67,7 +67,7 @@ class UnixHTTPConnection(http.client.HTTPConnection):
         self.socket_path = socket_path
 
     def connect(self) -> None:
-        self.sock = _connect(self.socket_path, self.timeout)
+        self.sock = _connect(self.socket_path, 60.0 if self.timeout is None else self.timeout)
 
 
 def _connect(socket_path: str, timeout: float) -> socket.socket:
@@ -231,7 +231,7 @@ class Connection:
         raise ProtocolError("too many reply headers")
 
     def _chunked(self) -> bytes:
-        parts = []
+        parts: list[bytes] = []
         while True:
             size_line = self.reader.readline(MAX_LINE).split(b";", 1)[0].strip()
             try:

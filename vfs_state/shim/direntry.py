@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from types import GenericAlias, TracebackType
+from typing import Any
 
 from vfs_state.shim.errors import converted
 from vfs_state.shim.router import Target
@@ -62,7 +63,7 @@ class MountDirEntry:
     def __repr__(self) -> str:
         return f"<DirEntry {self.name!r}>"
 
-    __class_getitem__ = classmethod(GenericAlias)
+    __class_getitem__: Any = classmethod(GenericAlias)
 
 
 class MountScandirIterator:

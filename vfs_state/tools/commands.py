@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from vfs_state._pyfs import Info
+from vfs_state.shim.xattr_adapter import backend_name
 from vfs_state.tools.locations import Location, Resolver, UsageError
 from vfs_state.tools.session import Session, named
 
@@ -165,29 +166,31 @@ def xattr(args: argparse.Namespace) -> int:
         raise UsageError(f"expected: {usage}")
     with Session(args) as session:
         location = session.resolve(args.path, True)
-        client = session.fs(location).client  # StateFS has no attribute API of its own
+        filesystem = session.fs(location)
+        path = "/" + location.key
         with named(location):
             if not location.key:
                 raise UsageError("attributes belong to files: name one")
+            if args.action == "set":
+                filesystem.setinfo(path, {"vfs": {"attributes": {_attr(args.name): args.value}}})
+                return 0
+            attrs = dict(filesystem.getinfo(path, ["vfs"]).get("vfs", "attributes") or {})
             if args.action == "list":
-                attrs = client.get_attrs(location.key)
                 if args.json:
                     session.emit({"attrs": attrs})
                 for name in sorted(attrs) if not args.json else []:
                     print(f"user.vfs.{name}={attrs[name]}")
-            elif args.action == "get":
-                value = client.get_attr(location.key, _attr(args.name))
-                session.emit({"name": args.name, "value": value}) if args.json else print(value)
+            elif _attr(args.name) not in attrs:
+                raise OSError(errno.ENODATA, f"no attribute {args.name!r}", location.label)
             else:
-                client.set_attr(location.key, _attr(args.name), args.value)
+                value = attrs[_attr(args.name)]
+                session.emit({"name": args.name, "value": value}) if args.json else print(value)
     return 0
 
 
 def _attr(name: str) -> str:
-    for prefix in ("user.vfs.", "user.asya."):
-        if name.startswith(prefix):
-            return name[len(prefix):]
-    return name
+    """``user.vfs.ttl`` (or the asya spelling) -> ``ttl``; a bare name as it is."""
+    return backend_name(name) or name
 
 
 def health(args: argparse.Namespace) -> int:
