@@ -195,11 +195,6 @@ class SidecarClient:
         values = document.get("values", document.get("attrs", {}))  # older sidecars: attrs
         return dict(values) if isinstance(values, dict) else {}
 
-    def get_attr(self, key: str, name: str) -> str:
-        reply = self.transport.request("GET", key_path("/meta/", key) + "?" +
-                                       urlencode({"attr": name}), key=key)
-        return str(json.loads(reply.body)["value"])
-
     def set_attr(self, key: str, name: str, value: str) -> None:
         data = value.encode("utf-8")
         self.transport.request("PUT", key_path("/meta/", key) + "?" + urlencode({"attr": name}),

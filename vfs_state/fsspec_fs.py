@@ -1,4 +1,4 @@
-"""fsspec filesystem for the ``vfsstate`` protocol (SPEC §9).
+"""fsspec filesystem for the ``vfsstate`` protocol (docs/fsspec.md).
 
 ``vfsstate://NAME/key`` reaches the sidecar of the mount named ``NAME`` in
 ``VFS_STATE_MOUNTS``; ``fsspec.filesystem("vfsstate", socket=PATH)`` talks

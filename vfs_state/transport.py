@@ -1,9 +1,9 @@
 """HTTP/1.1 over a Unix socket, one keep-alive connection per thread.
 
 Every state access is one request, so the client's share of it matters.
-``requests-unixsocket`` costs about 1.2 ms more per small GET than this
-module, and ``http.client`` about 0.2 ms more (it parses each header block
-with ``email.parser``); see docs/performance.md. The protocol we speak is
+``requests-unixsocket`` and ``http.client`` (which parses each header
+block with ``email.parser``) both cost measurably more per small GET than
+this module (figures: docs/performance.md). The protocol we speak is
 small and fixed (our own sidecar, Content-Length or chunked bodies), so the
 request is written in one ``sendall`` and the reply parsed by hand.
 Connections are pooled per thread and dropped after ``fork``, so a child never
