@@ -221,3 +221,19 @@ def test_walk_files_is_one_listing_of_files(pair):
     fs.writebytes(d + "w/1", b"")
     fs.writebytes(d + "w/a/b/2", b"")
     assert sorted(fs.walk_files(d + "w")) == ["1", "a/b/2"]
+
+
+def test_a_refused_commit_names_the_path_and_says_why(pair):
+    """One error route: the conflict is decoded once, and close() names the file."""
+    fs, _, connector, d = pair
+    fs.writebytes(d + "file", b"x")
+    fs.makedirs(d + "dir/sub")
+    with pytest.raises(IsADirectoryError) as raised:
+        with fs.openbin(d + "dir", "w", create_parents=True) as f:
+            f.write(b"y")
+    assert raised.value.filename == d + "dir"
+    if connector.startswith("local"):  # object stores may hold "file" and "file/..." at once
+        with pytest.raises(NotADirectoryError) as raised:
+            with fs.openbin(d + "file/child", "w", create_parents=True) as f:
+                f.write(b"y")
+        assert raised.value.filename == d + "file/child"
