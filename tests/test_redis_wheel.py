@@ -57,8 +57,8 @@ def test_wheel_server_backs_a_redis_sidecar_with_cas_ttl_and_restart(no_system_r
                         fs.writebytes("/a", b"two")
                     with pytest.raises(FileExistsError):
                         fs.writebytes("/a", b"stale")
-                fs.client.set_attr("a", "ttl", "3600")
-                assert 0 < int(fs.client.get_attr("a", "ttl")) <= 3600
+                fs.setinfo("a", {"vfs": {"attributes": {"ttl": "3600"}}})
+                assert 0 < int(fs.getinfo("a", ["vfs"]).get("vfs", "attributes")["ttl"]) <= 3600
                 server.restart()  # append-only file: the data survives
                 assert fs.readbytes("/a") == b"two"
             finally:

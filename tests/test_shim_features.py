@@ -124,18 +124,18 @@ def test_rename_refuses_a_source_changed_since_observed(mounted):
 
 
 def test_rename_delete_is_conditional_and_not_atomic(mounted, monkeypatch):
-    from vfs_state.shim import rename
+    from vfs_state import statefs_moves
 
     src, dst = f"{mounted.base}/src", f"{mounted.base}/dst"
     _write(src, b"copied")
-    real_copy = rename._copy_object
+    real_copy = statefs_moves.copy_object
 
     def copy_then_interfere(*args):
         version = real_copy(*args)
         _other_writer(mounted, "src", b"newer")
         return version
 
-    monkeypatch.setattr(rename, "_copy_object", copy_then_interfere)
+    monkeypatch.setattr(statefs_moves, "copy_object", copy_then_interfere)
     with pytest.raises(FileExistsError):
         os.rename(src, dst)
     assert _read(src) == b"newer" and _read(dst) == b"copied"

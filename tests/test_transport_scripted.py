@@ -18,6 +18,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from vfs_state._types import FileContext
 from vfs_state.client import SidecarClient
 from vfs_state.transport import OutcomeUnknownError, Transport, outcome_unknown
 from vfs_state.writers import ChunkedUpload
@@ -251,7 +252,8 @@ def test_get_not_retried_once_part_of_the_reply_came(serve):
 def test_passthrough_upload_lost_after_the_last_chunk_raises(serve):
     """The streaming upload (http.client) is never re-sent either."""
     server = serve([("drop",)], [("reply", reply(412))])
-    upload = ChunkedUpload(SidecarClient(server.path, timeout=5), "k", {}, name="/m/k")
+    upload = ChunkedUpload(SidecarClient(server.path, timeout=5), "k", {},
+                           context=FileContext("/m/k", "wb", "test"))
     upload.write(b"data")
     with pytest.raises(OutcomeUnknownError):
         upload.close()

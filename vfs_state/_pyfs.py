@@ -11,6 +11,9 @@ from __future__ import annotations
 import errno
 import os
 import warnings
+from typing import Any
+
+from vfs_state.errors import VersionConflict
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # fs's pkg_resources deprecation notice
@@ -23,7 +26,7 @@ with warnings.catch_warnings():
     from fs.subfs import SubFS
 
 # fs error class <-> (OSError subclass, errno); first match wins when going to fs
-ERROR_TABLE: list[tuple[type[errors.FSError], type[OSError], int]] = [
+ERROR_TABLE: list[tuple[type[Exception], type[OSError], int]] = [
     (errors.ResourceNotFound, FileNotFoundError, errno.ENOENT),
     (errors.DirectoryExpected, NotADirectoryError, errno.ENOTDIR),
     (errors.FileExpected, IsADirectoryError, errno.EISDIR),
@@ -42,27 +45,41 @@ ERROR_TABLE: list[tuple[type[errors.FSError], type[OSError], int]] = [
     (errors.IllegalBackReference, OSError, errno.EINVAL),
 ]
 
-_BY_ERRNO = {number: fs_cls for fs_cls, _, number in reversed(ERROR_TABLE)}
+#: errno -> fs error class (called as ``cls(path, exc=...)``, typed loosely for that)
+_BY_ERRNO: dict[int, Any] = {
+    number: fs_cls for fs_cls, _, number in reversed(ERROR_TABLE)}
 _BY_ERRNO[errno.ENOENT] = errors.ResourceNotFound
 _BY_ERRNO[errno.EEXIST] = errors.FileExists
 
 
-def to_oserror(exc: errors.FSError, path: str) -> OSError:
-    """An ``fs`` error as the ``OSError`` a local filesystem would raise."""
+_EXPLAINED = (errno.ENOTSUP, errno.EACCES)
+
+
+def to_oserror(exc: errors.FSError, path: str | bytes) -> OSError:
+    """An ``fs`` error as the ``OSError`` a local filesystem would raise.
+
+    Errors a local file system raises too keep the local message; refusals
+    (``ENOTSUP``, ``EACCES``) keep the sidecar's, which names the mount and
+    says why.
+    """
+    cause = getattr(exc, "exc", None)
     for fs_cls, os_cls, number in ERROR_TABLE:
         if isinstance(exc, fs_cls):
-            return os_cls(number, os.strerror(number), path)
+            text = os.strerror(number)
+            if number in _EXPLAINED and isinstance(cause, OSError) and cause.strerror:
+                text = cause.strerror
+            return os_cls(number, text, path)
     return OSError(errno.EIO, str(exc), path)
 
 
 def to_fs_error(exc: OSError, path: str) -> errors.FSError | None:
     """The ``fs`` error for a client ``OSError`` on ``path``; None to re-raise as is.
 
-    CAS conflicts (412), backend outages and size limits stay built-in
-    exceptions: they are not path errors and callers catch them by those names.
+    CAS conflicts (``VersionConflict``), backend outages and size limits stay
+    built-in exceptions: they are not path errors and callers catch them by
+    those names.
     """
-    status = getattr(exc, "status", None)
-    if status == 412 or isinstance(exc, (ConnectionError, TimeoutError)):
+    if isinstance(exc, (VersionConflict, ConnectionError, TimeoutError)):
         return None
     fs_cls = _BY_ERRNO.get(exc.errno or 0)
     if fs_cls is None or exc.errno == errno.EFBIG:

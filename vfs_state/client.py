@@ -1,6 +1,7 @@
 """The sidecar protocol as Python calls, and where observations are recorded.
 
-``SidecarClient`` knows the routes of SPEC §6 and nothing of filesystems.
+``SidecarClient`` knows the routes of the protocol (docs/protocol.md) and
+nothing of filesystems.
 Each call that *observes* a key (read, stat, write, delete) records the
 version in the active ``VersionStore`` unless the caller passes
 ``observe=False`` (checks the library makes on its own must not refresh what
@@ -12,9 +13,9 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from typing import BinaryIO
 from urllib.parse import urlencode
 
+from vfs_state._types import Readable
 from vfs_state.transport import BodyStream, Reply, Transport, key_path
 from vfs_state.versions import ABSENT, current_store
 
@@ -142,7 +143,7 @@ class SidecarClient:
         headers = _pinned_range(f"bytes={start}-", version)
         return self.transport.stream(key_path("/keys/", key), headers, key=key)
 
-    def write(self, key: str, body: bytes | BinaryIO, size: int,
+    def write(self, key: str, body: bytes | Readable, size: int,
               conditions: dict[str, str] | None = None) -> str | None:
         """PUT ``size`` bytes; returns and records the new version.
 
@@ -155,9 +156,17 @@ class SidecarClient:
         self.observe(key, version)
         return version
 
-    def delete(self, key: str, conditional: bool = True) -> None:
-        """DELETE ``key`` (conditional on the remembered version); records absent."""
-        headers = self.preconditions(key) if conditional else {}
+    def delete(self, key: str, conditional: bool = True,
+               conditions: dict[str, str] | None = None) -> None:
+        """DELETE ``key``; records absent.
+
+        Conditional on ``conditions``, or by default on the remembered version
+        (unless ``conditional`` is False).
+        """
+        if conditions is not None:
+            headers = dict(conditions)
+        else:
+            headers = self.preconditions(key) if conditional else {}
         headers.pop("If-None-Match", None)  # "seen absent" cannot guard a delete
         try:
             self.transport.request("DELETE", key_path("/keys/", key), headers, key=key)
@@ -216,11 +225,6 @@ class SidecarClient:
         document = json.loads(reply.body)
         values = document.get("values", document.get("attrs", {}))  # older sidecars: attrs
         return dict(values) if isinstance(values, dict) else {}
-
-    def get_attr(self, key: str, name: str) -> str:
-        reply = self.transport.request("GET", key_path("/meta/", key) + "?" +
-                                       urlencode({"attr": name}), key=key)
-        return str(json.loads(reply.body)["value"])
 
     def set_attr(self, key: str, name: str, value: str) -> None:
         data = value.encode("utf-8")

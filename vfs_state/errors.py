@@ -1,8 +1,12 @@
-"""Where HTTP statuses become the exceptions a handler expects (SPEC §6).
+"""Where HTTP statuses become the exceptions a handler expects.
 
 Every exception raised from a sidecar reply is a built-in ``OSError``
 subclass with ``errno`` and the key as ``filename``, so ``except
 FileNotFoundError`` in handler code works without importing anything.
+The reply is decoded here, once, into the exception's class: a refused
+precondition is a ``VersionConflict`` and a clash with the store's
+directory structure a ``PathConflict`` (both ``FileExistsError``s), so no
+caller needs the HTTP status later. Statuses and codes: docs/protocol.md.
 """
 from __future__ import annotations
 
@@ -10,13 +14,23 @@ import errno
 import json
 import os
 
+
+class VersionConflict(FileExistsError):
+    """A compare-and-set write or delete refused: the object moved on (HTTP 412)."""
+
+
+class PathConflict(FileExistsError):
+    """The store refused the path itself (HTTP 409): a parent is a file, or the
+    key is a directory. ``StateFS`` tells the two apart when it reports it."""
+
+
 # status -> (exception class, errno)
-_STATUS: dict[int, tuple[type[OSError] | type[ValueError], int]] = {
+_STATUS: dict[int, tuple[type[Exception], int]] = {
     400: (ValueError, errno.EINVAL),
     403: (PermissionError, errno.EACCES),
     404: (FileNotFoundError, errno.ENOENT),
     409: (FileExistsError, errno.EEXIST),
-    412: (FileExistsError, errno.EEXIST),
+    412: (VersionConflict, errno.EEXIST),
     413: (OSError, errno.EFBIG),
     416: (OSError, errno.EINVAL),
     500: (OSError, errno.EIO),
@@ -26,6 +40,7 @@ _STATUS: dict[int, tuple[type[OSError] | type[ValueError], int]] = {
 
 # sidecar error codes that carry a more precise errno than their status
 _CODES: dict[str, tuple[type[OSError], int]] = {
+    "conflict": (PathConflict, errno.EEXIST),
     "directory_not_empty": (OSError, errno.ENOTEMPTY),
     "is_a_directory": (IsADirectoryError, errno.EISDIR),
     "no_such_attr": (OSError, errno.ENODATA),
@@ -36,6 +51,7 @@ _CODES: dict[str, tuple[type[OSError], int]] = {
 def error_for_status(status: int, body: bytes, key: str, where: str) -> Exception:
     """The exception for a failed reply; ``where`` names the mount in messages."""
     code, message = _parse_error(body)
+    cls: type[Exception]
     if code in _CODES:
         cls, number = _CODES[code]
     elif status in _STATUS:
@@ -45,12 +61,9 @@ def error_for_status(status: int, body: bytes, key: str, where: str) -> Exceptio
     else:
         cls, number = OSError, errno.EIO
     text = f"{message or os.strerror(number)} [{where}, HTTP {status}]"
-    if cls is ValueError:
+    if not issubclass(cls, OSError):
         return ValueError(f"{key!r}: {text}")
-    exc = cls(number, text, key)
-    exc.status = status  # type: ignore[attr-defined]
-    exc.code = code  # type: ignore[attr-defined]
-    return exc
+    return cls(number, text, key)
 
 
 def _parse_error(body: bytes) -> tuple[str, str]:

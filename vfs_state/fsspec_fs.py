@@ -1,4 +1,4 @@
-"""fsspec filesystem for the ``vfsstate`` protocol (SPEC §9).
+"""fsspec filesystem for the ``vfsstate`` protocol (docs/fsspec.md).
 
 ``vfsstate://NAME/key`` reaches the sidecar of the mount named ``NAME`` in
 ``VFS_STATE_MOUNTS``; ``fsspec.filesystem("vfsstate", socket=PATH)`` talks
@@ -14,22 +14,9 @@ from typing import Any
 from fsspec.spec import AbstractFileSystem  # type: ignore[import-untyped]
 
 from vfs_state._pyfs import errors as fs_errors
+from vfs_state._pyfs import to_oserror
 from vfs_state.mounts import mounts_from_env
 from vfs_state.statefs import StateFS
-
-
-def _oserror(exc: fs_errors.FSError, path: str) -> OSError:
-    if isinstance(exc, fs_errors.ResourceNotFound):
-        return FileNotFoundError(2, "No such file or directory", path)
-    if isinstance(exc, (fs_errors.FileExists, fs_errors.DirectoryExists)):
-        return FileExistsError(17, "File exists", path)
-    if isinstance(exc, fs_errors.DirectoryNotEmpty):
-        return OSError(39, "Directory not empty", path)
-    if isinstance(exc, fs_errors.FileExpected):
-        return IsADirectoryError(21, "Is a directory", path)
-    if isinstance(exc, fs_errors.DirectoryExpected):
-        return NotADirectoryError(20, "Not a directory", path)
-    return OSError(str(exc))
 
 
 class VfsStateFileSystem(AbstractFileSystem):
@@ -85,7 +72,7 @@ class VfsStateFileSystem(AbstractFileSystem):
         try:
             return getattr(fs, method)("/" + key, *args, **kwargs)
         except fs_errors.FSError as exc:
-            raise _oserror(exc, path) from exc
+            raise to_oserror(exc, path) from exc
 
     # -- metadata ----------------------------------------------------------------------
 
@@ -97,7 +84,7 @@ class VfsStateFileSystem(AbstractFileSystem):
         except fs_errors.DirectoryExpected:
             entries = None
         except fs_errors.FSError as exc:
-            raise _oserror(exc, path) from exc
+            raise to_oserror(exc, path) from exc
         if entries is None:  # a file: fsspec lists it as itself
             info = self.info(path)
             return [info] if detail else [info["name"]]
@@ -121,7 +108,7 @@ class VfsStateFileSystem(AbstractFileSystem):
         try:
             return self._entry(name, fs.getinfo("/" + key, namespaces=["details"]))
         except fs_errors.FSError as exc:
-            raise _oserror(exc, path) from exc
+            raise to_oserror(exc, path) from exc
 
     # -- changes ---------------------------------------------------------------------
 
@@ -138,7 +125,7 @@ class VfsStateFileSystem(AbstractFileSystem):
         try:
             fs.makedirs("/" + key, recreate=exist_ok)
         except fs_errors.FSError as exc:
-            raise _oserror(exc, path) from exc
+            raise to_oserror(exc, path) from exc
 
     def rmdir(self, path: str) -> None:
         self._call(path, "removedir")
@@ -175,4 +162,4 @@ class VfsStateFileSystem(AbstractFileSystem):
                 return fs.openbin("/" + key, "rb")
             return fs.openbin("/" + key, mode.replace("t", ""), create_parents=True)
         except fs_errors.FSError as exc:
-            raise _oserror(exc, path) from exc
+            raise to_oserror(exc, path) from exc

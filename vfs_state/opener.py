@@ -1,4 +1,4 @@
-"""pyfilesystem2 opener for the ``vfsstate`` scheme (SPEC §9).
+"""pyfilesystem2 opener for the ``vfsstate`` scheme (docs/fsspec.md).
 
 URL forms, registered by the ``fs.opener`` entry point:
 

@@ -8,26 +8,33 @@ the end and reads the body as the caller goes, straight into the caller's
 buffer, which is as fast as the sidecar can stream; seeking away drops that
 stream. Every request is pinned to the version opened (``If-Match``): an
 object replaced mid-read fails loudly instead of mixing two versions.
+``fileno()`` hands out a real descriptor on a local copy of that version
+(one full read), for ``mmap`` and C code, when the opener asked for it.
 """
 from __future__ import annotations
 
 import errno
 import io
+import os
+import shutil
+import tempfile
 from collections.abc import Callable
 from typing import TypeVar
 
+from vfs_state._types import FileContext
 from vfs_state.client import SidecarClient, Stat
 from vfs_state.transport import BodyStream
 
 MIN_BLOCK = 64 * 1024
 T = TypeVar("T")
+_close = os.close  # the real one: the shim patches os.close to commit its own descriptors
 
 
 class RangeReader(io.RawIOBase):
     """A read-only, seekable raw file over one version of one key."""
 
     def __init__(self, client: SidecarClient, key: str, stat: Stat, head: bytes,
-                 name: str = "") -> None:
+                 context: FileContext | None = None) -> None:
         super().__init__()
         self._client = client
         self._key = key
@@ -38,8 +45,10 @@ class RangeReader(io.RawIOBase):
         self._block = head
         self._stream: BodyStream | None = None
         self._stream_pos = 0
-        self.name = name or key
-        self.mode = "rb"
+        self._context = context
+        self._fd: int | None = None
+        self.name = key if context is None else context.name
+        self.mode = "rb" if context is None else context.mode
 
     @property
     def size(self) -> int:
@@ -69,6 +78,29 @@ class RangeReader(io.RawIOBase):
             raise OSError(errno.EINVAL, "negative seek position", self.name)
         self._pos = target
         return target
+
+    def fileno(self) -> int:
+        """A descriptor on a local copy of the version opened (made once, on first use).
+
+        Its offset is this file's position, as for a ``FileIO``. Only for a
+        file opened with ``DescriptorHooks`` (the shim's): anyone else gets
+        ``io.UnsupportedOperation`` rather than a full download by surprise.
+        """
+        self._checkClosed()
+        hooks = None if self._context is None else self._context.hooks
+        if hooks is None:
+            raise io.UnsupportedOperation("fileno: a ranged reader has no descriptor")
+        if self._fd is None:
+            position = self._pos
+            with tempfile.TemporaryFile(prefix="vfs-state-fileno-") as copy:
+                self.seek(0)
+                shutil.copyfileobj(self, copy, 1 << 20)
+                self.seek(position)
+                copy.flush()
+                copy.seek(position)
+                self._fd = os.dup(copy.fileno())
+            hooks.shared(self._fd)
+        return self._fd
 
     def readinto(self, buffer: memoryview | bytearray) -> int:  # type: ignore[override]
         self._checkClosed()
@@ -151,6 +183,11 @@ class RangeReader(io.RawIOBase):
                           self.name) from None
 
     def close(self) -> None:
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            if self._context is not None and self._context.hooks is not None:
+                self._context.hooks.released(fd)  # a read-only copy: nothing can be lost
+            _close(fd)
         self._drop_stream()
         self._block = b""
         super().close()

@@ -1,22 +1,34 @@
 """``StateFS``: a pyfilesystem2 filesystem backed by one sidecar.
 
 Implements the seven essential ``fs.base.FS`` methods (plus ``scandir``,
-which the listing answers in one round trip). Directories are virtual: a
-directory exists when a marker ``dir/`` or any key lies under it. Used
-directly, ``StateFS`` keeps the pyfilesystem2 contract (writing under a
-missing parent raises ``ResourceNotFound``); the shim opens with
-``create_parents=True`` for flat-store semantics and no extra round trip.
+which the listing answers in one round trip), and the methods where the
+store's rules differ from pyfilesystem2's generic ones: ``move``,
+``movedir`` and ``copy`` are compare-and-set safe (``statefs_moves``),
+``upload`` is one PUT with the caller's preconditions, and the ``vfs`` info
+namespace carries versions and backend attributes (xattrs). The shim reaches
+storage only through these methods, so direct users get the same semantics
+(docs/architecture.md, "StateFS used directly").
+
+Directories are virtual: a directory exists when a marker ``dir/`` or any
+key lies under it. Used directly, ``StateFS`` keeps the pyfilesystem2
+contract (writing under a missing parent raises ``ResourceNotFound``); the
+shim passes ``create_parents=True`` for flat-store semantics and no extra
+round trip.
 """
 from __future__ import annotations
 
+import errno
 import io
 import itertools
+import os
+import tempfile
 from collections.abc import Collection, Iterator, Mapping
 from contextlib import contextmanager
 from typing import IO, Any, BinaryIO
 
 from fs.mode import validate_open_mode
 
+from vfs_state import statefs_moves as moves
 from vfs_state._pyfs import (
     FS,
     Info,
@@ -28,13 +40,17 @@ from vfs_state._pyfs import (
     errors,
     to_fs_error,
 )
+from vfs_state._types import FileContext, Readable
 from vfs_state.client import SidecarClient, Stat
+from vfs_state.errors import PathConflict
 from vfs_state.protocol import WRITE_MODES
 from vfs_state.reader import MIN_BLOCK, RangeReader
-from vfs_state.versions import precondition_headers
-from vfs_state.writers import ChunkedUpload, SpooledFile
+from vfs_state.versions import current_store, precondition_headers
+from vfs_state.writers import SPILL_SIZE, ChunkedUpload, Commit, Explain, SpooledFile
 
 PASSTHROUGH_BUFFER = 256 * 1024
+#: "not given": a write is conditional on what the caller observed (the CAS rule)
+OBSERVED: Any = object()
 
 
 class StateFS(FS):
@@ -114,14 +130,43 @@ class StateFS(FS):
     # -- essential methods -------------------------------------------------------
 
     def getinfo(self, path: str, namespaces: Collection[str] | None = None) -> Info:
-        key = self._key(path)
-        if not key:
-            return self._info("", Stat(is_file=False))
-        with self._errors(path):
-            stat = self.client.stat(key)
-        if stat is None:
+        """``basic``, ``details`` and ``vfs`` (version, content type) from one HEAD.
+
+        Asking for the ``vfs`` namespace adds ``attributes``: the backend's
+        attributes of a file (``{}`` for a directory), one more request.
+        Recorded as an observation of ``path`` (for CAS).
+        """
+        info = self._lookup(path, namespaces, observe=True)
+        if info is None:
             raise errors.ResourceNotFound(path)
-        return self._info(basename(key), stat)
+        return info
+
+    def probe(self, path: str, namespaces: Collection[str] | None = None) -> Info | None:
+        """``getinfo`` for a check the caller makes for itself; None when absent.
+
+        Not recorded as an observation, so it never refreshes the version a
+        later write is conditional on (docs/consistency.md).
+        """
+        return self._lookup(path, namespaces, observe=False)
+
+    def _lookup(self, path: str, namespaces: Collection[str] | None,
+                observe: bool) -> Info | None:
+        key = self._key(path)
+        with self._errors(path):
+            stat = self.client.stat(key, observe=observe) if key else Stat(is_file=False)
+            if stat is None:
+                return None
+            info = self._info(basename(key), stat)
+            if not namespaces or "vfs" not in namespaces:
+                return info
+            attributes = self._attributes(key) if stat.is_file else {}
+        return Info({**info.raw, "vfs": {**info.raw["vfs"], "attributes": attributes}})
+
+    def _attributes(self, key: str) -> dict[str, str]:
+        try:
+            return self.client.get_attrs(key)
+        except FileNotFoundError:  # removed since the HEAD, or a directory
+            return {}
 
     def listdir(self, path: str) -> list[str]:
         """Names straight from the listing: no ``Info`` object per entry."""
@@ -134,8 +179,8 @@ class StateFS(FS):
         details = bool(namespaces and "details" in namespaces)
         stats: dict[str, Stat] = {}
         entries = self._listing(key, path, stats if details else None)
-        iterator = (self._entry_info(key, name, is_dir, details, stats.get(name))
-                    for name, is_dir in entries)
+        iterator: Iterator[Info] = (self._entry_info(key, name, is_dir, details, stats.get(name))
+                                    for name, is_dir in entries)
         if page is not None:
             iterator = itertools.islice(iterator, page[0], page[1])
         return iterator
@@ -208,19 +253,28 @@ class StateFS(FS):
 
     def openbin(self, path: str, mode: str = "r", buffering: int = -1,
                 **options: Any) -> BinaryIO:
-        """Open a binary file; ``create_parents=True`` skips the parent check."""
+        """Open a binary file.
+
+        Options: ``create_parents=True`` skips the parent check (flat-store
+        semantics); ``context``, a ``FileContext``, sets the name and mode
+        the file reports and the mount its errors name (default: ``path``,
+        the platform mode, this sidecar).
+        """
         parsed = Mode(mode)
         parsed.validate_bin()
         key = self._key(path)
         if not key:
             raise errors.FileExpected(path)
+        context = options.get("context") or FileContext(path, parsed.to_platform_bin(),
+                                                        self.client.where)
         with self._errors(path):
             if parsed.create:
-                raw = self._open_writer(key, path, parsed, options.get("create_parents", False))
+                raw = self._open_writer(key, path, parsed, context,
+                                        options.get("create_parents", False))
             elif parsed.writing:  # r+
-                raw = self._open_update(key, path, parsed)
+                raw = self._open_update(key, path, context)
             else:
-                raw = self._open_reader(key, path)
+                raw = self._open_reader(key, path, context)
         return _buffer(raw, buffering)  # type: ignore[return-value]
 
     def _missing(self, key: str, path: str) -> errors.FSError:
@@ -229,32 +283,32 @@ class StateFS(FS):
             return errors.FileExpected(path)
         return errors.ResourceNotFound(path)
 
-    def _open_reader(self, key: str, path: str) -> RangeReader:
+    def _open_reader(self, key: str, path: str, context: FileContext) -> RangeReader:
         try:
             stat, head = self.client.read_head(key, MIN_BLOCK)
         except FileNotFoundError:
             raise self._missing(key, path) from None
-        return RangeReader(self.client, key, stat, head, name=path)
+        return RangeReader(self.client, key, stat, head, context)
 
-    def _read_quietly(self, key: str, path: str) -> tuple[Stat, RangeReader] | None:
+    def _read_quietly(self, key: str, context: FileContext) -> tuple[Stat, RangeReader] | None:
         """Current content for append/update, without recording an observation."""
         try:
             stat, head = self.client.read_head(key, MIN_BLOCK, observe=False)
         except FileNotFoundError:
             return None
-        return stat, RangeReader(self.client, key, stat, head, name=path)
+        return stat, RangeReader(self.client, key, stat, head, context)
 
-    def _open_update(self, key: str, path: str, mode: Mode) -> SpooledFile:
-        current = self._read_quietly(key, path)
+    def _open_update(self, key: str, path: str, context: FileContext) -> SpooledFile:
+        current = self._read_quietly(key, context)
         if current is None:
             raise self._missing(key, path)
         stat, reader = current
         with reader:
-            return SpooledFile(self._committer(key, precondition_headers(stat.version)),
-                               name=path, mode=mode.to_platform_bin(), readable=True,
-                               initial=reader, dirty=False)
+            return SpooledFile(self._committer(key, precondition_headers(stat.version), context),
+                               context=context, readable=True, initial=reader, dirty=False)
 
-    def _open_writer(self, key: str, path: str, mode: Mode, create_parents: bool) -> io.RawIOBase:
+    def _open_writer(self, key: str, path: str, mode: Mode, context: FileContext,
+                     create_parents: bool) -> io.RawIOBase:
         if not create_parents:
             stat = self._stat_quietly(key)
             if stat is not None and not stat.is_file:
@@ -265,44 +319,85 @@ class StateFS(FS):
                 self._require_dir(dirname(key), dirname(path) or "/")
         elif mode.exclusive and self._stat_quietly(key) is not None:
             raise errors.FileExists(path)
-        platform_mode = mode.to_platform_bin()
         if mode.appending:
-            current = self._read_quietly(key, path)
+            current = self._read_quietly(key, context)
             conditions = precondition_headers(None if current is None else current[0].version)
             reader = None if current is None else current[1]
             try:
-                return SpooledFile(self._committer(key, conditions), name=path,
-                                   mode=platform_mode, readable=mode.reading, append=True,
-                                   initial=reader)
+                return SpooledFile(self._committer(key, conditions, context), context=context,
+                                   readable=mode.reading, append=True, initial=reader)
             finally:
                 if reader is not None:
                     reader.close()
-        conditions = {"If-None-Match": "*"} if mode.exclusive else None
+        exclusive = {"If-None-Match": "*"} if mode.exclusive else None
         if self.write_mode == "passthrough" and not mode.reading:
-            return ChunkedUpload(self.client, key,
-                                 conditions or self.client.preconditions(key),
-                                 name=path, mode=platform_mode)
-        return SpooledFile(self._committer(key, conditions), name=path, mode=platform_mode,
+            return ChunkedUpload(self.client, key, exclusive or self.client.preconditions(key),
+                                 context=context, explain=self._explainer(key, context))
+        return SpooledFile(self._committer(key, exclusive, context), context=context,
                            readable=mode.reading)
 
-    def _committer(self, key: str, conditions: Mapping[str, str] | None):  # noqa: ANN202
+    def _committer(self, key: str, conditions: Mapping[str, str] | None,
+                   context: FileContext) -> Commit:
         """``close()`` action: PUT the spool, conditional on ``conditions``.
 
         ``None`` means "whatever the caller has observed by the time of close".
         """
-        def commit(spool: BinaryIO, size: int) -> None:
-            self.client.write(key, spool, size, None if conditions is None else dict(conditions))
+        explain = self._explainer(key, context)
+
+        def commit(spool: Readable, size: int) -> None:
+            try:
+                self.client.write(key, spool, size,
+                                  None if conditions is None else dict(conditions))
+            except OSError as exc:
+                error = explain(exc)
+                if error is exc:
+                    raise
+                raise error from exc
         return commit
 
-    def remove(self, path: str) -> None:
+    def _explainer(self, key: str, context: FileContext) -> Explain:
+        """A refused commit as the caller should see it, naming ``context.name``.
+
+        A path conflict is told apart here, once: the key is a directory
+        (``EISDIR``) or a parent is a file (``ENOTDIR``).
+        """
+        def explain(exc: OSError) -> OSError:
+            if isinstance(exc, PathConflict):
+                stat = self._stat_quietly(key)
+                number = errno.EISDIR if stat is not None and not stat.is_file else errno.ENOTDIR
+                return OSError(number, os.strerror(number), context.name)
+            if exc.filename == key:
+                exc.filename = context.name
+            return exc
+        return explain
+
+    def remove(self, path: str, *, expect: Any = OBSERVED) -> None:
+        """Delete a file, conditional on the version the caller observed.
+
+        ``expect``: the version the stored object must still have instead
+        (for a caller that holds one from earlier, as ``local_copy`` does).
+        """
         key = self._key(path)
         if not key:
             raise errors.FileExpected(path)
         with self._errors(path):
             try:
-                self.client.delete(key)
+                self.client.delete(key, conditions=self._conditions(expect))
             except FileNotFoundError:
                 raise self._missing(key, path) from None
+
+    @staticmethod
+    def _conditions(expect: Any) -> dict[str, str] | None:
+        """Headers for ``expect``: a version, None (absent), a token from ``observed()``."""
+        return None if expect is OBSERVED else precondition_headers(expect)
+
+    def observed(self, path: str) -> object:
+        """What the caller last observed of ``path`` (for ``expect=`` later).
+
+        A version string, None (seen absent), or an opaque "never seen" token.
+        The memory behind it is the active ``vfs_state.session()``'s.
+        """
+        return current_store().lookup(self.client.store_id, self._key(path))
 
     def removedir(self, path: str) -> None:
         key = self._key(path)
@@ -327,8 +422,133 @@ class StateFS(FS):
         return False
 
     def setinfo(self, path: str, info: Mapping[str, Mapping[str, object]]) -> None:
-        """Times and permissions are not stored by the backends: check existence only."""
-        self.getinfo(path)
+        """Sets ``{"vfs": {"attributes": {name: value}}}`` on a file.
+
+        Times and permissions are not stored by the backends: for those only
+        existence is checked. A read-only attribute is ``PermissionDenied``,
+        one the backend does not have ``Unsupported``.
+        """
+        attributes = dict(info.get("vfs", {}).get("attributes") or {})  # type: ignore[call-overload]
+        if not attributes:
+            self.getinfo(path)
+            return
+        key = self._key(path)
+        if not key:
+            raise errors.FileExpected(path)
+        with self._errors(path):
+            for name, value in attributes.items():
+                self.client.set_attr(key, str(name), str(value))
+
+    def walk_files(self, path: str) -> Iterator[str]:
+        """Names (``/``-separated, relative to ``path``) of every file under a directory.
+
+        One recursive listing, not a request per directory as ``fs.walk`` makes.
+        """
+        key = self._key(path)
+        start = len(key) + 1 if key else 0
+        with self._errors(path):
+            files, _ = moves.tree(self.client, key)
+        return (name[start:] for name in files)
+
+    # -- moving and copying: compare-and-set safe (statefs_moves) -----------------
+
+    def move(self, src_path: str, dst_path: str, overwrite: bool = False,
+             preserve_time: bool = False, *, create_parents: bool = False) -> None:
+        """Move a file: copy, then delete the source on the version copied.
+
+        A source the caller observed at another version fails before anything
+        is written; one replaced meanwhile makes the delete fail and survives
+        (``VersionConflict``, a ``FileExistsError``). Not atomic.
+        ``preserve_time`` is accepted and ignored (backends set times).
+        ``create_parents=True``: no destination checks (the shim's rules).
+        """
+        self._copy(src_path, dst_path, overwrite, create_parents, delete=True)
+
+    def copy(self, src_path: str, dst_path: str, overwrite: bool = False,
+             preserve_time: bool = False, *, create_parents: bool = False) -> None:
+        """Copy a file: the version the caller observed (if any), in one read and one PUT."""
+        self._copy(src_path, dst_path, overwrite, create_parents, delete=False)
+
+    def _copy(self, src_path: str, dst_path: str, overwrite: bool, create_parents: bool,
+              delete: bool) -> None:
+        src, dst = self._key(src_path), self._key(dst_path)
+        if not src:
+            raise errors.FileExpected(src_path)
+        if not dst:
+            raise errors.DestinationExists(dst_path)
+        if not create_parents:
+            with self._errors(dst_path):
+                self._check_destination(dst, dst_path, overwrite)
+        with self._errors(src_path):
+            if src == dst:  # onto itself: nothing to do, once the source is known
+                stat = self._stat_quietly(src)
+                if stat is None or not stat.is_file:
+                    raise self._missing(src, src_path)
+                return
+            try:
+                version = moves.copy_object(self.client, src, dst)
+            except FileNotFoundError:
+                raise self._missing(src, src_path) from None
+            if delete:
+                moves.delete_copied(self.client, src, version)
+
+    def _check_destination(self, key: str, path: str, overwrite: bool) -> None:
+        """pyfilesystem2's rules for a file's destination: free (or ``overwrite``),
+        not a directory, in a directory that exists."""
+        stat = self._stat_quietly(key)
+        if stat is not None and not overwrite:
+            raise errors.DestinationExists(path)
+        if stat is not None and not stat.is_file:
+            raise errors.FileExpected(path)
+        if stat is None:
+            self._require_dir(dirname(key), dirname(path) or "/")
+
+    def movedir(self, src_path: str, dst_path: str, create: bool = False,
+                preserve_time: bool = False) -> None:
+        """Move a directory object by object (as ``move``), then its markers.
+
+        Every object is copied before any source is deleted.
+        """
+        src, dst = self._key(src_path), self._key(dst_path)
+        with self._errors(src_path):
+            if not create and self._stat_quietly(dst) is None:
+                raise errors.ResourceNotFound(dst_path)
+            self._require_dir(src, src_path)
+            if not src or dst == src or dst.startswith(src + "/"):
+                raise errors.ResourceInvalid(dst_path, msg="cannot move a directory into itself")
+            moves.move_tree(self.client, src, dst)
+
+    # -- transfers ------------------------------------------------------------------
+
+    def upload(self, path: str, file: BinaryIO, chunk_size: int | None = None,
+               **options: Any) -> None:
+        """Store what ``file`` holds from its position on, in one PUT.
+
+        Options: ``expect`` (a version the stored object must have, None for
+        "must not exist", or a token from ``observed()``; by default what the
+        caller observed) and ``create_parents=True`` (no checks: the shim's
+        flat-store rules). A file that cannot seek is spooled first.
+        """
+        key = self._key(path)
+        if not key:
+            raise errors.FileExpected(path)
+        with self._errors(path):
+            if not options.get("create_parents", False):
+                self._check_destination(key, path, overwrite=True)
+            with _sized(file) as (body, size):
+                self.client.write(key, body, size,
+                                  self._conditions(options.get("expect", OBSERVED)))
+
+    def download(self, path: str, file: BinaryIO, chunk_size: int | None = None,
+                 **options: Any) -> None:
+        """Copy a file into ``file``: one pinned version, read as a stream.
+
+        Recorded as an observation: ``observed(path)`` then gives the version
+        written to ``file``.
+        """
+        with self.openbin(path, "r", **options) as source:
+            while chunk := source.read(chunk_size or 1 << 20):
+                file.write(chunk)
 
     # -- overrides where round trips matter ----------------------------------------
 
@@ -343,6 +563,24 @@ class StateFS(FS):
         if not self.isclosed():
             self.client.close()
         super().close()
+
+
+@contextmanager
+def _sized(file: BinaryIO) -> Iterator[tuple[Readable, int]]:
+    """``file`` and the bytes left in it; spooled first when it cannot seek."""
+    try:
+        start = file.tell()
+        size = file.seek(0, io.SEEK_END) - start
+        file.seek(start)
+    except (AttributeError, OSError, ValueError):
+        with tempfile.SpooledTemporaryFile(max_size=SPILL_SIZE) as spool:
+            while chunk := file.read(1 << 20):
+                spool.write(chunk)
+            size = spool.tell()
+            spool.seek(0)
+            yield spool, size
+        return
+    yield file, size
 
 
 def _buffer(raw: io.RawIOBase, buffering: int) -> io.IOBase:

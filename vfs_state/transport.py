@@ -1,9 +1,9 @@
 """HTTP/1.1 over a Unix socket, one keep-alive connection per thread.
 
 Every state access is one request, so the client's share of it matters.
-``requests-unixsocket`` costs about 1.2 ms more per small GET than this
-module, and ``http.client`` about 0.2 ms more (it parses each header block
-with ``email.parser``); see docs/performance.md. The protocol we speak is
+``requests-unixsocket`` and ``http.client`` (which parses each header
+block with ``email.parser``) both cost measurably more per small GET than
+this module (figures: docs/performance.md). The protocol we speak is
 small and fixed (our own sidecar, Content-Length or chunked bodies), so the
 request is written in one ``sendall`` and the reply parsed by hand.
 Connections are pooled per thread and dropped after ``fork``, so a child never
@@ -26,9 +26,9 @@ import select
 import socket
 import threading
 from collections.abc import Mapping
-from typing import BinaryIO
 from urllib.parse import quote
 
+from vfs_state._types import Readable
 from vfs_state.errors import error_for_status, unreachable
 
 SEND_BLOCK = 1 << 20
@@ -67,7 +67,7 @@ class UnixHTTPConnection(http.client.HTTPConnection):
         self.socket_path = socket_path
 
     def connect(self) -> None:
-        self.sock = _connect(self.socket_path, self.timeout)
+        self.sock = _connect(self.socket_path, 60.0 if self.timeout is None else self.timeout)
 
 
 def _connect(socket_path: str, timeout: float) -> socket.socket:
@@ -157,7 +157,7 @@ class Connection:
         finally:
             self._raw.probing = False
 
-    def send(self, head: bytes, body: bytes | BinaryIO | None) -> None:
+    def send(self, head: bytes, body: bytes | Readable | None) -> None:
         if body is None or (isinstance(body, bytes) and len(body) <= SMALL_BODY):
             self.sock.sendall(head + body if body else head)
             return
@@ -231,7 +231,7 @@ class Connection:
         raise ProtocolError("too many reply headers")
 
     def _chunked(self) -> bytes:
-        parts = []
+        parts: list[bytes] = []
         while True:
             size_line = self.reader.readline(MAX_LINE).split(b";", 1)[0].strip()
             try:
@@ -254,7 +254,7 @@ class Connection:
 
 
 def _request_head(method: str, path: str, headers: Mapping[str, str],
-                  body: bytes | BinaryIO | None) -> bytes:
+                  body: bytes | Readable | None) -> bytes:
     lines = [f"{method} {path} HTTP/1.1\r\nHost: localhost\r\n"]
     if body is not None and "Content-Length" not in headers:
         if not isinstance(body, bytes):
@@ -299,7 +299,7 @@ class Transport:
         except OSError as exc:  # nothing was sent: safe to report as unreachable
             raise self._failure("", exc) from exc
 
-    def _begin(self, method: str, head: bytes, body: bytes | BinaryIO | None
+    def _begin(self, method: str, head: bytes, body: bytes | Readable | None
                ) -> tuple[Connection, int, dict[str, str], bool]:
         """Send a request and read the reply's head: ``(conn, status, headers, must_close)``.
 
@@ -352,7 +352,7 @@ class Transport:
         return unreachable(self.where, exc)
 
     def request(self, method: str, path: str, headers: Mapping[str, str] | None = None,
-                body: bytes | BinaryIO | None = None, key: str = "",
+                body: bytes | Readable | None = None, key: str = "",
                 ok: tuple[int, ...] = ()) -> Reply:
         """Send one request and read the whole reply; errors become exceptions.
 

@@ -1,4 +1,4 @@
-"""What the client remembers for compare-and-set (SPEC §4).
+"""What the client remembers for compare-and-set (docs/consistency.md).
 
 For each key the client has *observed* (read, stat, write, delete) the store
 keeps the version it saw, or that the key was absent. A later write sends
@@ -37,10 +37,6 @@ class VersionStore:
         """Remember ``version`` (``ABSENT`` for a key seen missing)."""
         with self._lock:
             self._seen[(store, key)] = version
-
-    def forget(self, store: str, key: str) -> None:
-        with self._lock:
-            self._seen.pop((store, key), None)
 
     def lookup(self, store: str, key: str) -> object:
         """The remembered version, ``ABSENT``, or ``UNSEEN`` when never observed."""

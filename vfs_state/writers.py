@@ -16,8 +16,9 @@ import io
 import sys
 import tempfile
 from collections.abc import Callable
-from typing import BinaryIO
+from typing import Any
 
+from vfs_state._types import FileContext, Readable
 from vfs_state.client import SidecarClient
 from vfs_state.errors import error_for_status, unreachable
 from vfs_state.transport import OutcomeUnknownError, UnixHTTPConnection, key_path
@@ -25,7 +26,19 @@ from vfs_state.transport import OutcomeUnknownError, UnixHTTPConnection, key_pat
 SPILL_SIZE = 4 * 1024 * 1024
 
 #: ``commit(spool, size)`` sends the finished content; raises on failure.
-Commit = Callable[[BinaryIO, int], None]
+Commit = Callable[[Readable, int], None]
+#: turns a refused commit into the error the caller should see.
+Explain = Callable[[OSError], OSError]
+
+
+def spilled(spool: tempfile.SpooledTemporaryFile[bytes]) -> bool:
+    """Has ``spool`` moved from memory to a real file?
+
+    Private API: ``SpooledTemporaryFile._rolled`` (checked against CPython
+    3.11-3.13; no public equivalent). Read directly so a Python that drops it
+    fails here, loudly, and ``tests/test_client.py`` notices.
+    """
+    return bool(spool._rolled)  # type: ignore[attr-defined]
 
 
 class _Finalizable(io.RawIOBase):
@@ -61,11 +74,12 @@ class SpooledFile(_Finalizable):
 
     Seek, tell, truncate and reading back work as on a local file. ``close()``
     commits with one PUT carrying ``Content-Length`` when anything changed
-    (or always, for ``w``/``x`` modes, which create the file).
+    (or always, for ``w``/``x`` modes, which create the file). ``fileno()``
+    moves the spool to disk and shares its descriptor.
     """
 
-    def __init__(self, commit: Commit, *, name: str, mode: str, readable: bool,
-                 append: bool = False, initial: BinaryIO | bytes | None = None,
+    def __init__(self, commit: Commit, *, context: FileContext, readable: bool,
+                 append: bool = False, initial: Readable | bytes | None = None,
                  dirty: bool = True) -> None:
         super().__init__()
         self._commit = commit
@@ -79,14 +93,15 @@ class SpooledFile(_Finalizable):
         self._readable = readable
         self._append = append
         self._dirty = dirty
-        self._shared = False  # a descriptor on the spool was handed out
-        self.name = name
-        self.mode = mode
+        self._shared: int | None = None  # the descriptor handed out, if any
+        self._context = context
+        self.name = context.name
+        self.mode = context.mode
 
     @property
     def rolled_to_disk(self) -> bool:
         """True once the content spilled past the in-memory limit."""
-        return bool(getattr(self._spool, "_rolled", False))
+        return spilled(self._spool)
 
     def readable(self) -> bool:
         return self._readable
@@ -103,9 +118,13 @@ class SpooledFile(_Finalizable):
         What is written through it is committed by ``close()`` like the rest.
         """
         self._checkClosed()
-        self._shared = self._dirty = True
+        self._dirty = True
         descriptor = self._spool.fileno()  # rolls the spool over to a real file
         self._spool.flush()
+        if self._shared is None:
+            self._shared = descriptor
+            if self._context.hooks is not None:
+                self._context.hooks.shared(descriptor)
         return descriptor
 
     def readinto(self, buffer: memoryview | bytearray) -> int:  # type: ignore[override]
@@ -114,13 +133,13 @@ class SpooledFile(_Finalizable):
             raise io.UnsupportedOperation("not readable")
         return self._spool.readinto(buffer)
 
-    def write(self, data: bytes | memoryview) -> int:  # type: ignore[override]
+    def write(self, data: Any) -> int:
         self._checkClosed()
         if self._append:
             self._spool.seek(0, io.SEEK_END)
         self._dirty = True
         written = self._spool.write(data)
-        if self._shared:
+        if self._shared is not None:
             self._spool.flush()
         return written
 
@@ -143,13 +162,17 @@ class SpooledFile(_Finalizable):
         else:
             self._spool.truncate(size)
         self._spool.seek(position)
-        if self._shared:
+        if self._shared is not None:
             self._spool.flush()
         return size
 
     def close(self) -> None:
         if self.closed:
             return
+        late = None  # e.g. a writable map of the shared descriptor outlives the file
+        hooks = self._context.hooks
+        if self._shared is not None and hooks is not None:
+            late = hooks.released(self._shared)
         try:
             if self._dirty:
                 size = self._spool.seek(0, io.SEEK_END)
@@ -161,6 +184,8 @@ class SpooledFile(_Finalizable):
         finally:
             self._spool.close()
             super().close()
+        if late is not None:
+            raise late
 
 
 def _unknown(exc: BaseException, where: str, key: str) -> OSError:
@@ -183,12 +208,14 @@ class ChunkedUpload(_Finalizable):
     """
 
     def __init__(self, client: SidecarClient, key: str, conditions: dict[str, str],
-                 *, name: str, mode: str = "wb") -> None:
+                 *, context: FileContext, explain: Explain | None = None) -> None:
         super().__init__()
         self._client = client
         self._key = key
-        self.name = name
-        self.mode = mode
+        self._context = context
+        self._explain = explain
+        self.name = context.name
+        self.mode = context.mode
         transport = client.transport
         self._conn = UnixHTTPConnection(transport.socket_path, transport.timeout)
         try:
@@ -204,7 +231,13 @@ class ChunkedUpload(_Finalizable):
     def writable(self) -> bool:
         return True
 
-    def write(self, data: bytes | memoryview) -> int:  # type: ignore[override]
+    def fileno(self) -> int:
+        """None to give: the content is already on its way to the sidecar."""
+        raise io.UnsupportedOperation(
+            f"fileno: {self._context.label} streams writes (write=passthrough); "
+            "use a buffered mount or vfs_state.local_copy()")
+
+    def write(self, data: Any) -> int:
         self._checkClosed()
         size = len(data)
         if size:
@@ -238,7 +271,10 @@ class ChunkedUpload(_Finalizable):
             raise unreachable(self._client.where, exc) from exc
         self._abandon()
         if response.status >= 400:
-            raise error_for_status(response.status, body, self._key, self._client.where)
+            error = error_for_status(response.status, body, self._key, self._client.where)
+            if isinstance(error, OSError) and self._explain is not None:
+                error = self._explain(error)
+            raise error
         return response
 
     def _abandon(self) -> None:

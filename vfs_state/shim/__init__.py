@@ -24,7 +24,7 @@ from vfs_state.shim import (
     xattr_adapter,
 )
 from vfs_state.shim.libraries import hook as library_hook
-from vfs_state.shim.local_copy import local_copy_from
+from vfs_state.shim.local_copies import local_copy_from
 from vfs_state.shim.patcher import Original, Patcher
 from vfs_state.shim.router import MountTable, Target
 

@@ -10,7 +10,7 @@ computed, ``os.fspath`` works. ``isinstance(entry, os.DirEntry)`` is False;
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from types import GenericAlias, TracebackType
 from typing import Any
 
@@ -25,7 +25,7 @@ class MountDirEntry:
     __slots__ = ("name", "path", "_target", "_is_dir", "_stat", "_listed")
 
     def __init__(self, parent: Target, name: str, is_dir: bool,
-                 listed: dict[str, Any] | None = None) -> None:
+                 listed: Mapping[str, Mapping[str, Any]] | None = None) -> None:
         self._target = parent.child(name)
         self._is_dir = is_dir
         self._stat: os.stat_result | None = None
@@ -73,7 +73,7 @@ class MountDirEntry:
     def __repr__(self) -> str:
         return f"<DirEntry {self.name!r}>"
 
-    __class_getitem__ = classmethod(GenericAlias)
+    __class_getitem__: Any = classmethod(GenericAlias)
 
 
 class MountScandirIterator:

@@ -29,6 +29,7 @@ import errno
 import fcntl
 import functools
 import hashlib
+import io
 import mmap
 import os
 import shutil
@@ -40,6 +41,7 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
+from vfs_state._pyfs import errors as fs_errors
 from vfs_state.shim.errors import converted, oserror, refused
 from vfs_state.shim.router import MountTable, Target, routed
 from vfs_state.shim.stats import make_stat
@@ -68,15 +70,14 @@ class Backing:
     commit (the file object does) and only make ``os.fstat`` answer for the key.
     """
 
-    __slots__ = ("target", "path", "writable", "conditions", "digest", "view", "lock")
+    __slots__ = ("target", "path", "writable", "expect", "digest", "view", "lock")
 
-    def __init__(self, target: Target, path: str, writable: bool,
-                 conditions: dict[str, str] | None, digest: str | None,
-                 view: bool = False) -> None:
+    def __init__(self, target: Target, path: str, writable: bool, expect: object,
+                 digest: str | None, view: bool = False) -> None:
         self.target = target
         self.path = path
         self.writable = writable
-        self.conditions = conditions
+        self.expect = expect  # what a commit is conditional on (StateFS.observed())
         self.digest = digest  # None: always commit (created or truncated)
         self.view = view
         self.lock = threading.Lock()
@@ -89,11 +90,11 @@ class Backing:
             digest = _digest_fd(handle.fileno())
             if digest == self.digest:
                 return
-            size = os.fstat(handle.fileno()).st_size
             target = self.target
             with converted(target):
-                target.fs.client.write(target.key, handle, size, self.conditions)
-            self.conditions = target.fs.client.preconditions(target.key)
+                target.fs.upload(target.fs_path, handle, expect=self.expect,
+                                 create_parents=True)
+            self.expect = target.fs.observed(target.fs_path)
             self.digest = digest
 
     def discard(self) -> None:
@@ -119,10 +120,13 @@ def _writable(flags: int) -> bool:
 
 def _check(target: Target, flags: int, writable: bool) -> str | None:
     """POSIX open rules against what is stored: "file", or None to create."""
-    client = target.fs.client
+    stat = None
     with converted(target):
-        stat = None if not target.key else client.stat(target.key)
-    if not target.key or (stat is not None and not stat.is_file):
+        try:
+            stat = target.fs.getinfo(target.fs_path) if target.key else None  # observed
+        except fs_errors.ResourceNotFound:
+            pass
+    if not target.key or (stat is not None and stat.is_dir):
         if flags & os.O_CREAT and flags & os.O_EXCL:
             raise oserror(errno.EEXIST, target.filename)
         if writable or flags & os.O_CREAT:
@@ -141,16 +145,14 @@ def _check(target: Target, flags: int, writable: bool) -> str | None:
 
 def _fill(target: Target, path: str) -> None:
     """Download the key into ``path`` (one pinned read; observes the version)."""
-    with converted(target):
-        source = target.fs.openbin(target.fs_path, "r")
-    with source, open(path, "wb") as out:
-        shutil.copyfileobj(source, out, _CHUNK)
+    with converted(target), open(path, "wb") as out:
+        target.fs.download(target.fs_path, out)
 
 
 def _create(target: Target) -> None:
     """Create the empty key now, exclusively: ``O_EXCL`` is atomic, as locally."""
     with converted(target):
-        target.fs.client.write(target.key, b"", 0, {"If-None-Match": "*"})
+        target.fs.upload(target.fs_path, io.BytesIO(), expect=None, create_parents=True)
 
 
 def open_fd(target: Target, flags: int, mode: int = 0o777, *,
@@ -175,12 +177,12 @@ def open_fd(target: Target, flags: int, mode: int = 0o777, *,
         else:
             _fill(target, path)
             digest = _digest_path(path)
-        conditions = target.fs.client.preconditions(target.key)
+        expect = target.fs.observed(target.fs_path)
         fd = _real_open(path, flags & ~_NOT_PASSED, 0o600)
     except BaseException:
         shutil.rmtree(directory, ignore_errors=True)
         raise
-    REGISTRY[fd] = Backing(target, path, writable, conditions, digest)
+    REGISTRY[fd] = Backing(target, path, writable, expect, digest)
     if not _exit_hook:
         _exit_hook.append(atexit.register(commit_at_exit))
     return fd
@@ -221,6 +223,23 @@ def unlinked(target: Target) -> None:
 def view(target: Target, fd: int) -> None:
     """Record that ``fd`` (a file object's ``fileno()``) shows ``target``."""
     REGISTRY[fd] = Backing(target, "", False, None, None, view=True)
+
+
+class FileHooks:
+    """``DescriptorHooks`` for a file the shim opened: its ``fileno()`` answers
+    ``os.fstat`` for the key, and a writable map of it must not outlive it."""
+
+    __slots__ = ("target",)
+
+    def __init__(self, target: Target) -> None:
+        self.target = target
+
+    def shared(self, fd: int) -> None:
+        view(self.target, fd)
+
+    def released(self, fd: int) -> OSError | None:
+        forget(fd)
+        return outlived(self.target) if live_maps(fd) else None
 
 
 def forget(fd: int) -> None:
@@ -307,7 +326,8 @@ def _tempfile_patches() -> dict[tuple[str, str], Callable[..., Any]]:
     for name in ("close", "cleanup"):
         method = vars(closer).get(name) if closer is not None else None
         code = getattr(method, "__code__", None)
-        if code is not None and "unlink" in code.co_varnames[:code.co_argcount]:
+        if method is not None and code is not None \
+                and "unlink" in code.co_varnames[:code.co_argcount]:
             result[("tempfile", f"_TemporaryFileCloser.{name}")] = _unlink_late(method)
     return result
 

@@ -16,12 +16,11 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
-from collections.abc import Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from vfs_state.shim.errors import converted, oserror
 from vfs_state.shim.router import Target
-from vfs_state.versions import precondition_headers
 
 _CHUNK = 1 << 20
 
@@ -42,22 +41,12 @@ class Snapshot:
     seen: dict[str, tuple[str | None, str]] = field(default_factory=dict)
 
 
-def file_keys(target: Target) -> Iterator[str]:
-    """Every file key under the directory (markers skipped)."""
-    prefix = target.key + "/" if target.key else ""
-    for keys, _ in target.fs.client.list(prefix, delimiter=None):
-        for key in keys:
-            if not key.endswith("/") and key != prefix:
-                yield key
-
-
-def download_tree(target: Target, root: str, fetch) -> Snapshot:  # noqa: ANN001
+def download_tree(target: Target, root: str,
+                  fetch: Callable[[Target, str], str | None]) -> Snapshot:
     """Materialise ``target`` under ``root``; ``fetch(child, path)`` returns the version."""
     snapshot = Snapshot()
-    size = len(target.key) + 1 if target.key else 0
     with converted(target):
-        for key in file_keys(target):
-            name = key[size:]
+        for name in list(target.fs.walk_files(target.fs_path)):
             path = os.path.join(root, *name.split("/"))
             os.makedirs(os.path.dirname(path), exist_ok=True)
             version = fetch(target.child(name), path)
@@ -89,16 +78,15 @@ def sync_tree(target: Target, root: str, snapshot: Snapshot) -> list[str]:
     for name, source in plan:
         child = target.child(name)
         before = snapshot.seen.get(name)
-        conditions = precondition_headers(before[0] if before else None)
+        expect = before[0] if before else None  # None: must still be absent
         try:
             with converted(child):
                 if source is None:
-                    target.fs.client.observe(child.key, before[0] if before else None)
-                    target.fs.client.delete(child.key)
+                    target.fs.remove(child.fs_path, expect=expect)
                 else:
                     with open(source, "rb") as handle:
-                        size = os.fstat(handle.fileno()).st_size
-                        target.fs.client.write(child.key, handle, size, conditions)
+                        target.fs.upload(child.fs_path, handle, expect=expect,
+                                         create_parents=True)
         except OSError as exc:
             exc.add_note(f"local_copy sync of {target.filename!r} stopped at {name!r}; "
                          f"already synced: {done or 'nothing'}")
@@ -112,8 +100,8 @@ def _check(target: Target, snapshot: Snapshot, names: list[str]) -> None:
     moved = []
     with converted(target):
         for name in names:
-            stat = target.fs.client.stat(target.child(name).key, observe=False)
-            now = None if stat is None else (stat.version if stat.is_file else "<dir>")
+            info = target.fs.probe(target.child(name).fs_path)
+            now = None if info is None else ("<dir>" if info.is_dir else info.get("vfs", "version"))
             before = snapshot.seen.get(name)
             if now != (before[0] if before else None):
                 moved.append(name)

@@ -7,19 +7,15 @@ replacements raise an ``OSError`` naming the mount and
 ``vfs_state.local_copy`` instead. ``joblib.load(mmap_mode=...)`` maps only
 an ``io.FileIO``: on a mount path its read-only modes map a local copy.
 
-``sqlite3`` costs ~8 ms to import (joblib and duckdb far more), so none
-is imported for this: a module already loaded at install time is patched
-by the patcher (restored on uninstall); otherwise a one-shot import hook
-wraps it when it is first imported. A wrapper left in place after
-``uninstall()`` routes nothing (the mount table is empty) and calls the
-real function.
+None of these is imported for this (``sqlite3`` alone costs milliseconds;
+figures in docs/performance.md): the shim's one import hook
+(``libraries.hook``) wraps a module when it is imported, or at install when
+it already is, and ``uninstall()`` restores every original.
 """
 from __future__ import annotations
 
 import errno
 import functools
-import importlib.machinery
-import sys
 from collections.abc import Callable
 from types import ModuleType
 from typing import Any
@@ -53,7 +49,7 @@ def _joblib_load(shown: str, real: Callable[..., Any]) -> OnMount:
             return real(target.filename, None, *args, **kwargs)
         if mmap_mode not in ("r", "c"):
             raise refused(target, f"{shown}(mmap_mode={mmap_mode!r})", errno.ENOTSUP, _MAPPED)
-        from vfs_state.shim.local_copy import copy_of
+        from vfs_state.shim.local_copies import copy_of
 
         with copy_of(target, "r") as path:
             return real(path, mmap_mode, *args, **kwargs)
@@ -93,61 +89,22 @@ def routed_path(table: MountTable, real: Callable[..., Any], keyword: str,
     return replacement
 
 
-def _replacements(table: MountTable, module: ModuleType) -> dict[str, Callable[..., Any]]:
-    """The routed replacements for ``module``'s native functions not wrapped yet."""
-    result = {}
+Saved = list[tuple[object, str, object]]
+
+
+def _adapter(module: ModuleType, table: MountTable) -> Saved:
+    """Wrap ``module``'s native functions (run by the shim's one import hook)."""
+    saved: Saved = []
     top = module.__name__.split(".")[0]
     for attribute, (keyword, factory) in NATIVE.get(module.__name__, {}).items():
         real = getattr(module, attribute, None)
         if real is None or getattr(real, "_vfs_native", False):
             continue
         on_mount = factory(f"{top}.{attribute}()", real)
-        result[attribute] = routed_path(table, real, keyword, on_mount)
-    return result
+        setattr(module, attribute, routed_path(table, real, keyword, on_mount))
+        saved.append((module, attribute, real))
+    return saved
 
 
-def _wrap(table: MountTable, module: ModuleType) -> None:
-    for attribute, replacement in _replacements(table, module).items():
-        setattr(module, attribute, replacement)
-
-
-class _OnImport:
-    """A meta-path finder that wraps ``NATIVE`` functions once their module has run."""
-
-    def __init__(self, table: MountTable) -> None:
-        self.table = table
-
-    def find_spec(self, name: str, path: Any = None, target: Any = None) -> Any:
-        if name not in NATIVE or name in sys.modules:
-            return None
-        spec = importlib.machinery.PathFinder.find_spec(name, path)
-        loader = getattr(spec, "loader", None)
-        if loader is None or not hasattr(loader, "exec_module"):
-            return None
-        run = loader.exec_module
-        table = self.table
-
-        def exec_module(module: ModuleType) -> None:
-            run(module)
-            _wrap(table, module)
-
-        loader.exec_module = exec_module
-        return spec
-
-
-_hook: list[_OnImport] = []
-
-
-def patches(table: MountTable) -> dict[tuple[str, str], Callable[..., Any]]:
-    """Loaded modules: patcher entries. Not loaded yet: arm the import hook (once)."""
-    result: dict[tuple[str, str], Callable[..., Any]] = {}
-    for name in NATIVE:
-        module = sys.modules.get(name)
-        if module is not None:
-            for attribute, replacement in _replacements(table, module).items():
-                result[(name, attribute)] = replacement
-    if not _hook:
-        _hook.append(_OnImport(table))
-        sys.meta_path.insert(0, _hook[0])
-    _hook[0].table = table
-    return result
+#: module name -> adapter, for ``libraries.hook`` (applied on import, undone on uninstall).
+MODULES = {name: _adapter for name in NATIVE}

@@ -5,29 +5,27 @@ Arguments are validated as the builtin does (same exception types), then
 the usual ``io`` layers go on top: ``BufferedReader/Writer/Random`` and a
 ``TextIOWrapper`` built with the *builtin's* defaults (locale encoding,
 ``newline=None``), not pyfilesystem2's (utf-8, ``newline=""``). ``name`` is
-the path the caller passed, ``mode`` what the builtin would report, and
-``fileno()`` hands out a real descriptor on a local copy (``fd_files``).
+the path the caller passed, ``mode`` what the builtin would report (both
+given to ``openbin`` in a ``FileContext``), and ``fileno()`` hands out a
+real descriptor that ``fd_files`` knows about (its ``FileHooks``).
 ``open(fd)`` on a descriptor ``os.open`` gave for a mount path builds the
 same stack over it, and closing it commits.
 """
 from __future__ import annotations
 
 import errno
-import functools
 import io
 import os
-import shutil
-import tempfile
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import IO, Any
 
+from vfs_state._types import FileContext
 from vfs_state.shim import fd_files
-from vfs_state.shim.errors import converted, oserror, renamed
+from vfs_state.shim.errors import converted, oserror
 from vfs_state.shim.probe import kind
-from vfs_state.shim.router import MountTable, Target
-from vfs_state.writers import ChunkedUpload, SpooledFile
+from vfs_state.shim.router import MountTable, Target, routed
 
 _NEWLINES = (None, "", "\n", "\r", "\r\n")
 
@@ -92,89 +90,6 @@ def parse_mode(mode: object, buffering: object, encoding: object, errors: object
     return OpenMode(kinds[0], "+" in chars, binary)
 
 
-class _MountRaw:
-    """Mixed into the raw file's class: what the builtin's ``FileIO`` does differently.
-
-    ``fileno()`` materialises a descriptor (a writer's spool, a reader's
-    pinned copy) for ``mmap`` and C code; ``close()`` commits a write and
-    reports a refused commit as a local file would report the open. Mixed
-    in by swapping the instance's class (no new slots): methods on the
-    class, not the instance, keep the file free of reference cycles, so
-    CPython still commits an unclosed file as soon as it is dropped, and
-    the garbage collector still can.
-    """
-
-    __slots__ = ()
-    _vfs_target: Target
-
-    def fileno(self) -> int:
-        if self.closed:  # type: ignore[attr-defined]
-            raise ValueError("I/O operation on closed file")
-        fd = getattr(self, "_vfs_fd", None)
-        if fd is None:
-            fd = self._vfs_fd = _materialise(self, self._vfs_target)  # type: ignore[misc]
-            fd_files.view(self._vfs_target, fd)
-        return fd
-
-    def close(self) -> None:
-        fd = getattr(self, "_vfs_fd", None)
-        mapped = False
-        if fd is not None and not self.closed:  # type: ignore[attr-defined]
-            fd_files.forget(fd)
-            mapped = fd_files.live_maps(fd)
-            if not isinstance(self, SpooledFile):  # a reader's copy; a spool closes its own
-                os.close(fd)
-        self._commit_close()
-        if mapped and isinstance(self, SpooledFile):
-            raise fd_files.outlived(self._vfs_target)
-
-    def _commit_close(self) -> None:
-        try:
-            super().close()  # type: ignore[misc]
-        except OSError as exc:
-            target = self._vfs_target
-            if getattr(exc, "status", None) == 409 and getattr(exc, "code", "") == "conflict":
-                # the backend refused a file where a directory is, or under a file
-                number = errno.EISDIR if kind(target) == "dir" else errno.ENOTDIR
-                raise oserror(number, target.filename) from exc
-            renamed(exc, target)
-            raise
-
-
-_MOUNT_CLASSES: dict[type, type] = {}
-
-
-def _materialise(raw: Any, target: Target) -> int:
-    """A real descriptor showing the file's content (see ``fileno()``)."""
-    if isinstance(raw, SpooledFile):
-        return SpooledFile.fileno(raw)  # the spool itself: fd writes are committed
-    if isinstance(raw, ChunkedUpload):
-        raise io.UnsupportedOperation(
-            f"fileno: {target.where()} streams writes (write=passthrough); "
-            "use a buffered mount or vfs_state.local_copy()")
-    position = raw.tell()
-    with tempfile.TemporaryFile(prefix="vfs-state-fileno-") as copy:
-        raw.seek(0)
-        shutil.copyfileobj(raw, copy, 1 << 20)
-        raw.seek(position)
-        copy.flush()
-        copy.seek(position)  # the descriptor's offset is the file's, as for a FileIO
-        return os.dup(copy.fileno())
-
-
-def _adapt_raw(raw: io.RawIOBase, target: Target, parsed: OpenMode) -> None:
-    """Make ``StateFS``'s raw file look like the builtin's: name, mode, fileno, close."""
-    cls = type(raw)
-    mount_cls = _MOUNT_CLASSES.get(cls)
-    if mount_cls is None:
-        mount_cls = _MOUNT_CLASSES.setdefault(cls, type(f"Mount{cls.__name__}",
-                                                         (_MountRaw, cls), {}))
-    raw.__class__ = mount_cls
-    raw._vfs_target = target  # type: ignore[attr-defined]
-    raw.name = target.filename  # type: ignore[attr-defined]
-    raw.mode = parsed.raw_mode  # type: ignore[attr-defined]
-
-
 def _check_trailing_slash(target: Target, parsed: OpenMode) -> None:
     """``open("x/")``: what Linux answers for each case."""
     if not parsed.reading_only:
@@ -206,9 +121,11 @@ def open_target(target: Target, mode: str = "r", buffering: int = -1,
     if target.dir_only:
         _check_trailing_slash(target, parsed)
     size = -1 if buffering == 1 else buffering
+    context = FileContext(target.filename, parsed.raw_mode, target.where(),
+                          fd_files.FileHooks(target))
     with converted(target):
-        binary = target.fs.openbin(target.fs_path, parsed.fs_mode, size, create_parents=True)
-    _adapt_raw(getattr(binary, "raw", binary), target, parsed)
+        binary = target.fs.openbin(target.fs_path, parsed.fs_mode, size, create_parents=True,
+                                   context=context)
     if parsed.binary:
         return binary
     try:
@@ -275,19 +192,19 @@ def open_descriptor(fd: int, mode: str = "r", buffering: int = -1, encoding: str
 
 
 def make_open(table: MountTable, real_open: Callable[..., IO[Any]]) -> Callable[..., IO[Any]]:
-    """The replacement for ``builtins.open`` (and ``io.open``, the same object)."""
-    resolve = table.resolve
+    """The replacement for ``builtins.open`` (and ``io.open``, the same object).
 
-    @functools.wraps(real_open)
-    def open(file: Any, *args: Any, **kwargs: Any) -> IO[Any]:  # noqa: A001
-        target = resolve(file)
-        if target is None:
-            if fd_files.REGISTRY and type(file) is int and file in fd_files.REGISTRY:
-                return open_descriptor(file, *args, **kwargs)
-            return real_open(file, *args, **kwargs)
-        return open_target(target, *args, **kwargs)
+    Not a mount path: a descriptor ``os.open`` gave for one gets the mount's
+    io stack, anything else the real ``open``.
+    """
+    registry = fd_files.REGISTRY
 
-    return open
+    def local(file: Any, *args: Any, **kwargs: Any) -> IO[Any]:
+        if registry and type(file) is int and file in registry:
+            return open_descriptor(file, *args, **kwargs)
+        return real_open(file, *args, **kwargs)
+
+    return routed(table, real_open, open_target, local=local)
 
 
 def patches(table: MountTable) -> dict[tuple[str, str], Callable[..., Any]]:

@@ -8,14 +8,13 @@ path raises ``FileExistsError`` as locally. ``mode`` is not stored.
 """
 from __future__ import annotations
 
-import functools
 import pathlib
 from collections.abc import Callable
 from typing import Any
 
 from vfs_state.shim import os_adapter
 from vfs_state.shim.open_adapter import open_target
-from vfs_state.shim.router import MountTable, Target
+from vfs_state.shim.router import MountTable, Target, routed
 
 
 def touch(target: Target, mode: int = 0o666, exist_ok: bool = True) -> None:
@@ -32,18 +31,5 @@ def touch(target: Target, mode: int = 0o666, exist_ok: bool = True) -> None:
             raise  # someone else created it meanwhile: fine for touch
 
 
-def make_touch(table: MountTable, real: Callable[..., None]) -> Callable[..., None]:
-    resolve = table.resolve
-
-    @functools.wraps(real)
-    def replacement(self: pathlib.Path, *args: Any, **kwargs: Any) -> None:
-        target = resolve(self)
-        if target is None:
-            return real(self, *args, **kwargs)
-        return touch(target, *args, **kwargs)
-
-    return replacement
-
-
 def patches(table: MountTable) -> dict[tuple[str, str], Callable[..., Any]]:
-    return {("pathlib", "Path.touch"): make_touch(table, pathlib.Path.touch)}
+    return {("pathlib", "Path.touch"): routed(table, pathlib.Path.touch, touch)}

@@ -1,11 +1,12 @@
-"""Checks the shim makes for itself: HEADs that are not the caller's observations.
+"""Checks the shim makes for itself: ``StateFS.probe``, never an observation.
 
-SPEC §4: only what the caller observes counts for CAS, so a check the
-library makes on its own (is this a directory? does the parent exist?)
-uses ``observe=False`` and never refreshes a remembered version.
+Only what the caller observes counts for compare-and-set
+(docs/consistency.md), so a check the library makes on its own (is this a
+directory? does the parent exist?) must not refresh a remembered version.
 """
 from __future__ import annotations
 
+from vfs_state.shim.errors import converted
 from vfs_state.shim.router import Target
 
 
@@ -18,7 +19,8 @@ def key_kind(target: Target, key: str) -> str | None:
     """Like ``kind`` for another key on the same mount."""
     if not key:
         return "dir"
-    stat = target.fs.client.stat(key, observe=False)
-    if stat is None:
+    with converted(target):
+        info = target.fs.probe("/" + key)
+    if info is None:
         return None
-    return "file" if stat.is_file else "dir"
+    return "dir" if info.is_dir else "file"

@@ -13,7 +13,6 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from vfs_state.shim import native
 from vfs_state.shim.errors import refused
 from vfs_state.shim.router import MountTable, Target, routed
 
@@ -72,5 +71,4 @@ def patches(table: MountTable) -> dict[tuple[str, str], Callable[..., Any]]:
                                           _refuser(name, number, reason))
     result[("os", "link")] = _make_link(table, os.link, "link", check_source=True)
     result[("os", "symlink")] = _make_link(table, os.symlink, "symlink", check_source=False)
-    result.update(native.patches(table))  # sqlite3.connect: refused, naming local_copy
     return result

@@ -1,11 +1,10 @@
 """``os.rename`` / ``os.replace`` on a mount: copy, then a conditional delete.
 
-Object stores have no rename, so a move inside one mount copies each object
-and then deletes the source *on the version it copied* (``If-Match``): if
-another writer replaced the source meanwhile the delete fails with
-``FileExistsError`` and the newer source survives. This is **not atomic**:
-a crash between copy and delete leaves both. A source the caller already
-observed at another version fails before anything is written. Moves
+POSIX's rules (what may replace what, ``ENOTEMPTY``, ``EINVAL`` for a
+directory into itself) are checked here; the move itself is
+``StateFS.move``/``movedir``, compare-and-set safe: each object is copied,
+then the source deleted *on the version copied*, so a source replaced
+meanwhile survives (``FileExistsError``). **Not atomic**. Moves
 between mounts, or between a mount and the local disk, raise ``EXDEV`` as a
 move across devices does, so ``shutil.move`` falls back to copy + delete.
 """
@@ -14,71 +13,31 @@ from __future__ import annotations
 import errno
 import functools
 import posixpath
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
-from vfs_state.reader import MIN_BLOCK, RangeReader
+from vfs_state._pyfs import errors as fs_errors
+from vfs_state._pyfs import to_oserror
 from vfs_state.shim.errors import oserror
 from vfs_state.shim.probe import key_kind, kind
 from vfs_state.shim.router import MountTable, Target
-from vfs_state.versions import UNSEEN, current_store
 
 
-def _copy_object(target: Target, source_key: str, dest_key: str) -> str | None:
-    """Copy one object; returns the version copied (checked against the caller's)."""
-    client = target.fs.client
-    stat, head = client.read_head(source_key, MIN_BLOCK, observe=False)
-    seen = current_store().lookup(client.store_id, source_key)
-    if seen is not UNSEEN and seen != stat.version:
-        raise oserror(errno.EEXIST, target.filename,
-                      message=f"source changed since it was observed [{target.where()}]")
-    if len(head) >= stat.size:
-        client.write(dest_key, head[:stat.size], stat.size)
-    else:
-        with RangeReader(client, source_key, stat, head) as reader:
-            client.write(dest_key, reader, stat.size)
-    return stat.version
-
-
-def _delete_copied(target: Target, key: str, version: str | None) -> None:
-    """DELETE ``key`` only if it still has the version that was copied."""
-    client = target.fs.client
-    client.observe(key, version)
-    client.delete(key)
-
-
-def _move_file(source: Target, dest: Target) -> None:
-    parent = posixpath.dirname(dest.key)
-    if parent and key_kind(dest, parent) == "file":
-        raise oserror(errno.ENOTDIR, source.filename, dest.filename)
-    version = _copy_object(source, source.key, dest.key)
-    _delete_copied(source, source.key, version)
-
-
-def _tree(target: Target) -> tuple[list[str], list[str]]:
-    """All keys and directory markers under ``target`` (one recursive listing)."""
-    prefix = target.key + "/"
-    files: list[str] = []
-    markers: list[str] = []
-    for keys, _ in target.fs.client.list(prefix, delimiter=None):
-        for key in keys:
-            (markers if key.endswith("/") else files).append(key)
-    return files, markers
-
-
-def _move_tree(source: Target, dest: Target) -> None:
-    client = source.fs.client
-    files, markers = _tree(source)
-    start = len(source.key) + 1
-    client.make_marker(dest.key)
-    for marker in markers:
-        client.make_marker(f"{dest.key}/{marker[start:]}")
-    copied = [(key, _copy_object(source, key, f"{dest.key}/{key[start:]}")) for key in files]
-    for key, version in copied:
-        _delete_copied(source, key, version)
-    for marker in sorted(markers, key=lambda m: m.count("/"), reverse=True):
-        client.remove_marker(marker)
-    client.remove_marker(source.key)
+@contextmanager
+def _both_named(source: Target, dest: Target) -> Iterator[None]:
+    """Errors from ``StateFS`` naming both of the caller's paths, as ``os.rename`` does."""
+    try:
+        yield
+    except fs_errors.FSError as exc:
+        number = to_oserror(exc, source.filename).errno or errno.EIO
+        raise oserror(number, source.filename, dest.filename) from None
+    except OSError as exc:
+        if exc.filename in (source.key, source.fs_path):
+            exc.filename = source.filename
+        elif exc.filename in (dest.key, dest.fs_path):
+            exc.filename = dest.filename
+        raise
 
 
 def _check(source: Target, dest: Target) -> str | None:
@@ -110,12 +69,18 @@ def _check(source: Target, dest: Target) -> str | None:
 
 
 def move_within(source: Target, dest: Target) -> None:
-    """Rename inside one mount (files and whole directories)."""
+    """Rename inside one mount (files and whole directories), through ``StateFS``."""
     found = _check(source, dest)
-    if found == "file":
-        _move_file(source, dest)
-    elif found == "dir":
-        _move_tree(source, dest)
+    if found is None:
+        return
+    with _both_named(source, dest):
+        if found == "dir":
+            source.fs.movedir(source.fs_path, dest.fs_path, create=True)
+            return
+        parent = posixpath.dirname(dest.key)
+        if parent and key_kind(dest, parent) == "file":
+            raise oserror(errno.ENOTDIR, source.filename, dest.filename)
+        source.fs.move(source.fs_path, dest.fs_path, overwrite=True, create_parents=True)
 
 
 def _cross_device(source: Target | None, dest: Target | None, src: Any, dst: Any,

@@ -55,8 +55,9 @@ class Target:
     def child(self, name: str) -> Target:
         """The target of ``name`` inside this directory (filename joined as given)."""
         key = f"{self.key}/{name}" if self.key else name
-        if self.is_bytes:
-            filename: str | bytes = posixpath.join(self.filename, os.fsencode(name))
+        filename: str | bytes
+        if isinstance(self.filename, bytes):
+            filename = posixpath.join(self.filename, os.fsencode(name))
         else:
             filename = posixpath.join(self.filename, name)
         return Target(self.mount, self.fs, key, filename, self.is_bytes, False)
@@ -176,7 +177,7 @@ def _target(mount: Mount, fs: StateFS, key: str, filename: str | bytes, is_bytes
     return Target(mount, fs, key, filename, is_bytes, dir_only)
 
 
-def _relative_to_fd(target: Target, kwargs: dict) -> bool:
+def _relative_to_fd(target: Target, kwargs: dict[str, Any]) -> bool:
     """A relative path with ``dir_fd`` is resolved against that (local) fd."""
     if kwargs.get("dir_fd") is None:
         return False
@@ -184,26 +185,30 @@ def _relative_to_fd(target: Target, kwargs: dict) -> bool:
     return not (name.startswith(b"/") if isinstance(name, bytes) else name.startswith("/"))
 
 
-def routed(table: MountTable, real: Callable, on_mount: Callable) -> Callable:
+def routed(table: MountTable, real: Callable[..., Any], on_mount: Callable[..., Any],
+           local: Callable[..., Any] | None = None) -> Callable[..., Any]:
     """A replacement for ``real(path, ...)``: mount paths go to ``on_mount(target, ...)``.
 
-    Everything else (other paths, fds, bad types) reaches ``real`` unchanged,
-    so errors for those are exactly the real function's.
+    The one wrapper every adapter uses. Everything else (other paths, fds,
+    bad types) reaches ``real`` unchanged, or ``local`` when given (``open``
+    of a descriptor the shim made), so errors for those are exactly the real
+    function's.
     """
     resolve = table.resolve
+    otherwise = real if local is None else local
 
     @functools.wraps(real)
     def replacement(path: Any, *args: Any, **kwargs: Any) -> Any:
         target = resolve(path)
         if target is None or (kwargs and _relative_to_fd(target, kwargs)):
-            return real(path, *args, **kwargs)
+            return otherwise(path, *args, **kwargs)
         return on_mount(target, *args, **kwargs)
 
     return replacement
 
 
-def routed_default(table: MountTable, real: Callable, on_mount: Callable,
-                   default: object) -> Callable:
+def routed_default(table: MountTable, real: Callable[..., Any], on_mount: Callable[..., Any],
+                   default: object) -> Callable[..., Any]:
     """Like ``routed`` for functions whose path may be omitted (``os.listdir()``)."""
     resolve = table.resolve
 

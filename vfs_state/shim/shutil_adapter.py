@@ -25,7 +25,7 @@ from typing import Any
 from vfs_state.shim import os_adapter
 from vfs_state.shim.direntry import scan
 from vfs_state.shim.errors import refused
-from vfs_state.shim.router import MountTable, Target
+from vfs_state.shim.router import MountTable, Target, routed
 
 ErrorHandler = Callable[[Callable[..., Any], Any, BaseException], None]
 
@@ -87,19 +87,6 @@ def rmtree(target: Target, ignore_errors: bool = False, onerror: Callable[..., A
     _remove_directory(target, handle)
 
 
-def _make_rmtree(table: MountTable, real: Callable[..., None]) -> Callable[..., None]:
-    resolve = table.resolve
-
-    @functools.wraps(real)
-    def replacement(path: Any, *args: Any, **kwargs: Any) -> None:
-        target = resolve(path)
-        if target is None:
-            return real(path, *args, **kwargs)
-        return rmtree(target, *args, **kwargs)
-
-    return replacement
-
-
 def _make_copystat(table: MountTable, real: Callable[..., None],
                    copy_mode_only: bool) -> Callable[..., None]:
     resolve = table.resolve
@@ -122,7 +109,7 @@ def _make_copystat(table: MountTable, real: Callable[..., None],
 
 def patches(table: MountTable) -> dict[tuple[str, str], Callable[..., Any]]:
     return {
-        ("shutil", "rmtree"): _make_rmtree(table, shutil.rmtree),
+        ("shutil", "rmtree"): routed(table, shutil.rmtree, rmtree),
         ("shutil", "copystat"): _make_copystat(table, shutil.copystat, copy_mode_only=False),
         ("shutil", "copymode"): _make_copystat(table, shutil.copymode, copy_mode_only=True),
     }

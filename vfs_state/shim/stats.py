@@ -16,6 +16,8 @@ import hashlib
 import os
 import stat as stat_module
 import time
+from collections.abc import Mapping
+from typing import Any
 
 from vfs_state.mounts import Mount
 
@@ -57,7 +59,7 @@ def make_stat(mount: Mount, key: str, is_dir: bool, size: int = 0,
     return os.stat_result(fields, extra)
 
 
-def stat_from_info(mount: Mount, key: str, raw: dict) -> os.stat_result:
+def stat_from_info(mount: Mount, key: str, raw: Mapping[str, Mapping[str, Any]]) -> os.stat_result:
     """From a ``StateFS`` ``Info.raw`` (basic and details namespaces)."""
     is_dir = bool(raw["basic"]["is_dir"])
     details = raw.get("details") or {}

@@ -1,5 +1,8 @@
-"""Extended attributes on mounts: ``user.vfs.<attr>`` is the sidecar's ``/meta``.
+"""Extended attributes on mounts: ``user.vfs.<attr>`` is ``StateFS``'s ``vfs`` namespace.
 
+``StateFS.getinfo/probe(path, ["vfs"])`` lists a file's backend attributes
+and ``setinfo(path, {"vfs": {"attributes": ...}})`` sets them; this module
+adds the xattr rules around that.
 ``os.getxattr/listxattr/setxattr`` map ``user.vfs.NAME`` (and, for the asya
 state proxy's handlers, ``user.asya.NAME``) to backend attributes such as a
 Redis ``ttl`` or an object's ``version``. A missing attribute is
@@ -12,13 +15,11 @@ from __future__ import annotations
 
 import errno
 import os
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
 from vfs_state.protocol import ATTR_PREFIXES, LISTED_ATTR_PREFIX
-from vfs_state.shim.errors import oserror, refused
-from vfs_state.shim.probe import kind
+from vfs_state.shim.errors import converted, oserror, refused
 from vfs_state.shim.router import MountTable, Target, routed, routed_default
 
 PREFIXES = ATTR_PREFIXES
@@ -34,47 +35,26 @@ def backend_name(attribute: str | bytes) -> str | None:
     return None
 
 
-@contextmanager
-def _client_errors(target: Target) -> Iterator[None]:
-    """Sidecar errors carry the key; callers expect their own path."""
-    try:
-        yield
-    except ValueError as exc:
-        raise oserror(errno.EINVAL, target.filename, message=str(exc)) from None
-    except (ConnectionError, TimeoutError):
-        raise
-    except OSError as exc:
-        if exc.errno in (errno.ENOENT, errno.ENODATA, errno.EACCES, errno.EPERM,
-                         errno.ENOTSUP):
-            raise oserror(exc.errno, target.filename, message=exc.strerror) from None
-        raise
-
-
 def _attributes(target: Target) -> dict[str, str]:
-    """All backend attributes; a directory has none (it is not an object)."""
+    """All backend attributes (the ``vfs`` info namespace); a directory has none."""
     if not target.key:
         return {}
     try:
-        with _client_errors(target):
-            return target.fs.client.get_attrs(target.key)
-    except FileNotFoundError:
-        if kind(target) == "dir":
-            return {}
-        raise
+        with converted(target):
+            info = target.fs.probe(target.fs_path, ["vfs"])
+    except ValueError as exc:
+        raise oserror(errno.EINVAL, target.filename, message=str(exc)) from None
+    if info is None:
+        raise oserror(errno.ENOENT, target.filename)
+    return dict(info.get("vfs", "attributes") or {})
 
 
 def getxattr(target: Target, attribute: str | bytes, *, follow_symlinks: bool = True) -> bytes:
     name = backend_name(attribute)
-    if name is None or not target.key:
-        _attributes(target)  # ENOENT for a missing path, else nothing under that name
+    attributes = _attributes(target)  # ENOENT for a missing path
+    if name is None or name not in attributes:
         raise oserror(errno.ENODATA, target.filename)
-    try:
-        with _client_errors(target):
-            return target.fs.client.get_attr(target.key, name).encode("utf-8")
-    except FileNotFoundError:
-        if kind(target) == "dir":
-            raise oserror(errno.ENODATA, target.filename) from None
-        raise
+    return attributes[name].encode("utf-8")
 
 
 def listxattr(target: Target, *, follow_symlinks: bool = True) -> list[str]:
@@ -98,8 +78,11 @@ def setxattr(target: Target, attribute: str | bytes, value: bytes, flags: int = 
     except UnicodeDecodeError:
         raise oserror(errno.EINVAL, target.filename,
                       message="attribute values on a mount must be UTF-8") from None
-    with _client_errors(target):
-        target.fs.client.set_attr(target.key, name, text)
+    try:
+        with converted(target):
+            target.fs.setinfo(target.fs_path, {"vfs": {"attributes": {name: text}}})
+    except ValueError as exc:
+        raise oserror(errno.EINVAL, target.filename, message=str(exc)) from None
 
 
 def removexattr(target: Target, attribute: str | bytes, *,

@@ -166,25 +166,30 @@ def xattr(args: argparse.Namespace) -> int:
         raise UsageError(f"expected: {usage}")
     with Session(args) as session:
         location = session.resolve(args.path, True)
-        client = session.fs(location).client  # StateFS has no attribute API of its own
+        filesystem = session.fs(location)
+        path = "/" + location.key
         with named(location):
             if not location.key:
                 raise UsageError("attributes belong to files: name one")
+            if args.action == "set":
+                filesystem.setinfo(path, {"vfs": {"attributes": {_attr(args.name): args.value}}})
+                return 0
+            attrs = dict(filesystem.getinfo(path, ["vfs"]).get("vfs", "attributes") or {})
             if args.action == "list":
-                attrs = client.get_attrs(location.key)
                 if args.json:
                     session.emit({"attrs": attrs})
                 for name in sorted(attrs) if not args.json else []:
                     print(f"user.vfs.{name}={attrs[name]}")
-            elif args.action == "get":
-                value = client.get_attr(location.key, _attr(args.name))
-                session.emit({"name": args.name, "value": value}) if args.json else print(value)
+            elif _attr(args.name) not in attrs:
+                raise OSError(errno.ENODATA, f"no attribute {args.name!r}", location.label)
             else:
-                client.set_attr(location.key, _attr(args.name), args.value)
+                value = attrs[_attr(args.name)]
+                session.emit({"name": args.name, "value": value}) if args.json else print(value)
     return 0
 
 
 def _attr(name: str) -> str:
+    """``user.vfs.ttl`` (or the asya spelling) -> ``ttl``; a bare name as it is."""
     for prefix in ATTR_PREFIXES:
         if name.startswith(prefix):
             return name[len(prefix):]

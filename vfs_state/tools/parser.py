@@ -59,7 +59,7 @@ def register(parser: argparse.ArgumentParser, verbs: argparse._SubParsersAction)
     parser.description = DESCRIPTION
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.add_argument("--version", action="version", version=_version())
-    parser.error = _one_line_error(parser)  # type: ignore[method-assign]
+    parser.error = _one_line_error(parser)  # type: ignore[method-assign,assignment]
     common = [_common()]
 
     def add(name: str, handler: Callable[..., int], help_text: str) -> argparse.ArgumentParser:

@@ -1,9 +1,12 @@
-"""Patch libraries lazily: when they are imported, or at once if they already are.
+"""The shim's one import hook: "when module X is imported, run adapter Y".
 
-A finder in ``sys.meta_path`` wraps the loader of each watched module so its
-adapter runs right after the module body; nothing is imported by the shim
-itself (start-up budget). ``uninstall`` removes the finder and restores
-every binding, in reverse order.
+Every library the shim adapts without importing it registers here: the
+native refusals (``shim.native``: sqlite3, duckdb, joblib) and the library
+adapters (pyarrow, pandas, polars, numpy). A finder in ``sys.meta_path``
+wraps the loader of each watched module so its adapter runs right after the
+module body; a module already imported is adapted at install. Nothing is
+imported by the shim itself (start-up budget). ``uninstall`` removes the
+finder and restores every binding, in reverse order.
 """
 from __future__ import annotations
 
@@ -27,14 +30,19 @@ _finder: _Finder | None = None
 
 
 def _adapters() -> dict[str, Adapter]:
+    """The registry: module name -> adapter."""
+    from vfs_state.shim import native
     from vfs_state.shim.libraries import (
         numpy_adapter,
         pandas_adapter,
         polars_adapter,
         pyarrow_adapter,
     )
-    return {**pyarrow_adapter.MODULES, **pandas_adapter.MODULES, **polars_adapter.MODULES,
-            **numpy_adapter.MODULES}
+    registry: dict[str, Adapter] = {}
+    for modules in (native.MODULES, pyarrow_adapter.MODULES, pandas_adapter.MODULES,
+                    polars_adapter.MODULES, numpy_adapter.MODULES):
+        registry.update(modules)
+    return registry
 
 
 class _Loader(importlib.abc.Loader):

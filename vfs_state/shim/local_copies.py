@@ -12,7 +12,6 @@ back (``local_tree``); so is whatever a ``"w"`` copy left as a directory.
 """
 from __future__ import annotations
 
-import errno
 import os
 import shutil
 import tempfile
@@ -20,36 +19,25 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from vfs_state.reader import MIN_BLOCK, RangeReader
-from vfs_state.shim.errors import oserror
-from vfs_state.shim.local_tree import Snapshot, digest, download_tree, file_keys, sync_tree
+from vfs_state.shim.errors import converted
+from vfs_state.shim.local_tree import Snapshot, digest, download_tree, sync_tree
 from vfs_state.shim.probe import kind
 from vfs_state.shim.router import MountTable, Target
-from vfs_state.versions import precondition_headers
 
 MODES = ("r", "r+", "w")
-_CHUNK = 1 << 20
 
 
 def _download(target: Target, destination: str) -> str | None:
     """Fetch the key into ``destination``; the version read (observed, for CAS)."""
-    client = target.fs.client
-    try:
-        stat, head = client.read_head(target.key, MIN_BLOCK)
-    except FileNotFoundError:
-        if kind(target) == "dir":
-            raise oserror(errno.EISDIR, target.filename) from None
-        raise oserror(errno.ENOENT, target.filename) from None
-    with RangeReader(client, target.key, stat, head) as reader, \
-            open(destination, "wb") as out:
-        shutil.copyfileobj(reader, out, _CHUNK)
-    return stat.version
+    with converted(target), open(destination, "wb") as out:
+        target.fs.download(target.fs_path, out)
+    version = target.fs.observed(target.fs_path)
+    return version if isinstance(version, str) else None
 
 
-def _upload(target: Target, source: str, conditions: dict[str, str]) -> None:
-    size = os.path.getsize(source)
-    with open(source, "rb") as handle:
-        target.fs.client.write(target.key, handle, size, conditions)
+def _upload(target: Target, source: str, expect: object) -> None:
+    with converted(target), open(source, "rb") as handle:
+        target.fs.upload(target.fs_path, handle, expect=expect, create_parents=True)
 
 
 @contextmanager
@@ -66,16 +54,16 @@ def copy_of(target: Target, mode: str) -> Iterator[str]:
                 sync_tree(target, path, snapshot)
             return
         if mode == "w":  # nothing is created: the library makes the file (or a directory)
-            conditions = target.fs.client.preconditions(target.key)
+            expect = target.fs.observed(target.fs_path)
             before = None
         else:
-            conditions = precondition_headers(_download(target, path))
+            expect = _download(target, path)
             before = digest(path)
         yield path
         if mode != "r" and os.path.isdir(path):
             sync_tree(target, path, Snapshot())
         elif mode != "r" and os.path.exists(path) and (before is None or digest(path) != before):
-            _upload(target, path, conditions)
+            _upload(target, path, expect)
     finally:
         shutil.rmtree(directory, ignore_errors=True)
 
@@ -86,16 +74,12 @@ def _enter_tree(target: Target, path: str, mode: str) -> Snapshot:
         os.mkdir(path)
         return download_tree(target, path, _download)
     snapshot = Snapshot()
-    for name in _names(target):
-        stat = target.fs.client.stat(target.child(name).key, observe=False)
-        if stat is not None and stat.is_file:
-            snapshot.seen[name] = (stat.version, "")
+    with converted(target):
+        for name in list(target.fs.walk_files(target.fs_path)):
+            info = target.fs.probe(target.child(name).fs_path)
+            if info is not None and not info.is_dir:
+                snapshot.seen[name] = (info.get("vfs", "version"), "")
     return snapshot
-
-
-def _names(target: Target) -> list[str]:
-    size = len(target.key) + 1 if target.key else 0
-    return [key[size:] for key in file_keys(target)]
 
 
 def local_copy_from(table: MountTable, path: Any, mode: str = "r") -> Any:
