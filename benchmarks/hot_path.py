@@ -156,7 +156,7 @@ def report(results: dict[str, Any]) -> None:
 
 def _rounds(results: dict[str, Any], a: str, b: str) -> list[dict[str, dict[str, float]]]:
     samples = results["samples"]
-    return [{a: x, b: y} for x, y in zip(samples[a], samples[b])]
+    return [{a: x, b: y} for x, y in zip(samples[a], samples[b], strict=True)]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,8 +15,6 @@ from collections.abc import Collection, Iterator, Mapping
 from contextlib import contextmanager
 from typing import IO, Any, BinaryIO
 
-from fs.mode import validate_open_mode
-
 from vfs_state._pyfs import (
     FS,
     Info,
@@ -27,6 +25,7 @@ from vfs_state._pyfs import (
     dirname,
     errors,
     to_fs_error,
+    validate_open_mode,
 )
 from vfs_state.client import SidecarClient, Stat
 from vfs_state.reader import MIN_BLOCK, RangeReader

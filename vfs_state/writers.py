@@ -11,16 +11,18 @@ error: a lost write is never silent.
 from __future__ import annotations
 
 import errno
-import http.client
 import io
 import sys
 import tempfile
 from collections.abc import Callable
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from vfs_state.client import SidecarClient
 from vfs_state.errors import error_for_status, unreachable
-from vfs_state.transport import OutcomeUnknownError, UnixHTTPConnection, key_path
+from vfs_state.transport import OutcomeUnknownError, key_path
+
+if TYPE_CHECKING:
+    import http.client
 
 SPILL_SIZE = 4 * 1024 * 1024
 
@@ -189,6 +191,8 @@ class ChunkedUpload(_Finalizable):
         self._key = key
         self.name = name
         self.mode = mode
+        from vfs_state.transport import UnixHTTPConnection  # http.client: not at start-up
+
         transport = client.transport
         self._conn = UnixHTTPConnection(transport.socket_path, transport.timeout)
         try:
@@ -228,6 +232,8 @@ class ChunkedUpload(_Finalizable):
         outcome unknown (never re-sent). Before that, the sidecar discards an
         unfinished upload and the old object stays.
         """
+        import http.client  # loaded with the connection already
+
         try:
             response = self._conn.getresponse()
             body = response.read()
