@@ -129,6 +129,11 @@ def run(ctx: Context) -> dict[str, Any]:
     log("hot_path: redis 1 KiB, CPU per call")
     results = measure(ctx, ctx.scale(3000, 500), ctx.scale(3, 2))
     results["summary"] = summary(results)
+    read = results["summary"]["StateFS.readbytes"]
+    results["budgets"] = [
+        {"budget": f"CPU per 1 KiB Redis read, {proc}", "limit": f"<= {limit} µs",
+         "value": read[proc]["median"], "met": read[proc]["median"] <= limit}
+        for proc, limit in (("client", 60), ("sidecar", 150))]
     return results
 
 
