@@ -6,8 +6,10 @@ namespace, which no store key can enter: ``m:<key>`` hashes hold the version
 (from the global ``seq`` counter, so it never repeats: no ABA) and mtime;
 ``d:<dir>`` sorted sets (score 0, ordered by name) index each directory's
 entries (``name``, ``name/`` for subdirectories), so listings page with
-``ZRANGEBYLEX`` instead of scanning the keyspace. Every operation is one Lua
-script: checked and applied atomically in one round trip. Expiry (xattr
+``ZRANGEBYLEX`` instead of scanning the keyspace. Every operation that
+changes or lists is one Lua script: checked and applied atomically in one
+round trip; a read is one ``MULTI``/``EXEC`` of plain commands
+(``redis_read``). Expiry (xattr
 ``ttl``) bypasses the index, so scripts treat entries as hints and drop
 stale ones atomically. Scripts compute the keys they touch: no Redis Cluster.
 """
@@ -43,6 +45,7 @@ from sidecars.errors import (
 )
 from sidecars.keys import RESERVED_PREFIX, normalise_prefix
 from sidecars.per_process import PerProcess
+from sidecars.redis_read import Snapshot, read_snapshot
 from sidecars.streams import Readable, iter_stream, read_up_to
 
 NS = RESERVED_PREFIX + ":"
@@ -162,22 +165,6 @@ local m = redis.call('HMGET', KEYS[2], 'v', 't')
 return {kind, redis.call('STRLEN', KEYS[1]), m[1] or '0', m[2] or '', redis.call('PTTL', KEYS[1])}
 """
 
-# ARGV: start, count, If-Match ('' none), version the earlier chunks had ('' first).
-_READ = """
-if redis.call('TYPE', KEYS[1]).ok ~= 'string' then return fail('NOTFOUND', 'no such key') end
-local v = version(KEYS[2])
-if ARGV[3] ~= '' and v ~= ARGV[3] then
-  return fail('PRECONDITION', 'stored version differs from If-Match')
-end
-if ARGV[4] ~= '' and v ~= ARGV[4] then return fail('PRECONDITION', 'changed while being read') end
-local size, start = redis.call('STRLEN', KEYS[1]), tonumber(ARGV[1])
-if start > 0 and start >= size then return fail('RANGE', tostring(size)) end
-local n = math.min(tonumber(ARGV[2]), size - start)
-local data = ''
-if n > 0 then data = redis.call('GETRANGE', KEYS[1], start, start + n - 1) end
-return {v, redis.call('HGET', KEYS[2], 't') or '', size, data}
-"""
-
 # ARGV: dir, min, max, limit, details ('1': a value's kind is 'f:size:version:mtime').
 # Returns name, kind pairs of live entries.
 _LIST = """
@@ -217,7 +204,7 @@ return 1
 """
 
 _LIB = _LIB.replace("@INDEX@", INDEX).replace("@META@", META).replace("@SEQ@", SEQ)
-_SCRIPTS = {"write": _WRITE, "delete": _DELETE, "stat": _STAT, "read": _READ,
+_SCRIPTS = {"write": _WRITE, "delete": _DELETE, "stat": _STAT,
             "list": _LIST, "is_dir": _IS_DIR, "ttl": _TTL}
 
 
@@ -323,11 +310,17 @@ class RedisBackend(Backend):
              if_match: str | None = None) -> ObjectBody:
         keys = [key, META + key]
         want = CHUNK if length is None else min(length, CHUNK)
-        raw_version, mtime, size, data = self._run("read", keys, [start, want, if_match or "", ""])
-        version = raw_version.decode()
+        version, mtime, size, data = self._read(keys, start, want, if_match, None)
         total = max(0, size - start if length is None else min(length, size - start))
         info = ObjectInfo(size=size, version=version, modified=float(mtime) if mtime else None)
         return ObjectBody(info, start, total, self._chunks(keys, version, start, total, data))
+
+    def _read(self, keys: list[str], start: int, count: int, if_match: str | None,
+              pinned: str | None) -> Snapshot:
+        """One transaction of plain commands, no script (``redis_read``)."""
+        client = self._redis()
+        with _translated():
+            return read_snapshot(client, keys[0], keys[1], start, count, if_match, pinned)
 
     def _chunks(self, keys: list[str], version: str, start: int, total: int,
                 first: bytes) -> Iterator[bytes]:
@@ -336,7 +329,7 @@ class RedisBackend(Backend):
             yield first
         position, end = start + len(first), start + total
         while position < end:
-            data = self._run("read", keys, [position, min(CHUNK, end - position), "", version])[3]
+            data = self._read(keys, position, min(CHUNK, end - position), None, version)[3]
             if not data:
                 return
             yield data

@@ -34,7 +34,9 @@ def _report_activation() -> None:
 def activate() -> None:
     """Install the shim from the environment; exit (or warn) if that fails."""
     try:
+        from vfs_state._fsimport import import_fs
         from vfs_state.shim import install
+        import_fs()  # a dependency that cannot be imported stops us here, not at first use
         install()
         _report_activation()
     except Exception as exc:  # noqa: BLE001 - any failure must be reported, never ignored

@@ -1,7 +1,8 @@
 """The one door to pyfilesystem2 (``fs``), and the error table both ways.
 
-``fs`` 2.4.16 imports ``pkg_resources`` (setuptools < 82, declared in
-setup.cfg). Keeping every ``fs`` import here means a future ``fs`` release
+``fs`` 2.4.16 imports ``pkg_resources``; ``_fsimport`` defers that import
+(about 0.1 s) until something other than a namespace declaration needs it.
+Keeping every ``fs`` import here means a future ``fs`` release
 or replacement touches one module. ``fs`` errors are not ``OSError``s, so
 the shim converts them with ``to_oserror``; ``StateFS`` converts the
 client's ``OSError``s with ``to_fs_error``. One table serves both.
@@ -13,15 +14,17 @@ import os
 import warnings
 from typing import Any
 
+from vfs_state._fsimport import import_fs
 from vfs_state.errors import VersionConflict
 
+import_fs()
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # fs's pkg_resources deprecation notice
     from fs import errors
     from fs.base import FS
     from fs.enums import ResourceType
     from fs.info import Info
-    from fs.mode import Mode
+    from fs.mode import Mode, validate_open_mode
     from fs.path import abspath, basename, dirname, normpath, relpath
     from fs.subfs import SubFS
 
@@ -88,4 +91,5 @@ def to_fs_error(exc: OSError, path: str) -> errors.FSError | None:
 
 
 __all__ = ["FS", "Info", "Mode", "ResourceType", "SubFS", "errors", "abspath", "basename",
-           "dirname", "normpath", "relpath", "to_oserror", "to_fs_error", "ERROR_TABLE"]
+           "dirname", "normpath", "relpath", "validate_open_mode", "to_oserror", "to_fs_error",
+           "ERROR_TABLE"]

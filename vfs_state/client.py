@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
-from email.utils import parsedate_to_datetime
 from urllib.parse import urlencode
 
 from vfs_state._types import Readable
@@ -37,6 +36,8 @@ def _modified(reply: Reply) -> float | None:
     raw = reply.headers.get("last-modified")
     if not raw:
         return None
+    from email.utils import parsedate_to_datetime  # ~5 ms to import: not at start-up
+
     try:
         return parsedate_to_datetime(raw).timestamp()
     except (TypeError, ValueError):

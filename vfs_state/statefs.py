@@ -26,8 +26,6 @@ from collections.abc import Collection, Iterator, Mapping
 from contextlib import contextmanager
 from typing import IO, Any, BinaryIO
 
-from fs.mode import validate_open_mode
-
 from vfs_state import statefs_moves as moves
 from vfs_state._pyfs import (
     FS,
@@ -39,6 +37,7 @@ from vfs_state._pyfs import (
     dirname,
     errors,
     to_fs_error,
+    validate_open_mode,
 )
 from vfs_state._types import FileContext, Readable
 from vfs_state.client import SidecarClient, Stat

@@ -19,17 +19,20 @@ resending could apply it twice (docs/reliability.md).
 from __future__ import annotations
 
 import errno
-import http.client
 import io
 import os
 import select
 import socket
 import threading
 from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from vfs_state._types import Readable
 from vfs_state.errors import error_for_status, unreachable
+
+if TYPE_CHECKING:
+    from vfs_state._unixhttp import UnixHTTPConnection  # noqa: F401 - the lazy name below
 
 SEND_BLOCK = 1 << 20
 SMALL_BODY = 64 * 1024
@@ -59,15 +62,13 @@ def key_path(route: str, key: str) -> str:
     return route + quote(key, safe="/")
 
 
-class UnixHTTPConnection(http.client.HTTPConnection):
-    """``HTTPConnection`` whose transport is a Unix stream socket."""
-
-    def __init__(self, socket_path: str, timeout: float = 60.0) -> None:
-        super().__init__("localhost", timeout=timeout, blocksize=SEND_BLOCK)
-        self.socket_path = socket_path
-
-    def connect(self) -> None:
-        self.sock = _connect(self.socket_path, 60.0 if self.timeout is None else self.timeout)
+def __getattr__(name: str) -> Any:
+    """``UnixHTTPConnection``, loaded on first use: ``http.client`` costs ~10 ms to import,
+    and a process with mounts set should not pay that at start (docs/performance.md)."""
+    if name == "UnixHTTPConnection":
+        from vfs_state._unixhttp import UnixHTTPConnection  # noqa: F401 - the lazy name below
+        return UnixHTTPConnection
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _connect(socket_path: str, timeout: float) -> socket.socket:

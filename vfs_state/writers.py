@@ -11,17 +11,19 @@ error: a lost write is never silent.
 from __future__ import annotations
 
 import errno
-import http.client
 import io
 import sys
 import tempfile
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vfs_state._types import FileContext, Readable
 from vfs_state.client import SidecarClient
 from vfs_state.errors import error_for_status, unreachable
-from vfs_state.transport import OutcomeUnknownError, UnixHTTPConnection, key_path
+from vfs_state.transport import OutcomeUnknownError, key_path
+
+if TYPE_CHECKING:
+    import http.client
 
 SPILL_SIZE = 4 * 1024 * 1024
 
@@ -216,6 +218,8 @@ class ChunkedUpload(_Finalizable):
         self._explain = explain
         self.name = context.name
         self.mode = context.mode
+        from vfs_state.transport import UnixHTTPConnection  # http.client: not at start-up
+
         transport = client.transport
         self._conn = UnixHTTPConnection(transport.socket_path, transport.timeout)
         try:
@@ -261,6 +265,8 @@ class ChunkedUpload(_Finalizable):
         outcome unknown (never re-sent). Before that, the sidecar discards an
         unfinished upload and the old object stays.
         """
+        import http.client  # loaded with the connection already
+
         try:
             response = self._conn.getresponse()
             body = response.read()

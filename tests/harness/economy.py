@@ -38,11 +38,30 @@ class Counts:
     detail: list[str] = field(default_factory=list)
 
 
+def _transactions(commands: list[str]) -> list[str]:
+    """Each ``MULTI`` ... ``EXEC`` block as one entry naming the commands inside."""
+    out: list[str] = []
+    block: list[str] | None = None
+    for command in commands:
+        word = command.split(" ")[0].strip('"').upper()
+        if word == "MULTI":
+            block = []
+        elif block is not None and word in ("EXEC", "DISCARD"):
+            out.append("MULTI " + " | ".join(block) + " " + word)
+            block = None
+        elif block is not None:
+            block.append(command)
+        else:
+            out.append(command)
+    return out + (["MULTI " + " | ".join(block)] if block is not None else [])
+
+
 class RedisMonitor:
     """The commands clients send to a Redis server, from its ``MONITOR`` feed.
 
     Commands a Lua script runs inside the server are left out: a script is
-    one request, whatever it does. ``take`` returns what came since the
+    one request, whatever it does. So is a ``MULTI`` ... ``EXEC`` block,
+    sent in one write and answered in one reply. ``take`` returns what came since the
     last call, after a marker command proves the feed has caught up.
     """
 
@@ -74,8 +93,8 @@ class RedisMonitor:
             self._cond.wait_for(lambda: marker in self._seen, timeout=10)
             seen, self._seen = self._seen, []
         cut = seen.index(marker) if marker in seen else len(seen)
-        return [c for c in seen[:cut] if c.split(" ")[0].lower() not in IGNORED_REDIS
-                and not c.startswith("ECHO economy-")]
+        return _transactions([c for c in seen[:cut] if c.split(" ")[0].lower() not in IGNORED_REDIS
+                              and not c.startswith("ECHO economy-")])
 
     def close(self) -> None:
         with contextlib.suppress(Exception):

@@ -12,8 +12,6 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from vfs_state._pyfs import errors as fs_errors
-from vfs_state._pyfs import to_oserror
 from vfs_state.shim.router import Target
 
 
@@ -35,10 +33,16 @@ def converted(target: Target) -> Iterator[None]:
     """
     try:
         yield
-    except fs_errors.FSError as exc:
-        raise to_oserror(exc, target.filename) from None
     except OSError as exc:
         renamed(exc, target)
+        raise
+    except Exception as exc:
+        # ``fs`` is imported with the mount's StateFS, not at start-up
+        from vfs_state._pyfs import errors as fs_errors
+        from vfs_state._pyfs import to_oserror
+
+        if isinstance(exc, fs_errors.FSError):
+            raise to_oserror(exc, target.filename) from None
         raise
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import os
 import posixpath
+import threading
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -17,7 +18,7 @@ if TYPE_CHECKING:
     from vfs_state.mounts import Mount
     from vfs_state.statefs import StateFS
 
-    Entries = tuple[tuple[str, Mount, StateFS], ...]
+Entries = tuple[tuple[str, "Mount", "LazyFS"], ...]
 
 _getcwd = os.getcwd
 _fspath = os.fspath
@@ -70,17 +71,48 @@ class Target:
         return f"Target({self.mount.name!r}, {self.key!r})"
 
 
+class LazyFS:
+    """A mount's ``StateFS``, built the first time a path in the mount is used.
+
+    ``StateFS`` is a pyfilesystem2 ``FS``, and importing ``fs`` (which imports
+    ``pkg_resources``) costs about 0.1 s: paid by a process that touches a
+    mount, never by one that only starts with the mounts set
+    (docs/performance.md).
+    """
+
+    __slots__ = ("mount", "fs")
+
+    def __init__(self, mount: Mount) -> None:
+        self.mount = mount
+        self.fs: StateFS | None = None
+
+    def get(self) -> StateFS:
+        fs = self.fs
+        if fs is None:
+            from vfs_state.statefs import StateFS  # first use of the mount only
+
+            with _build_lock:
+                if self.fs is None:
+                    m = self.mount
+                    self.fs = StateFS(m.socket, m.write_mode, name=m.name)
+                fs = self.fs
+        return fs
+
+
+_build_lock = threading.Lock()
+
+
 class MountTable:
     """Mount paths and their ``StateFS`` objects; swapped whole on install.
 
     ``StateFS`` objects are kept per ``Mount`` so re-installing the same
-    mount reuses its connections. Constructing one does no I/O.
+    mount reuses its connections. They are built on first use (``LazyFS``).
     """
 
     def __init__(self) -> None:
         # (prefixes, entries), replaced in one assignment: a reader sees one table
         self._state: tuple[tuple[str, ...], Entries] = ((), ())
-        self._filesystems: dict[Mount, StateFS] = {}
+        self._filesystems: dict[Mount, LazyFS] = {}
 
     @property
     def mounts(self) -> list[Mount]:
@@ -88,11 +120,8 @@ class MountTable:
 
     def load(self, mounts: Iterable[Mount]) -> None:
         """Replace the table (``StateFS`` objects of unchanged mounts are kept)."""
-        from vfs_state.statefs import StateFS  # install time only, never per call
-
         mounts = list(mounts)
-        filesystems = {m: self._filesystems.get(m) or StateFS(m.socket, m.write_mode, name=m.name)
-                       for m in mounts}
+        filesystems = {m: self._filesystems.get(m) or LazyFS(m) for m in mounts}
         self._filesystems = filesystems
         self._state = (tuple(m.path for m in mounts),
                        tuple((m.path, m, filesystems[m]) for m in mounts))
@@ -137,14 +166,15 @@ class MountTable:
 
 def _match(entries: Entries, path: str, filename: str | bytes, is_bytes: bool) -> Target | None:
     """``path`` is absolute and normalised (except maybe one trailing slash)."""
-    for prefix, mount, fs in entries:
+    for prefix, mount, lazy in entries:
         if path.startswith(prefix):
             size = len(prefix)
             if len(path) == size:
-                return Target(mount, fs, "", filename, is_bytes, False)
+                return Target(mount, lazy.fs or lazy.get(), "", filename, is_bytes, False)
             if path[size] == "/":
                 key = path[size + 1:]
-                return _target(mount, fs, key.rstrip("/"), filename, is_bytes, key.endswith("/"))
+                return _target(mount, lazy.fs or lazy.get(), key.rstrip("/"), filename,
+                               is_bytes, key.endswith("/"))
     return None
 
 
