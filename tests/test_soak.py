@@ -99,6 +99,17 @@ def _rss_mib(pids: list[int]) -> float:
     return total / 2**20
 
 
+def _wait_for_grown_workers(arbiter: int, timeout: float = 30.0) -> None:
+    """Until two workers of ``arbiter`` are ``MIN_AGE`` old (a fresh sidecar's are not)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        workers = _children(arbiter)
+        if len(workers) >= 2 and min(workers.values()) >= MIN_AGE:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"the sidecar's workers did not come up: {_children(arbiter)}")
+
+
 class WorkerKiller(threading.Thread):
     """SIGKILLs a random worker of ``arbiter`` every few seconds; samples RSS.
 
@@ -205,6 +216,7 @@ def test_exactly_once_under_worker_kills(soak_sidecars, connector):
     # not empty: gcs-buffered-cas can answer 416 to a read of an empty object that
     # a concurrent write fills (its 416 -> stat fallback); a sidecar bug, not ours
     StateFS(sidecar.socket_path).writetext(key, "begin\n")
+    _wait_for_grown_workers(sidecar.proc.pid)  # so the first kill lands in even a short run
     killer = WorkerKiller(sidecar.proc.pid)
     with multiprocessing.get_context("fork").Pool(CLIENTS) as pool:
         began = time.perf_counter()

@@ -41,7 +41,6 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
-from vfs_state._pyfs import errors as fs_errors
 from vfs_state.shim.errors import converted, oserror, refused
 from vfs_state.shim.router import MountTable, Target, routed
 from vfs_state.shim.stats import make_stat
@@ -120,6 +119,8 @@ def _writable(flags: int) -> bool:
 
 def _check(target: Target, flags: int, writable: bool) -> str | None:
     """POSIX open rules against what is stored: "file", or None to create."""
+    from vfs_state._pyfs import errors as fs_errors  # fs.base: not at start-up
+
     stat = None
     with converted(target):
         try:

@@ -17,8 +17,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from vfs_state._pyfs import errors as fs_errors
-from vfs_state._pyfs import to_oserror
 from vfs_state.shim.errors import oserror
 from vfs_state.shim.probe import key_kind, kind
 from vfs_state.shim.router import MountTable, Target
@@ -29,15 +27,19 @@ def _both_named(source: Target, dest: Target) -> Iterator[None]:
     """Errors from ``StateFS`` naming both of the caller's paths, as ``os.rename`` does."""
     try:
         yield
-    except fs_errors.FSError as exc:
-        number = to_oserror(exc, source.filename).errno or errno.EIO
-        raise oserror(number, source.filename, dest.filename) from None
     except OSError as exc:
         if exc.filename in (source.key, source.fs_path):
             exc.filename = source.filename
         elif exc.filename in (dest.key, dest.fs_path):
             exc.filename = dest.filename
         raise
+    except Exception as exc:
+        from vfs_state._pyfs import errors as fs_errors  # fs.base: not at start-up
+        from vfs_state._pyfs import to_oserror
+        if not isinstance(exc, fs_errors.FSError):
+            raise
+        number = to_oserror(exc, source.filename).errno or errno.EIO
+        raise oserror(number, source.filename, dest.filename) from None
 
 
 def _check(source: Target, dest: Target) -> str | None:
