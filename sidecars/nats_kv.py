@@ -305,11 +305,20 @@ class NatsKvBackend(Backend):
 
     def list_page(self, prefix: str, delimiter: str | None, start_after: str | None,
              max_keys: int) -> ListPage:
-        """One page, with ``infos`` for its file keys: the scan carries them for free."""
+        return self._listing(prefix, delimiter, start_after, max_keys, False)
+
+    def list_details(self, prefix: str, delimiter: str | None, start_after: str | None,
+                     max_keys: int) -> ListPage:
+        """The same scan: its messages carry each key's size, revision and time."""
+        return self._listing(prefix, delimiter, start_after, max_keys, True)
+
+    def _listing(self, prefix: str, delimiter: str | None, start_after: str | None,
+                 max_keys: int, details: bool) -> ListPage:
         directory = prefix[: prefix.rfind("/") + 1]
-        found = self._run(_scan, directory, False, budget=6 * self.settings.timeout)
+        found = self._run(_scan, directory, False, details, budget=6 * self.settings.timeout)
         page = paginate(list(found), prefix, delimiter, start_after, max_keys)
-        page.infos = {key: found[key] for key in page.keys if not key.endswith("/")}
+        if details:
+            page.infos = {key: info for key in page.keys if (info := found[key]) is not None}
         return page
 
     def is_dir(self, key: str) -> bool:
@@ -466,14 +475,16 @@ def _listed_info(msg: Msg) -> ObjectInfo:
                       modified=meta.timestamp.timestamp())
 
 
-async def _scan(b: _Bucket, directory: str, first_only: bool) -> dict[str, ObjectInfo]:
-    """Live keys under ``directory`` and their info, through one headers-only subtree consumer.
+async def _scan(b: _Bucket, directory: str, first_only: bool,
+                details: bool = False) -> dict[str, ObjectInfo | None]:
+    """Live keys under ``directory`` (with ``details``, their info), through one consumer.
 
     The server filters by subject and sends the last message per key, so the
     cost follows the size of the subtree, not of the bucket. The consumer's
     ``num_pending`` at creation, then each message's, says how many are
     left, so every fetch asks only for messages that exist and returns at
     once. Keys that do not decode (another tool's scheme) are skipped.
+    Markers get no info; a plain listing builds none (it costs ~5 µs a key).
     """
     cfg = ConsumerConfig(deliver_policy=DeliverPolicy.LAST_PER_SUBJECT,
                          ack_policy=AckPolicy.NONE, headers_only=True, mem_storage=True,
@@ -481,7 +492,7 @@ async def _scan(b: _Bucket, directory: str, first_only: bool) -> dict[str, Objec
                          inactive_threshold=CONSUMER_IDLE_CLEANUP, num_replicas=1)
     info = await b.js.add_consumer(b.stream, cfg)
     sub = await b.js.pull_subscribe_bind(consumer=info.name, stream=b.stream)
-    keys: dict[str, ObjectInfo] = {}
+    keys: dict[str, ObjectInfo | None] = {}
     try:
         pending = info.num_pending or 0
         while pending > 0:
@@ -494,7 +505,8 @@ async def _scan(b: _Bucket, directory: str, first_only: bool) -> dict[str, Objec
             for msg in msgs:
                 if not _is_tombstone(msg):
                     with contextlib.suppress(ValueError):
-                        keys[decode_key(msg.subject[len(b.subject_prefix):])] = _listed_info(msg)
+                        key = decode_key(msg.subject[len(b.subject_prefix):])
+                        keys[key] = _listed_info(msg) if details and key[-1] != "/" else None
                         if first_only:
                             return keys
             pending = msgs[-1].metadata.num_pending if msgs else 0
