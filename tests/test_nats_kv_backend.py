@@ -305,7 +305,8 @@ def test_directory_checks_see_past_tombstones(nats_server) -> None:
     """With history kept, the newest message under a directory may be a tombstone."""
     env = sidecar_env(nats_server, bucket="kept")
     env["NATS_KV_HISTORY"] = "5"
-    with Sidecar(CONNECTOR, env, workers=1) as kept:
+    kept = Sidecar(CONNECTOR, env, workers=1)
+    with kept:
         c = RawClient(kept.socket_path)
         assert c.put("d/x", b"1")[0] == 204
         assert c.put("d/y", b"2")[0] == 204
