@@ -437,7 +437,7 @@ async def _has_live_key_under(b: _Bucket, directory: str) -> bool:
     Asks for the newest message of the whole subtree (a ``last_by_subj``
     get with a wildcard subject, through the JetStream API: the direct-get
     form puts the subject in the request's own subject, where a wildcard
-    has no place). None: the subtree is empty. A live value there is the
+    has no place). No message: the subtree is empty. A live value there is the
     newest of its key, so the directory exists. Only a tombstone or a key
     of another scheme leaves the answer open; then the subtree is scanned.
     """
@@ -484,7 +484,8 @@ async def _scan(b: _Bucket, directory: str, first_only: bool,
     ``num_pending`` at creation, then each message's, says how many are
     left, so every fetch asks only for messages that exist and returns at
     once. Keys that do not decode (another tool's scheme) are skipped.
-    Markers get no info; a plain listing builds none (it costs ~5 µs a key).
+    Markers get no info, and a plain listing builds none: parsing it is most
+    of a detailed listing's extra time ([performance](docs/performance.md)).
     """
     cfg = ConsumerConfig(deliver_policy=DeliverPolicy.LAST_PER_SUBJECT,
                          ack_policy=AckPolicy.NONE, headers_only=True, mem_storage=True,
