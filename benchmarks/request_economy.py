@@ -1,8 +1,9 @@
 """Requests and bytes per operation, counted at the sidecar and at the backend server.
 
 Each operation runs through the shim on a fresh mount of a counted sidecar
-(``tests.harness.economy``): Redis is counted by its ``INFO commandstats``,
-S3 by a proxy in front of moto, local by the sidecar's requests. Prints one
+(``tests.harness.economy``): Redis is counted by its ``MONITOR`` feed,
+S3 by a proxy in front of moto, NATS by the messages its server received
+from the sidecar (``/connz``), local by the sidecar's requests. Prints one
 table; ``python -m benchmarks.request_economy`` runs it alone.
 """
 from __future__ import annotations
@@ -16,7 +17,13 @@ from typing import Any
 
 NAME = "request_economy"
 KiB, MiB = 1024, 1024 ** 2
-KINDS = ("local", "redis", "s3")
+KINDS = ("local", "redis", "s3", "nats")
+#: The "large" object: NATS KV values are at most 1 MiB.
+LARGE = {"nats": 768 * KiB}
+
+
+def _size(n: int) -> str:
+    return f"{n // MiB} MiB" if n >= MiB else f"{n // KiB} KiB"
 
 
 def _operations(base: str, large: int) -> list[tuple[str, Callable[[], Any]]]:
@@ -53,8 +60,8 @@ def _operations(base: str, large: int) -> list[tuple[str, Callable[[], Any]]]:
             f.write(b"{}" * 512)
 
     return [("open + read 1 KiB", read_small),
-            (f"open + seek + read 4 KiB of {large // MiB} MiB", seek_read),
-            (f"sequential read of {large // MiB} MiB", sequential),
+            (f"open + seek + read 4 KiB of {_size(large)}", seek_read),
+            (f"sequential read of {_size(large)}", sequential),
             ("os.stat", lambda: os.stat(f"{base}/small.json")),
             ("os.scandir + entry.stat(), 20 files", scandir_stat),
             ("os.walk, 20 files", walk_stat),
@@ -67,16 +74,17 @@ def _prepare(base: str, large: int) -> None:
     with open(f"{base}/small.json", "wb") as f:
         f.write(b"x" * 1024)
     with open(f"{base}/large.bin", "wb") as f:
-        block = os.urandom(MiB)
-        for _ in range(large // MiB):
+        block = os.urandom(min(large, MiB))
+        for _ in range(max(1, large // MiB)):
             f.write(block)
     for i in range(20):
         with open(f"{base}/dir/f{i:02d}.json", "wb") as f:
             f.write(b"y" * (100 + i))
 
 
-def measure(kind: str, large: int = 8 * MiB) -> list[dict[str, Any]]:
-    """One row per operation for connector ``kind`` (``local``, ``redis``, ``s3``)."""
+def measure(kind: str, large: int | None = None) -> list[dict[str, Any]]:
+    """One row per operation for connector ``kind`` (one of ``KINDS``)."""
+    large = large or LARGE.get(kind, 8 * MiB)
     import vfs_state
     from tests.harness.economy import CountedMount
 
@@ -93,11 +101,12 @@ def measure(kind: str, large: int = 8 * MiB) -> list[dict[str, Any]]:
                 call()  # warm: script loads and first connections are not the operation's
                 with mount.counting() as counts:
                     call()
+                unbytes = kind in ("redis", "nats")  # counted in requests only
                 rows.append({"connector": kind, "operation": label,
                              "sidecar requests": counts.sidecar_requests,
                              "sidecar bytes": counts.sidecar_bytes,
                              "backend requests": counts.backend_requests,
-                             "backend bytes": "n/a" if kind == "redis" else counts.backend_bytes,
+                             "backend bytes": "n/a" if unbytes else counts.backend_bytes,
                              "detail": counts.detail})
     finally:
         mount.close()

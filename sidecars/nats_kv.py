@@ -305,12 +305,24 @@ class NatsKvBackend(Backend):
 
     def list_page(self, prefix: str, delimiter: str | None, start_after: str | None,
              max_keys: int) -> ListPage:
+        return self._listing(prefix, delimiter, start_after, max_keys, False)
+
+    def list_details(self, prefix: str, delimiter: str | None, start_after: str | None,
+                     max_keys: int) -> ListPage:
+        """The same scan: its messages carry each key's size, revision and time."""
+        return self._listing(prefix, delimiter, start_after, max_keys, True)
+
+    def _listing(self, prefix: str, delimiter: str | None, start_after: str | None,
+                 max_keys: int, details: bool) -> ListPage:
         directory = prefix[: prefix.rfind("/") + 1]
-        keys = self._run(_scan, directory, False, budget=6 * self.settings.timeout)
-        return paginate(keys, prefix, delimiter, start_after, max_keys)
+        found = self._run(_scan, directory, False, details, budget=6 * self.settings.timeout)
+        page = paginate(list(found), prefix, delimiter, start_after, max_keys)
+        if details:
+            page.infos = {key: info for key in page.keys if (info := found[key]) is not None}
+        return page
 
     def is_dir(self, key: str) -> bool:
-        return bool(self._run(_scan, key.rstrip("/") + "/", True))
+        return self._run(_has_live_key_under, key.rstrip("/") + "/")
 
     def get_attrs(self, key: str) -> dict[str, str]:
         msg = self._run(_live, encode_key(key))
@@ -419,14 +431,61 @@ async def _delete(b: _Bucket, nkey: str, expected: int | None) -> None:
     raise PreconditionFailed("key kept changing while it was being deleted")
 
 
-async def _scan(b: _Bucket, directory: str, first_only: bool) -> list[str]:
-    """Live keys under ``directory``, read through one headers-only subtree consumer.
+async def _has_live_key_under(b: _Bucket, directory: str) -> bool:
+    """Whether a marker or any live key lies under ``directory``, mostly in one request.
+
+    Asks for the newest message of the whole subtree (a ``last_by_subj``
+    get with a wildcard subject, through the JetStream API: the direct-get
+    form puts the subject in the request's own subject, where a wildcard
+    has no place). No message: the subtree is empty. A live value there is the
+    newest of its key, so the directory exists. Only a tombstone or a key
+    of another scheme leaves the answer open; then the subtree is scanned.
+    """
+    try:
+        newest = await b.js.get_last_msg(b.stream, b.subject_prefix + subtree_filter(directory))
+    except nats.js.errors.NotFoundError:
+        return False
+    except nats.js.errors.APIError as exc:  # a server that refuses a wildcard here
+        log.debug("last message under %r: %s; scanning instead", directory, exc)
+    else:
+        if not _is_tombstone(newest) and _decodes((newest.subject or "")[len(b.subject_prefix):]):
+            return True
+    return bool(await _scan(b, directory, True))
+
+
+def _decodes(nkey: str) -> bool:
+    try:
+        decode_key(nkey)
+    except ValueError:
+        return False
+    return True
+
+
+def _listed_info(msg: Msg) -> ObjectInfo:
+    """A key's info from the headers-only message a listing consumer delivers.
+
+    ``Nats-Msg-Size`` is the value's length, the stream sequence its
+    revision. The time comes from the delivery metadata, rounded to the
+    microsecond, where a get truncates: the two differ only when a write
+    lands within half a microsecond of a whole second.
+    """
+    size = int((msg.headers or {}).get("Nats-Msg-Size") or 0)
+    meta = msg.metadata
+    return ObjectInfo(size=size, version=str(meta.sequence.stream),
+                      modified=meta.timestamp.timestamp())
+
+
+async def _scan(b: _Bucket, directory: str, first_only: bool,
+                details: bool = False) -> dict[str, ObjectInfo | None]:
+    """Live keys under ``directory`` (with ``details``, their info), through one consumer.
 
     The server filters by subject and sends the last message per key, so the
     cost follows the size of the subtree, not of the bucket. The consumer's
     ``num_pending`` at creation, then each message's, says how many are
     left, so every fetch asks only for messages that exist and returns at
     once. Keys that do not decode (another tool's scheme) are skipped.
+    Markers get no info, and a plain listing builds none: parsing it is most
+    of a detailed listing's extra time ([performance](docs/performance.md)).
     """
     cfg = ConsumerConfig(deliver_policy=DeliverPolicy.LAST_PER_SUBJECT,
                          ack_policy=AckPolicy.NONE, headers_only=True, mem_storage=True,
@@ -434,7 +493,7 @@ async def _scan(b: _Bucket, directory: str, first_only: bool) -> list[str]:
                          inactive_threshold=CONSUMER_IDLE_CLEANUP, num_replicas=1)
     info = await b.js.add_consumer(b.stream, cfg)
     sub = await b.js.pull_subscribe_bind(consumer=info.name, stream=b.stream)
-    keys: list[str] = []
+    keys: dict[str, ObjectInfo | None] = {}
     try:
         pending = info.num_pending or 0
         while pending > 0:
@@ -447,7 +506,8 @@ async def _scan(b: _Bucket, directory: str, first_only: bool) -> list[str]:
             for msg in msgs:
                 if not _is_tombstone(msg):
                     with contextlib.suppress(ValueError):
-                        keys.append(decode_key(msg.subject[len(b.subject_prefix):]))
+                        key = decode_key(msg.subject[len(b.subject_prefix):])
+                        keys[key] = _listed_info(msg) if details and key[-1] != "/" else None
                         if first_only:
                             return keys
             pending = msgs[-1].metadata.num_pending if msgs else 0

@@ -13,6 +13,7 @@ import signal
 import threading
 import time
 import uuid
+from email.utils import parsedate_to_datetime
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -280,6 +281,44 @@ def test_listing_with_delimiter_paging_markers_and_deletes(client: RawClient) ->
     assert client.head(d + "q")[0] == 404                     # its only key was deleted
     assert client.delete(d + "m/")[0] == 204
     assert client.head(d + "m")[0] == 404
+
+
+def test_listing_details_come_from_the_listing(client: RawClient) -> None:
+    """Sizes, revisions and times of ``details=1`` are those a HEAD reports, after changes."""
+    d = _unique("details") + "/"
+    for name, value in [("a", b"1"), ("b", b"22"), ("sub/c", b"333")]:
+        assert client.put(d + name, value)[0] == 204
+    assert client.put(d + "a", b"4444")[0] == 204        # a newer revision
+    assert client.put(d + "m/", b"")[0] == 204
+    page = client.list(d, details=1)
+    assert page["keys"] == [d + "a", d + "b"] and page["prefixes"] == [d + "m/", d + "sub/"]
+    for key, size in [(d + "a", 4), (d + "b", 2)]:
+        headers = client.head(key)[1]
+        listed = page["details"][key]
+        assert listed["size"] == size and f'"{listed["version"]}"' == headers["ETag"]
+        assert listed["modified"] == parsedate_to_datetime(headers["Last-Modified"]).timestamp()
+    flat = client.list(d, delimiter=None, details=1)
+    assert sorted(flat["details"]) == [d + "a", d + "b", d + "sub/c"]  # no marker
+
+
+def test_directory_checks_see_past_tombstones(nats_server) -> None:
+    """With history kept, the newest message under a directory may be a tombstone."""
+    env = sidecar_env(nats_server, bucket="kept")
+    env["NATS_KV_HISTORY"] = "5"
+    kept = Sidecar(CONNECTOR, env, workers=1)
+    with kept:
+        c = RawClient(kept.socket_path)
+        assert c.put("d/x", b"1")[0] == 204
+        assert c.put("d/y", b"2")[0] == 204
+        assert c.delete("d/y")[0] == 204                  # newest under d/: a tombstone
+        status, _, body = c.put("d", b"clobber")
+        assert status == 409 and json.loads(body)["error"] == "is_a_directory", body
+        assert c.head("d")[1]["X-Is-File"] == "false"
+        assert c.delete("d/x")[0] == 204                  # nothing live under d/ now
+        assert c.head("d")[0] == 404
+        assert c.put("d", b"file")[0] == 204
+        assert c.put("e/", b"")[0] == 204                 # a marker alone is a directory
+        assert c.put("e", b"clobber")[0] == 409
 
 
 # -- limits ------------------------------------------------------------------------

@@ -2,9 +2,11 @@
 
 ``CountedMount`` starts a sidecar behind a ``CountingProxy`` (every HTTP
 request the client sends, and the bytes it gets back) and counts the
-backend side at the server: Redis by its own ``INFO commandstats`` (a
+backend side at the server: Redis by its own ``MONITOR`` feed (a
 private server, so nothing else talks to it), S3 by a second proxy between
-the sidecar and moto. The local backend has no server; its figure is the
+the sidecar and moto, NATS by the messages the server received on the
+sidecar's connection (``/connz``; a request, a publish and a fetch are one
+message each). The local backend has no server; its figure is the
 sidecar's. Used by tests/test_request_economy.py and
 benchmarks/request_economy.py.
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,10 +24,13 @@ import redis
 
 from tests.harness import moto_s3
 from tests.harness.counting_proxy import CountingProxy, Tally
+from tests.harness.nats_server import NatsServer
+from tests.harness.nats_server import sidecar_env as nats_env
 from tests.harness.redis_server import RedisServer
 from tests.harness.sidecar import Sidecar
 
 IGNORED_REDIS = {"info", "config", "client", "hello", "ping", "echo"}
+SIDECAR_NATS_NAME = "vfs-state-sidecar"  # the connection name sidecars.nats_kv gives
 
 
 @dataclass
@@ -101,6 +107,41 @@ class RedisMonitor:
             self._monitor.connection.disconnect()
 
 
+class NatsTally:
+    """Messages the sidecar's NATS connections sent, as the server counts them.
+
+    Reads ``in_msgs`` of the connections named like the sidecar's from the
+    server's ``/connz``: every JetStream API request, direct get, publish
+    and pull fetch is one message; pings and subscriptions are not messages.
+    The server adds a message to the count as it processes it, so ``total``
+    reads until two reads agree.
+    """
+
+    def __init__(self, server: NatsServer) -> None:
+        self.server = server
+        self._base = 0
+
+    def _read(self) -> int:
+        return sum(c.get("in_msgs", 0) for c in self.server.connections()
+                   if c.get("name") == SIDECAR_NATS_NAME)
+
+    def total(self) -> int:
+        last = self._read()
+        for _ in range(50):
+            time.sleep(0.02)
+            now = self._read()
+            if now == last:
+                return now
+            last = now
+        return last
+
+    def reset(self) -> int:
+        """Messages since the last reset."""
+        now = self.total()
+        taken, self._base = now - self._base, now
+        return taken
+
+
 class CountedMount:
     """One connector's sidecar with counters on both of its sides."""
 
@@ -109,9 +150,10 @@ class CountedMount:
         self._closers: list = []
         self._redis: redis.Redis | None = None
         self._backend_proxy: CountingProxy | None = None
+        self._nats: NatsTally | None = None
         env = self._backend_env(kind, tmpdir)
         connector = {"local": "local-buffered-cas", "s3": "s3-buffered-cas",
-                     "redis": "redis-buffered-cas"}[kind]
+                     "redis": "redis-buffered-cas", "nats": "nats-kv-buffered-cas"}[kind]
         self.sidecar = Sidecar(connector, env, workers=1).start()
         self._closers.append(self.sidecar.close)
         self.proxy = CountingProxy.unix(self.sidecar.socket_path)
@@ -142,6 +184,12 @@ class CountedMount:
             env = moto_s3.sidecar_env(server, "economy", prefix)
             env["AWS_ENDPOINT_URL"] = self._backend_proxy.endpoint
             return env
+        if kind == "nats":
+            nats = NatsServer(monitor=True)
+            nats.start()
+            self._closers.append(nats.close)
+            self._nats = NatsTally(nats)
+            return nats_env(nats, "economy", prefix)
         raise ValueError(kind)
 
     def _reset_backend(self) -> None:
@@ -149,6 +197,8 @@ class CountedMount:
             self._monitor.take(self._redis)
         if self._backend_proxy is not None:
             self._backend_proxy.reset()
+        if self._nats is not None:
+            self._nats.reset()
 
     def _backend_counts(self, counts: Counts) -> None:
         if self._redis is not None:
@@ -160,6 +210,9 @@ class CountedMount:
             counts.backend_requests = tally.total
             counts.backend_bytes = tally.bytes_out
             counts.detail.extend(f"s3 {line}" for line in tally.lines)
+        elif self._nats is not None:
+            counts.backend_requests = self._nats.reset()
+            counts.detail.append(f"nats: {counts.backend_requests} messages from the sidecar")
 
     @contextmanager
     def counting(self) -> Iterator[Counts]:

@@ -2,7 +2,10 @@
 
 The JetStream store lives in the server's private dir and the port is fixed
 at construction, so ``restart()`` brings back the same server with its data:
-fault tests stop it under a running sidecar and expect recovery.
+fault tests stop it under a running sidecar and expect recovery. With
+``monitor=True`` the server also serves its HTTP monitoring endpoints
+(``/connz``), which the request-economy harness reads to count what a
+client sent.
 """
 from __future__ import annotations
 
@@ -11,8 +14,10 @@ import os
 import shutil
 import socket
 import sys
+import urllib.request
+from typing import Any
 
-from tests.harness.base import ServerProcess
+from tests.harness.base import ServerProcess, free_port
 
 
 def nats_server_binary() -> str:
@@ -32,18 +37,28 @@ class NatsServer(ServerProcess):
 
     name = "nats"
 
-    def __init__(self) -> None:
+    def __init__(self, monitor: bool = False) -> None:
         super().__init__()
         self.binary = nats_server_binary()
         self.store_dir = os.path.join(self.dir, "jetstream")
+        self.monitor_port = free_port() if monitor else None
 
     @property
     def url(self) -> str:
         return f"nats://127.0.0.1:{self.port}"
 
     def command(self) -> list[str]:
+        extra = [] if self.monitor_port is None else ["-m", str(self.monitor_port)]
         return [self.binary, "-js", "-a", "127.0.0.1", "-p", str(self.port),
-                "-sd", self.store_dir]
+                "-sd", self.store_dir, *extra]
+
+    def connections(self) -> list[dict[str, Any]]:
+        """The open client connections as ``/connz`` reports them (needs ``monitor=True``)."""
+        if self.monitor_port is None:
+            raise RuntimeError("started without monitor=True")
+        url = f"http://127.0.0.1:{self.monitor_port}/connz?limit=1024"
+        with urllib.request.urlopen(url, timeout=5) as reply:
+            return list(json.load(reply).get("connections") or [])
 
     def ready(self) -> bool:
         """Ready when a client gets an INFO line announcing JetStream."""
