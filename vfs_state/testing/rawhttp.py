@@ -5,6 +5,7 @@ writer) and sends ``If-Match`` values no client would produce.
 """
 from __future__ import annotations
 
+import builtins
 import http.client
 import json
 from urllib.parse import quote, urlencode
@@ -69,10 +70,10 @@ class RawClient:
         return json.loads(body)
 
     def list_all(self, prefix: str, delimiter: str | None = "/",
-                 max_keys: int = 1000) -> tuple[list[str], list[str], int]:
+                 max_keys: int = 1000) -> tuple[builtins.list[str], builtins.list[str], int]:
         """Follow ``next`` cursors; returns ``(keys, prefixes, pages)``."""
-        keys: list[str] = []
-        prefixes: list[str] = []
+        keys: builtins.list[str] = []
+        prefixes: builtins.list[str] = []
         cursor, pages = None, 0
         while True:
             params: dict[str, object] = {"max_keys": max_keys}
