@@ -1,7 +1,8 @@
 """The ``vfsstate`` fsspec filesystem on a real local sidecar.
 
-fsspec's own abstract copy/get/put/open/pipe tests run against it, then a
-few checks of our own: mount-name URLs, CAS, ranged reads and pandas.
+fsspec's own abstract copy/get/put/open/pipe tests run against it on
+local, S3 and Redis sidecars, then a few checks of our own: mount-name
+URLs, CAS, ranged reads and pandas.
 """
 from __future__ import annotations
 
@@ -23,10 +24,21 @@ from vfs_state.fsspec_fs import VfsStateFileSystem
 fsspec.register_implementation("vfsstate", VfsStateFileSystem, clobber=True)
 
 
+#: The abstract suites run on these sidecars: a file tree, an object store, a key-value store.
+ABSTRACT_CONNECTORS = ("local-buffered-cas", "s3-buffered-cas", "redis-buffered-cas")
+
+
+@pytest.fixture(scope="module", params=ABSTRACT_CONNECTORS)
+def abstract_socket(request):
+    if request.param == "local-buffered-cas":
+        return request.getfixturevalue("local_sidecar").socket_path
+    return request.getfixturevalue("connector_pool").sidecar(request.param).socket_path
+
+
 class _Fixtures(AbstractFixtures):
     @pytest.fixture
-    def fs(self, local_sidecar):
-        return VfsStateFileSystem(socket=local_sidecar.socket_path, skip_instance_cache=True)
+    def fs(self, abstract_socket):
+        return VfsStateFileSystem(socket=abstract_socket, skip_instance_cache=True)
 
     @pytest.fixture
     def fs_path(self):

@@ -152,6 +152,21 @@ class VfsStateFileSystem(AbstractFileSystem):
         else:
             self._call(path, "remove")
 
+    def rm(self, path: Any, recursive: bool = False, maxdepth: int | None = None) -> None:
+        """Deepest first, like fsspec's; a path gone by its turn is not an error.
+
+        On a store without directory markers (S3, Redis) a directory exists
+        only while keys lie under it: deleting its last key removes it, so
+        the listing taken at the start names a directory that is no longer
+        there when its turn comes.
+        """
+        for item in reversed(self.expand_path(path, recursive=recursive, maxdepth=maxdepth)):
+            try:
+                self._rm(item)
+            except FileNotFoundError:
+                continue
+        self.invalidate_cache()
+
     def rm_file(self, path: str) -> None:
         """fsspec's ``rm`` calls this for directories too (deepest first)."""
         self._rm(path)
