@@ -16,7 +16,6 @@ import sys
 
 import pytest
 
-import vfs_state
 from tests.shim_fixtures import fresh_mount_path, mount_spec, mounted_dir
 
 h5py = pytest.importorskip("h5py")
