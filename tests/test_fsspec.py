@@ -131,3 +131,18 @@ def test_pandas_through_url(named):
     frame.to_parquet(f"{named}/f.parquet")
     assert pd.read_csv(f"{named}/f.csv").to_dict() == frame.to_dict()
     assert pd.read_parquet(f"{named}/f.parquet").to_dict() == frame.to_dict()
+
+
+def test_duckdb_through_url(named):
+    """duckdb asks ``modified()`` before reading; before, NotImplementedException."""
+    duckdb = pytest.importorskip("duckdb")
+    pd = pytest.importorskip("pandas")
+    pd.DataFrame({"a": [1, 2, 3]}).to_parquet(f"{named}/t.parquet")
+    con = duckdb.connect()
+    con.register_filesystem(fsspec.filesystem("vfsstate"))
+    assert con.execute(f"select sum(a) from read_parquet('{named}/t.parquet')").fetchall() \
+        == [(6,)]
+    con.execute(f"copy (select 42 as x) to '{named}/o.csv'")
+    with fsspec.open(f"{named}/o.csv", "r") as f:
+        assert f.read().split() == ["x", "42"]
+    con.close()

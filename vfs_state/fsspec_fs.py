@@ -9,6 +9,7 @@ conditional on the versions this process observed (CAS), as with the shim.
 """
 from __future__ import annotations
 
+import datetime
 from typing import Any
 
 from fsspec.spec import AbstractFileSystem  # type: ignore[import-untyped]
@@ -122,6 +123,13 @@ class VfsStateFileSystem(AbstractFileSystem):
             return self._entry(name, fs.getinfo("/" + key, namespaces=["details"]))
         except fs_errors.FSError as exc:
             raise _oserror(exc, path) from exc
+
+    def modified(self, path: str) -> datetime.datetime:
+        """The object's last-modified time (duckdb asks before reading)."""
+        info = self.info(path)
+        if info["type"] != "file" or info.get("mtime") is None:
+            raise IsADirectoryError(21, "no modification time for a directory", path)
+        return datetime.datetime.fromtimestamp(info["mtime"], tz=datetime.UTC)
 
     # -- changes ---------------------------------------------------------------------
 
