@@ -1,4 +1,5 @@
-"""Run the conformance suite against every connector, and check the suite can fail."""
+"""Run the conformance suite (``vfs_state.testing``) against every connector, and check
+the suite can fail."""
 from __future__ import annotations
 
 import multiprocessing
@@ -6,32 +7,29 @@ import uuid
 
 import pytest
 from hypothesis import settings
-from hypothesis.stateful import run_state_machine_as_test
 
-from tests.conformance import machine_for
 from tests.connectors import ALL_CONNECTORS, is_cas, write_mode
 from vfs_state import StateFS, retry_on_conflict
+from vfs_state.testing import run_conformance
 
 
 @pytest.mark.parametrize("connector", ALL_CONNECTORS)
 def test_conformance(connector_pool, connector):
     sidecar = connector_pool.sidecar(connector)
-    machine = machine_for(sidecar.socket_path, cas=is_cas(connector),
-                          write_mode=write_mode(connector),
-                          real_directories=connector.startswith("local-"),
-                          content_versions=connector.startswith("s3-"))
-    run_state_machine_as_test(machine)
+    run_conformance(sidecar.socket_path, cas=is_cas(connector),
+                    write_mode=write_mode(connector),
+                    real_directories=connector.startswith("local-"),
+                    content_versions=connector.startswith("s3-"))
 
 
 def test_suite_catches_a_broken_cas(connector_pool):
     """An LWW sidecar posing as CAS skips the version check: the suite must notice."""
     sidecar = connector_pool.sidecar("local-buffered-lww")
-    machine = machine_for(sidecar.socket_path, cas=True, real_directories=True)
     # Enough room to find the bug whatever the profile; the run stops at the first failure.
     search = settings(max_examples=1000, stateful_step_count=40, deadline=None,
                       report_multiple_bugs=False)
     with pytest.raises(AssertionError, match="CAS not enforced"):
-        run_state_machine_as_test(machine, settings=search)
+        run_conformance(sidecar.socket_path, cas=True, real_directories=True, settings=search)
 
 
 def _increment(socket_path: str, key: str, count: int) -> int:

@@ -1,7 +1,8 @@
 """The ``vfsstate`` fsspec filesystem on a real local sidecar.
 
-fsspec's own abstract copy/get/put/open/pipe tests run against it, then a
-few checks of our own: mount-name URLs, CAS, ranged reads and pandas.
+fsspec's own abstract copy/get/put/open/pipe tests run against it on
+local, S3 and Redis sidecars, then a few checks of our own: mount-name
+URLs, CAS, ranged reads and pandas.
 """
 from __future__ import annotations
 
@@ -23,10 +24,21 @@ from vfs_state.fsspec_fs import VfsStateFileSystem
 fsspec.register_implementation("vfsstate", VfsStateFileSystem, clobber=True)
 
 
+#: The abstract suites run on these sidecars: a file tree, an object store, a key-value store.
+ABSTRACT_CONNECTORS = ("local-buffered-cas", "s3-buffered-cas", "redis-buffered-cas")
+
+
+@pytest.fixture(scope="module", params=ABSTRACT_CONNECTORS)
+def abstract_socket(request):
+    if request.param == "local-buffered-cas":
+        return request.getfixturevalue("local_sidecar").socket_path
+    return request.getfixturevalue("connector_pool").sidecar(request.param).socket_path
+
+
 class _Fixtures(AbstractFixtures):
     @pytest.fixture
-    def fs(self, local_sidecar):
-        return VfsStateFileSystem(socket=local_sidecar.socket_path, skip_instance_cache=True)
+    def fs(self, abstract_socket):
+        return VfsStateFileSystem(socket=abstract_socket, skip_instance_cache=True)
 
     @pytest.fixture
     def fs_path(self):
@@ -119,3 +131,18 @@ def test_pandas_through_url(named):
     frame.to_parquet(f"{named}/f.parquet")
     assert pd.read_csv(f"{named}/f.csv").to_dict() == frame.to_dict()
     assert pd.read_parquet(f"{named}/f.parquet").to_dict() == frame.to_dict()
+
+
+def test_duckdb_through_url(named):
+    """duckdb asks ``modified()`` before reading; before, NotImplementedException."""
+    duckdb = pytest.importorskip("duckdb")
+    pd = pytest.importorskip("pandas")
+    pd.DataFrame({"a": [1, 2, 3]}).to_parquet(f"{named}/t.parquet")
+    con = duckdb.connect()
+    con.register_filesystem(fsspec.filesystem("vfsstate"))
+    assert con.execute(f"select sum(a) from read_parquet('{named}/t.parquet')").fetchall() \
+        == [(6,)]
+    con.execute(f"copy (select 42 as x) to '{named}/o.csv'")
+    with fsspec.open(f"{named}/o.csv", "r") as f:
+        assert f.read().split() == ["x", "42"]
+    con.close()

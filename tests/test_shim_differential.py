@@ -9,14 +9,22 @@ are untouched.
 """
 from __future__ import annotations
 
+import inspect
 import os
+import re
 import uuid
 
 import pytest
 
 import tests.scenarios_dataframes  # noqa: F401 (registers; pandas, pyarrow, polars, numpy)
 import vfs_state
-from tests import scenarios_fds, scenarios_files, scenarios_libs, scenarios_tree  # noqa: F401
+from tests import (  # noqa: F401 (registers)
+    scenarios_fds,
+    scenarios_files,
+    scenarios_libs,
+    scenarios_native,
+    scenarios_tree,
+)
 from tests.differential import SCENARIOS, outcome
 from tests.shim_fixtures import fresh_mount_path, mount_spec
 
@@ -54,8 +62,20 @@ def bases(mount_root, tmp_path):
     return real, mounted
 
 
+#: Names whose use in a scenario's source makes it a real-library scenario.
+LIBRARIES = re.compile(r"\b(pandas|pd|pyarrow|pa|pq|polars|pl|numpy|np|PIL|Image|joblib|zipfile"
+                       r"|tarfile|make_archive|logging|tempfile|sqlite3|duckdb|h5py|safetensors"
+                       r"|lmdb|gzip|json|csv|pickle|shelve|mmap)\b")
+
+
+def real_library_scenarios() -> list[str]:
+    return [name for name, case in SCENARIOS.items()
+            if LIBRARIES.search(inspect.getsource(case.function))]
+
+
 def test_enough_scenarios():
     assert len(SCENARIOS) >= 80
+    assert len(real_library_scenarios()) >= 60  # docs/testing.md states the count
 
 
 @pytest.mark.parametrize("name", sorted(SCENARIOS))

@@ -9,6 +9,7 @@ conditional on the versions this process observed (CAS), as with the shim.
 """
 from __future__ import annotations
 
+import datetime
 from typing import Any
 
 from fsspec.spec import AbstractFileSystem  # type: ignore[import-untyped]
@@ -110,6 +111,13 @@ class VfsStateFileSystem(AbstractFileSystem):
         except fs_errors.FSError as exc:
             raise to_oserror(exc, path) from exc
 
+    def modified(self, path: str) -> datetime.datetime:
+        """The object's last-modified time (duckdb asks before reading)."""
+        info = self.info(path)
+        if info["type"] != "file" or info.get("mtime") is None:
+            raise IsADirectoryError(21, "no modification time for a directory", path)
+        return datetime.datetime.fromtimestamp(info["mtime"], tz=datetime.UTC)
+
     # -- changes ---------------------------------------------------------------------
 
     def mkdir(self, path: str, create_parents: bool = True, **kwargs: Any) -> None:
@@ -138,6 +146,21 @@ class VfsStateFileSystem(AbstractFileSystem):
                 pass  # a virtual directory vanishes with its last key
         else:
             self._call(path, "remove")
+
+    def rm(self, path: Any, recursive: bool = False, maxdepth: int | None = None) -> None:
+        """Deepest first, like fsspec's; a path gone by its turn is not an error.
+
+        On a store without directory markers (S3, Redis) a directory exists
+        only while keys lie under it: deleting its last key removes it, so
+        the listing taken at the start names a directory that is no longer
+        there when its turn comes.
+        """
+        for item in reversed(self.expand_path(path, recursive=recursive, maxdepth=maxdepth)):
+            try:
+                self._rm(item)
+            except FileNotFoundError:
+                continue
+        self.invalidate_cache()
 
     def rm_file(self, path: str) -> None:
         """fsspec's ``rm`` calls this for directories too (deepest first)."""

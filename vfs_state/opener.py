@@ -29,13 +29,17 @@ class VfsStateOpener(Opener):
         resource = parse_result.resource
         write = parse_result.params.get("write")
         if resource.startswith("/"):
-            return StateFS(resource, write or "buffered")
-        name, _, sub = resource.partition("/")
-        mount = next((m for m in mounts_from_env() if m.name == name), None)
-        if mount is None:
-            raise OpenerError(f"no mount named {name!r} in VFS_STATE_MOUNTS ({fs_url})")
-        statefs = StateFS(mount.socket, write or mount.write_mode, name=name)
-        if not sub.strip("/"):
+            statefs, sub = StateFS(resource, write or "buffered"), ""
+        else:
+            name, _, sub = resource.partition("/")
+            mount = next((m for m in mounts_from_env() if m.name == name), None)
+            if mount is None:
+                raise OpenerError(f"no mount named {name!r} in VFS_STATE_MOUNTS ({fs_url})")
+            statefs = StateFS(mount.socket, write or mount.write_mode, name=name)
+        # fs.open_fs drops the "!path" part of a URL; a view of the root instead
+        # would write where the caller never asked, so the opener applies it.
+        sub = "/".join(p.strip("/") for p in (sub, parse_result.path or "") if p.strip("/"))
+        if not sub:
             return statefs
         if create:
             statefs.makedirs(sub, recreate=True)

@@ -1,9 +1,10 @@
 """Native libraries that open mount paths themselves: refused at once, pointing at a way.
 
-``sqlite3.connect`` and ``duckdb.connect`` open their file in C, so the
-shim cannot route them; on a mount path they would fail later with
-"unable to open database file" (or, worse, create a local file). Their
-replacements raise an ``OSError`` naming the mount and
+``sqlite3.connect``, ``duckdb.connect``, ``h5py.File``, ``lmdb.open`` and
+safetensors' file functions open their file in C or Rust, so the shim
+cannot route them; on a mount path they would fail with "unable to open
+database file", ``ENOTDIR`` or ``FileNotFoundError`` (or, worse, create a
+local file). Their replacements raise an ``OSError`` naming the mount and
 ``vfs_state.local_copy`` instead. ``joblib.load(mmap_mode=...)`` maps only
 an ``io.FileIO``: on a mount path its read-only modes map a local copy.
 
@@ -23,18 +24,27 @@ from typing import Any
 from vfs_state.shim.errors import refused
 from vfs_state.shim.router import MountTable, Target
 
-_WAY = ("it opens the file in C, which a mount cannot serve; use "
+_WAY = ("it opens the file in native code, which a mount cannot serve; use "
         "`with vfs_state.local_copy(path, 'r+') as real: ...` (see docs/troubleshooting.md)")
 _MAPPED = ("writes through a memory map cannot reach the store; use "
            "`with vfs_state.local_copy(path, 'r+') as real: ...`")
 
 OnMount = Callable[..., Any]
+Factory = Callable[[str, Callable[..., Any]], OnMount]
 
 
 def _refuser(shown: str, real: Callable[..., Any]) -> OnMount:
     def on_mount(target: Target, *args: Any, **kwargs: Any) -> Any:
         raise refused(target, shown, errno.ENOTSUP, _WAY)
     return on_mount
+
+
+def _refusing_as(shown: str) -> Factory:
+    """A refuser naming the call as users write it (``h5py.File()``), for an inner
+    function (``h5py._hl.files.make_fid``) or a submodule's (``safetensors.numpy``)."""
+    def factory(_inner: str, real: Callable[..., Any]) -> OnMount:
+        return _refuser(shown, real)
+    return factory
 
 
 def _joblib_load(shown: str, real: Callable[..., Any]) -> OnMount:
@@ -56,32 +66,43 @@ def _joblib_load(shown: str, real: Callable[..., Any]) -> OnMount:
     return on_mount
 
 
-Factory = Callable[[str, Callable[..., Any]], OnMount]
-
-#: module -> {attribute: (the path parameter's name, factory(shown, real) -> on_mount)}.
-NATIVE: dict[str, dict[str, tuple[str, Factory]]] = {
+#: module -> {attribute: (the path parameter's name, factory(shown, real) -> on_mount,
+#: optionally the path's position when it is not the first argument)}.
+NATIVE: dict[str, dict[str, tuple[Any, ...]]] = {
     "sqlite3": {"connect": ("database", _refuser)},
     "sqlite3.dbapi2": {"connect": ("database", _refuser)},
     "duckdb": {"connect": ("database", _refuser)},
     "joblib": {"load": ("filename", _joblib_load)},
     "joblib.numpy_pickle": {"load": ("filename", _joblib_load)},
+    # h5py.File(path) opens through make_fid (a file object does not: it works).
+    "h5py._hl.files": {"make_fid": ("name", _refusing_as("h5py.File()"))},
+    "h5py._hl.base": {"is_hdf5": ("fname", _refusing_as("h5py.is_hdf5()"))},
+    "h5py": {"is_hdf5": ("fname", _refusing_as("h5py.is_hdf5()"))},
+    "lmdb": {"open": ("path", _refuser)},  # lmdb.Environment is the same class, not wrapped
+    "safetensors": {"safe_open": ("filename", _refuser),
+                    "serialize_file": ("filename", _refuser, 1)},
+    **{f"safetensors.{framework}": {
+        "load_file": ("filename", _refusing_as(f"safetensors.{framework}.load_file()")),
+        "save_file": ("filename", _refusing_as(f"safetensors.{framework}.save_file()"), 1)}
+       for framework in ("numpy", "torch", "flax", "tensorflow", "paddle", "mlx")},
 }
 
 
 def routed_path(table: MountTable, real: Callable[..., Any], keyword: str,
-                on_mount: OnMount) -> Callable[..., Any]:
+                on_mount: OnMount, position: int = 0) -> Callable[..., Any]:
     """Like ``router.routed`` for a path that may be passed by keyword, or omitted
-    (``sqlite3.connect(database=...)``, ``duckdb.connect()``)."""
+    (``sqlite3.connect(database=...)``, ``duckdb.connect()``), or come after other
+    arguments (``save_file(tensors, filename)``: ``position=1``; refusals only)."""
     resolve = table.resolve
 
     @functools.wraps(real)
     def replacement(*args: Any, **kwargs: Any) -> Any:
-        path = args[0] if args else kwargs.get(keyword)
+        path = args[position] if len(args) > position else kwargs.get(keyword)
         target = None if path is None else resolve(path)
         if target is None:
             return real(*args, **kwargs)
-        if args:
-            return on_mount(target, *args[1:], **kwargs)
+        if len(args) > position:
+            return on_mount(target, *args[position + 1:], **kwargs)
         del kwargs[keyword]
         return on_mount(target, **kwargs)
 
@@ -96,12 +117,12 @@ def _adapter(module: ModuleType, table: MountTable) -> Saved:
     """Wrap ``module``'s native functions (run by the shim's one import hook)."""
     saved: Saved = []
     top = module.__name__.split(".")[0]
-    for attribute, (keyword, factory) in NATIVE.get(module.__name__, {}).items():
+    for attribute, (keyword, factory, *position) in NATIVE.get(module.__name__, {}).items():
         real = getattr(module, attribute, None)
         if real is None or getattr(real, "_vfs_native", False):
             continue
         on_mount = factory(f"{top}.{attribute}()", real)
-        setattr(module, attribute, routed_path(table, real, keyword, on_mount))
+        setattr(module, attribute, routed_path(table, real, keyword, on_mount, *position))
         saved.append((module, attribute, real))
     return saved
 
