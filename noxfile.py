@@ -42,11 +42,12 @@ def _check_no_downgrade(before: dict[str, str], after: dict[str, str]) -> None:
 def typecheck(session: nox.Session) -> None:
     """mypy over vfs_state and sidecars with the settings in setup.cfg; zero errors.
 
-    The package is installed with every backend, so mypy sees the libraries
+    The package is installed with every backend and the test extra (the
+    libraries the shim adapts), so mypy sees the libraries
     that ship type information (redis, nats-py, google-auth, Flask, fs).
     """
     session.install("-U", "pip", "setuptools", "wheel")
-    session.install(".[all,cli,fsspec]", "mypy>=1.10")
+    session.install(".[all,cli,fsspec,test]", "mypy>=1.10")
     session.run("python", "-m", "mypy", "--config-file", "setup.cfg", *session.posargs)
 
 
