@@ -20,7 +20,12 @@ import pytest
 
 from vfs_state._types import FileContext
 from vfs_state.client import SidecarClient
-from vfs_state.transport import OutcomeUnknownError, Transport, outcome_unknown
+from vfs_state.transport import (
+    OutcomeUnknownError,
+    OutcomeUnknownTimeout,
+    Transport,
+    outcome_unknown,
+)
 from vfs_state.writers import ChunkedUpload
 
 
@@ -297,4 +302,7 @@ def test_slow_server_surfaces_as_timeout(serve, method):
     with pytest.raises(TimeoutError) as info:
         transport.request(method, "/keys/k", {}, b"v" if method == "PUT" else None, key="k")
     assert outcome_unknown(info.value) == (method == "PUT")
+    # the verdict is the error's class, not an attribute set on a plain TimeoutError
+    assert isinstance(info.value, OutcomeUnknownTimeout) == (method == "PUT")
+    assert "outcome_unknown" not in vars(info.value)
     assert server.count(method) == 1

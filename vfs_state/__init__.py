@@ -24,13 +24,14 @@ _WHERE = {
     "local_copy": "vfs_state.shim",
     "Mount": "vfs_state.mounts",
     "OutcomeUnknownError": "vfs_state.transport",
+    "OutcomeUnknownTimeout": "vfs_state.transport",
 }
 
 if TYPE_CHECKING:
     from vfs_state.mounts import Mount
     from vfs_state.shim import install, installed, local_copy, uninstall
     from vfs_state.statefs import StateFS
-    from vfs_state.transport import OutcomeUnknownError
+    from vfs_state.transport import OutcomeUnknownError, OutcomeUnknownTimeout
     from vfs_state.versions import retry_on_conflict, session
 
 
@@ -48,4 +49,5 @@ def __dir__() -> list[str]:
 
 
 __all__ = ["StateFS", "session", "retry_on_conflict", "install", "uninstall", "installed",
-           "local_copy", "Mount", "OutcomeUnknownError", "__version__"]
+           "local_copy", "Mount", "OutcomeUnknownError", "OutcomeUnknownTimeout",
+           "__version__"]

@@ -52,6 +52,16 @@ class OutcomeUnknownError(ConnectionError):
     outcome_unknown = True
 
 
+class OutcomeUnknownTimeout(TimeoutError):
+    """A request that may change state was sent and timed out: maybe applied.
+
+    A ``TimeoutError`` (callers catch it as one) that says, by its class, what
+    ``OutcomeUnknownError`` says for a lost connection.
+    """
+
+    outcome_unknown = True
+
+
 def outcome_unknown(exc: BaseException) -> bool:
     """True for a failure after which a write may or may not have been applied."""
     return bool(getattr(exc, "outcome_unknown", False))
@@ -340,11 +350,11 @@ class Transport:
             return exc
         unknown = bool(method) and method not in SAFE_METHODS
         if isinstance(exc, TimeoutError):
-            error = TimeoutError(errno.ETIMEDOUT, f"sidecar timed out [{self.where}]"
-                                 + (f"; the {method} may or may not have been applied"
-                                    if unknown else ""))
-            error.outcome_unknown = unknown  # type: ignore[attr-defined]
-            return error
+            if unknown:
+                return OutcomeUnknownTimeout(
+                    errno.ETIMEDOUT, f"sidecar timed out [{self.where}];"
+                    f" the {method} may or may not have been applied")
+            return TimeoutError(errno.ETIMEDOUT, f"sidecar timed out [{self.where}]")
         if unknown:
             return OutcomeUnknownError(
                 errno.ECONNRESET, f"connection to the sidecar lost after the {method} was sent;"

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from vfs_state._types import FileContext, Readable
 from vfs_state.client import SidecarClient
 from vfs_state.errors import error_for_status, unreachable
-from vfs_state.transport import OutcomeUnknownError, key_path
+from vfs_state.transport import OutcomeUnknownError, OutcomeUnknownTimeout, key_path
 
 if TYPE_CHECKING:
     import http.client
@@ -194,9 +194,7 @@ def _unknown(exc: BaseException, where: str, key: str) -> OSError:
     """The error for a finished upload whose verdict never came: maybe applied."""
     text = f"the upload was complete; it may or may not have been applied [{where}]: {exc}"
     if isinstance(exc, TimeoutError):
-        error: OSError = TimeoutError(errno.ETIMEDOUT, f"sidecar timed out: {text}", key)
-        error.outcome_unknown = True  # type: ignore[attr-defined]
-        return error
+        return OutcomeUnknownTimeout(errno.ETIMEDOUT, f"sidecar timed out: {text}", key)
     return OutcomeUnknownError(errno.ECONNRESET, f"connection to the sidecar lost: {text}", key)
 
 
