@@ -143,3 +143,22 @@ def test_listing_details_match_a_head(connector_pool, connector):
         assert plain == {}
     finally:
         client.close()
+
+
+def test_fsspec_ls_with_details_is_one_listing(mounted):
+    """``fsspec``'s ``ls(detail=True)`` takes sizes from the listing, no HEAD per file."""
+    from vfs_state.fsspec_fs import VfsStateFileSystem
+
+    mount, base = mounted
+    os.makedirs(f"{base}/ls", exist_ok=True)
+    for i in range(4):
+        _write(f"{base}/ls/f{i}", b"y" * (i + 1))
+    fs = VfsStateFileSystem(socket=mount.socket_path, skip_instance_cache=True)
+    key = base.split("/", 2)[2] + "/ls"  # the mount path's key within the store
+    fs.ls(key, detail=True)  # warm
+    with mount.counting() as counts:
+        entries = fs.ls(key, detail=True)
+    assert counts.backend_requests == LISTING.get(mount.kind, 1), counts.detail
+    assert counts.sidecar_requests == 1, counts.detail
+    assert sorted((e["name"].rsplit("/", 1)[-1], e["size"]) for e in entries) == [
+        (f"f{i}", i + 1) for i in range(4)]
