@@ -390,6 +390,15 @@ class StateFS(FS):
         """Headers for ``expect``: a version, None (absent), a token from ``observed()``."""
         return None if expect is OBSERVED else precondition_headers(expect)
 
+    def observe(self, path: str, version: str | None) -> None:
+        """Record ``version`` of ``path``, seen in a listing, as an observation.
+
+        A ``scandir(namespaces=["details"])`` entry does not count as one by
+        itself (most listings are not followed by a write); a caller that
+        shows it to the user as a stat (the shim's ``DirEntry.stat()``) does.
+        """
+        self.client.observe(self._key(path), version)
+
     def observed(self, path: str) -> object:
         """What the caller last observed of ``path`` (for ``expect=`` later).
 

@@ -59,7 +59,7 @@ class MountDirEntry:
             if self._is_dir:
                 self._stat = make_stat(target.mount, target.key, True)
             elif raw is not None and "details" in raw:
-                target.fs.client.observe(target.key, raw.get("vfs", {}).get("version"))
+                target.fs.observe(target.fs_path, raw.get("vfs", {}).get("version"))
                 self._stat = stat_from_info(target.mount, target.key, raw)
             else:
                 with converted(target):
