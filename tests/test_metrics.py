@@ -16,6 +16,7 @@ import urllib.request
 import psutil
 from prometheus_client.parser import text_string_to_metric_families
 
+import vfs_state
 from sidecars.logs import redact_url
 from tests.harness.base import free_port
 from tests.harness.sidecar import Sidecar
@@ -84,10 +85,6 @@ def test_counters_rise_and_are_summed_over_both_workers(tmp_path):
                 _put_on(sock, f"spread/{number}/{round_}", b"12345")
         for sock in clients:
             sock.close()
-        metrics_dir = sidecar.socket_path + ".metrics"
-        served = {w.pid for w in workers
-                  if os.path.exists(os.path.join(metrics_dir, f"histogram_{w.pid}.db"))}
-        assert len(served) == 2, "both workers should have served some of the requests"
         after = _scrape(sidecar)
         puts = dict(route="object", method="PUT", status="204")
         assert _value(after, "vfs_state_requests_total", **puts) \
@@ -98,7 +95,11 @@ def test_counters_rise_and_are_summed_over_both_workers(tmp_path):
         assert _value(after, "vfs_state_request_duration_seconds_count",
                       route="object", method="PUT") == 20
         assert _value(after, "vfs_state_sidecar_info", connector="local-buffered-cas",
-                      version=__import__("vfs_state").__version__) == 1
+                      version=vfs_state.__version__) == 1
+        metrics_dir = sidecar.socket_path + ".metrics"  # a file per worker pid
+        served = {w.pid for w in workers
+                  if os.path.exists(os.path.join(metrics_dir, f"histogram_{w.pid}.db"))}
+        assert len(served) == 2, "both workers should have served some of the requests"
 
         os.kill(workers[0].pid, signal.SIGKILL)  # its counts must survive it
         workers[0].wait(10)
