@@ -84,9 +84,10 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"vfs-state-sidecar: {exc}", file=sys.stderr)
         return 2
-    print(logs.startup_line(args.connector, get_connector(args.connector).module, extra,
-                            env.get("GUNICORN_CMD_ARGS", ""), __version__),
-          file=sys.stderr, flush=True)
+    if settings.observability().log_level not in ("error", "critical"):
+        print(logs.startup_line(args.connector, get_connector(args.connector).module, extra,
+                                env.get("GUNICORN_CMD_ARGS", ""), __version__),
+              file=sys.stderr, flush=True)
     command = gunicorn_argv(args.connector, extra)
     os.execvpe(command[0], command, env)
     return 0  # not reached
