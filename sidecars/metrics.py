@@ -64,6 +64,7 @@ IN_FLIGHT = Gauge("vfs_state_in_flight_requests", "Requests being handled now",
 INFO = Gauge("vfs_state_sidecar_info", "Always 1; the labels name the sidecar",
              ["connector", "version"], multiprocess_mode="max")
 
+METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "POST", "OPTIONS", "PATCH"})
 _calls = threading.local()  # backend calls of the request this thread serves
 T = TypeVar("T")
 
@@ -97,6 +98,9 @@ def upload_aborted(count: int = 1) -> None:
     ABORTED_UPLOADS.inc(count)
 
 
+_operations: dict[str, Any] = {}
+
+
 class TimedBackend(Backend):
     """A ``Backend`` that times each call of the one it wraps, per operation."""
 
@@ -111,7 +115,11 @@ class TimedBackend(Backend):
         try:
             return call(*args, **kwargs)
         finally:
-            BACKEND_SECONDS.labels(operation).observe(time.perf_counter() - started)
+            elapsed = time.perf_counter() - started
+            child = _operations.get(operation)
+            if child is None:
+                child = _operations[operation] = BACKEND_SECONDS.labels(operation)
+            child.observe(elapsed)
 
     def stat(self, key: str) -> ObjectInfo | None:
         return self._timed("stat", self.inner.stat, key)
@@ -231,6 +239,20 @@ class Instrumented:
         return self.measured(environ, start_response, serve)
 
 
+_children: dict[tuple[str, str, str], tuple[Any, Any, Any, Any]] = {}
+
+
+def _series(route: str, method: str, status: str) -> tuple[Any, Any, Any, Any]:
+    """The labelled children one request updates (``labels()`` costs a lock and a lookup)."""
+    key = (route, method, status)
+    found = _children.get(key)
+    if found is None:
+        found = _children[key] = (REQUESTS.labels(route, method, status),
+                                  REQUEST_SECONDS.labels(route, method),
+                                  REQUEST_BYTES.labels(route), RESPONSE_BYTES.labels(route))
+    return found
+
+
 class _Record:
     """One request's figures, recorded once when its reply is closed."""
 
@@ -238,7 +260,8 @@ class _Record:
         self.environ = environ
         self.log_access = log_access
         self.route = route_of(environ.get("PATH_INFO", ""))
-        self.method = environ.get("REQUEST_METHOD", "")
+        method = environ.get("REQUEST_METHOD", "")
+        self.method = method if method in METHODS else "other"  # clients choose it
         self.input = _CountingInput(environ["wsgi.input"])
         self.status = "500"
         self.sent = 0
@@ -253,10 +276,13 @@ class _Record:
         self.done = True
         elapsed = time.perf_counter() - self.started
         IN_FLIGHT.dec()
-        REQUESTS.labels(self.route, self.method, self.status).inc()
-        REQUEST_SECONDS.labels(self.route, self.method).observe(elapsed)
-        REQUEST_BYTES.labels(self.route).inc(self.input.count)
-        RESPONSE_BYTES.labels(self.route).inc(self.sent)
+        series = _series(self.route, self.method, self.status)
+        series[0].inc()
+        series[1].observe(elapsed)
+        if self.input.count:
+            series[2].inc(self.input.count)
+        if self.sent:
+            series[3].inc(self.sent)
         if self.status == "412":
             PRECONDITION_FAILURES.labels(self.method).inc()
         if self.log_access:
