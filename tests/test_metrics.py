@@ -42,11 +42,29 @@ def _value(samples: dict, name: str, **labels: str) -> float:
     return samples.get((name, tuple(sorted(labels.items()))), 0.0)
 
 
+def _scrape_when(sidecar: Sidecar, name: str, expected: float, **labels: str) -> dict:
+    """A scrape once ``name{labels}`` reaches ``expected``.
+
+    A request is recorded when its reply is closed, just after the client got
+    the last byte, so a scrape right after a reply may not count it yet.
+    """
+    deadline = time.monotonic() + 10
+    while True:
+        samples = _scrape(sidecar)
+        if _value(samples, name, **labels) >= expected or time.monotonic() > deadline:
+            return samples
+        time.sleep(0.05)
+
+
 def _workers(sidecar: Sidecar, count: int = 2) -> list[psutil.Process]:
+    """The workers, once ``count`` of them have loaded the app (and set the info gauge)."""
+    metrics_dir = sidecar.socket_path + ".metrics"
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         workers = psutil.Process(sidecar.proc.pid).children()
-        if len(workers) == count:
+        if len(workers) == count and all(
+                os.path.exists(os.path.join(metrics_dir, f"gauge_max_{w.pid}.db"))
+                for w in workers):
             return workers
         time.sleep(0.05)
     raise AssertionError(f"{count} workers not seen")
@@ -74,39 +92,38 @@ def _put_on(sock: socket.socket, key: str, body: bytes) -> None:
 def test_counters_rise_and_are_summed_over_both_workers(tmp_path):
     with _local(tmp_path) as sidecar:
         workers = _workers(sidecar)
-        before = _scrape(sidecar)
+        puts = dict(route="object", method="PUT", status="204")
         clients = []
-        for _ in range(4):  # connections spread over the workers (tests/test_sidecar_worker.py)
+        for _ in range(8):  # connections spread over the workers (tests/test_sidecar_worker.py)
             clients.append(_connect(sidecar.socket_path))
             _put_on(clients[-1], f"first/{len(clients)}", b"abc")
             time.sleep(0.02)
-        for round_ in range(4):
+        for round_ in range(2):
             for number, sock in enumerate(clients):
                 _put_on(sock, f"spread/{number}/{round_}", b"12345")
         for sock in clients:
             sock.close()
-        after = _scrape(sidecar)
-        puts = dict(route="object", method="PUT", status="204")
-        assert _value(after, "vfs_state_requests_total", **puts) \
-            - _value(before, "vfs_state_requests_total", **puts) == 20
-        assert _value(after, "vfs_state_request_bytes_total", route="object") == 4 * 3 + 16 * 5
+        after = _scrape_when(sidecar, "vfs_state_requests_total", 24, **puts)
+        assert _value(after, "vfs_state_requests_total", **puts) == 24
+        assert _value(after, "vfs_state_request_bytes_total", route="object") == 8 * 3 + 16 * 5
         assert _value(after, "vfs_state_backend_call_duration_seconds_count",
-                      operation="write") == 20
+                      operation="write") == 24
         assert _value(after, "vfs_state_request_duration_seconds_count",
-                      route="object", method="PUT") == 20
+                      route="object", method="PUT") == 24
         assert _value(after, "vfs_state_sidecar_info", connector="local-buffered-cas",
                       version=vfs_state.__version__) == 1
         metrics_dir = sidecar.socket_path + ".metrics"  # a file per worker pid
-        served = {w.pid for w in workers
-                  if os.path.exists(os.path.join(metrics_dir, f"histogram_{w.pid}.db"))}
+        served = [w for w in workers
+                  if os.path.exists(os.path.join(metrics_dir, f"histogram_{w.pid}.db"))]
         assert len(served) == 2, "both workers should have served some of the requests"
 
-        os.kill(workers[0].pid, signal.SIGKILL)  # its counts must survive it
-        workers[0].wait(10)
+        os.kill(served[0].pid, signal.SIGKILL)  # its counts must survive it
+        served[0].wait(10)
         _workers(sidecar)
-        survived = _scrape(sidecar)
-        assert _value(survived, "vfs_state_requests_total", **puts) \
-            == _value(after, "vfs_state_requests_total", **puts)
+        for number in range(4):  # served by the other worker or the new one
+            assert request(sidecar.socket_path, "PUT", key_url(f"late/{number}"), b"z")[0] == 204
+        survived = _scrape_when(sidecar, "vfs_state_requests_total", 28, **puts)
+        assert _value(survived, "vfs_state_requests_total", **puts) == 28
         assert _value(survived, "vfs_state_in_flight_requests") == 1  # the scrape itself
 
 
@@ -117,7 +134,9 @@ def test_a_412_counts_as_a_precondition_failure(tmp_path):
         status = request(sidecar.socket_path, "PUT", key_url("k"), b"v2",
                          {"If-Match": '"not-the-version"'})[0]
         assert status == 412
-        after = _scrape(sidecar)
+        after = _scrape_when(sidecar, "vfs_state_precondition_failures_total",
+                             _value(before, "vfs_state_precondition_failures_total",
+                                    method="PUT") + 1, method="PUT")
         assert _value(after, "vfs_state_precondition_failures_total", method="PUT") \
             == _value(before, "vfs_state_precondition_failures_total", method="PUT") + 1
         assert _value(after, "vfs_state_requests_total", route="object", method="PUT",
@@ -130,6 +149,8 @@ def test_the_tcp_port_serves_the_same_metrics(tmp_path):
         for number in range(3):
             request(sidecar.socket_path, "PUT", key_url(f"t/{number}"), b"x")
         request(sidecar.socket_path, "GET", key_url("t/0"))
+        _scrape_when(sidecar, "vfs_state_requests_total", 1, route="object", method="GET",
+                     status="200")
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as reply:
             by_tcp = _samples(reply.read().decode())
         by_socket = _scrape(sidecar)
@@ -144,12 +165,12 @@ def test_metrics_are_answered_while_the_backend_is_down(tmp_path):
     url = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
     with Sidecar("redis-buffered-cas", {"REDIS_URL": url, "REDIS_TIMEOUT": "1"},
                  workers=2) as sidecar:
-        assert request(sidecar.socket_path, "GET", "/readyz")[0] >= 500
+        assert request(sidecar.socket_path, "GET", "/readyz")[0] == 503
         assert request(sidecar.socket_path, "GET", key_url("k"))[0] >= 500
-        samples = _scrape(sidecar)
+        samples = _scrape_when(sidecar, "vfs_state_requests_total", 1, route="readyz",
+                               method="GET", status="503")
         assert _value(samples, "vfs_state_requests_total", route="readyz", method="GET",
-                      status="503") + _value(samples, "vfs_state_requests_total",
-                                             route="readyz", method="GET", status="500") == 1
+                      status="503") == 1
         assert _value(samples, "vfs_state_backend_call_duration_seconds_count",
                       operation="ping") == 1
 
@@ -164,8 +185,12 @@ def test_the_access_log_has_one_json_line_per_request(tmp_path):
         request(sidecar.socket_path, "PUT", key_url("dir/a b"), b"hello")
         request(sidecar.socket_path, "GET", key_url("dir/a b"))
         request(sidecar.socket_path, "GET", "/keys/?prefix=dir/")
-        time.sleep(0.2)
-        lines = [line for line in _access_lines(sidecar) if line["path"] != "/healthz"]
+        deadline = time.monotonic() + 10  # written as each reply is closed
+        while True:
+            lines = [line for line in _access_lines(sidecar) if line["path"] != "/healthz"]
+            if len(lines) >= 3 or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
     put, get, listing = lines[-3:]
     assert put == {"method": "PUT", "path": "/keys/dir/a b", "status": 204, "bytes_in": 5,
                    "bytes_out": 0, "duration_ms": put["duration_ms"], "backend_calls": 1}
