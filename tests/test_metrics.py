@@ -18,9 +18,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import vfs_state
 from sidecars.logs import redact_url
+from tests.harness import moto_s3
 from tests.harness.base import free_port
 from tests.harness.sidecar import Sidecar
-from tests.rawhttp import key_url, request
+from tests.rawhttp import key_url, request, send_raw, status_of
 
 
 def _local(tmp_path, **env: str) -> Sidecar:
@@ -212,3 +213,21 @@ def test_urls_are_printed_without_credentials():
     assert redact_url("unix:///run/redis.sock?password=x") == "unix:///run/redis.sock"
     assert redact_url("localhost:4443") == "localhost:4443"
     assert redact_url("https://[::1]:9000") == "https://[::1]:9000"
+
+
+def test_an_upload_cut_off_by_a_bad_body_counts_as_aborted():
+    """S3: 9 MiB of good chunks start a multipart upload, then a malformed chunk."""
+    with moto_s3.MotoS3Server() as server:
+        bucket = moto_s3.create_bucket(server, "metrics-aborts")
+        with Sidecar("s3-buffered-cas", moto_s3.sidecar_env(server, bucket),
+                     workers=2) as sidecar:
+            chunk = b"a" * (9 << 20)
+            reply = send_raw(sidecar.socket_path,
+                             b"PUT /keys/big HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked"
+                             b"\r\n\r\n" + f"{len(chunk):x}\r\n".encode() + chunk
+                             + b"\r\nzz\r\n")
+            assert status_of(reply) == 400, reply[:200]
+            samples = _scrape_when(sidecar, "vfs_state_aborted_uploads_total", 1)
+            assert _value(samples, "vfs_state_aborted_uploads_total") == 1
+            assert _value(samples, "vfs_state_backend_call_duration_seconds_count",
+                          operation="write") == 1
