@@ -32,7 +32,10 @@ def tracked(abort: Callable[[], None]) -> Iterator[None]:
     try:
         yield
     except BaseException:
-        _count_aborted(1)  # the upload aborts itself on the way out
+        with _lock:  # not if abort_all() took (and counted) it already
+            mine = _live.pop(token, None) is not None
+        if mine:
+            _count_aborted(1)  # the upload aborts itself on the way out
         raise
     finally:
         with _lock:
