@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import Iterator
 from email.utils import formatdate
 
@@ -16,7 +17,7 @@ from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import PathConverter
 
-from sidecars import config, settings
+from sidecars import config, metrics, settings
 from sidecars import keys as keyrules
 from sidecars.backend import Backend, ObjectBody, ObjectInfo
 from sidecars.body import RequestBody
@@ -30,6 +31,7 @@ from sidecars.errors import (
     SidecarError,
 )
 from sidecars.streams import read_at_most
+from vfs_state import __version__
 
 log = logging.getLogger("vfs_state.sidecar")
 
@@ -70,8 +72,12 @@ def build_app(backend: Backend, *, consistency: str = "cas", prefix: str = "",
     app.url_map.merge_slashes = False  # "a//b" is a bad key, not a redirect
     app.url_map.strict_slashes = False
     app.url_map.converters["key"] = KeyConverter
-    app.extensions["vfs_state"] = _Core(backend, consistency, keyrules.normalise_prefix(prefix),
-                                        max_object_size)
+    app.extensions["vfs_state"] = _Core(metrics.TimedBackend(backend), consistency,
+                                        keyrules.normalise_prefix(prefix), max_object_size)
+    # /metrics, request metrics and the access line (docs/operations.md)
+    app.wsgi_app = metrics.Instrumented(  # type: ignore[method-assign]
+        app.wsgi_app, os.environ.get("VFS_STATE_CONNECTOR") or name, __version__,
+        settings.observability().access_log)
     core: _Core = app.extensions["vfs_state"]
 
     @app.errorhandler(SidecarError)

@@ -12,9 +12,10 @@ import importlib.util
 import os
 import sys
 
-from sidecars import settings
+from sidecars import logs, settings
 from sidecars.config import ConfigError
 from sidecars.connectors import CONNECTORS, get_connector
+from vfs_state import __version__
 
 
 def gunicorn_argv(connector_name: str, extra: list[str]) -> list[str]:
@@ -45,7 +46,7 @@ def check_libraries(connector_name: str) -> None:
     """Raise ``ConfigError`` naming the extra when a backend library is not installed."""
     connector = get_connector(connector_name)
     libraries, extra = LIBRARIES.get(connector.module, ((), "all"))
-    for module in ("flask", "gunicorn", *libraries):
+    for module in ("flask", "gunicorn", "prometheus_client", *libraries):
         if _missing(module):
             raise ConfigError(f"{connector_name} needs the Python package {module!r}, which is "
                               f"not installed: pip install 'vfs-state[{extra}]'")
@@ -62,6 +63,9 @@ def check_environment(connector_name: str) -> dict[str, str]:
     settings.check(connector.module)
     env = dict(os.environ)
     env["VFS_STATE_CONSISTENCY"] = connector.consistency
+    env["VFS_STATE_CONNECTOR"] = connector_name  # the metrics' connector label
+    # before any worker imports prometheus_client (gunicorn_conf empties it)
+    env["PROMETHEUS_MULTIPROC_DIR"] = settings.observability().metrics_dir
     return env
 
 
@@ -80,6 +84,10 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"vfs-state-sidecar: {exc}", file=sys.stderr)
         return 2
+    if settings.observability().log_level not in ("error", "critical"):
+        print(logs.startup_line(args.connector, get_connector(args.connector).module, extra,
+                                env.get("GUNICORN_CMD_ARGS", ""), __version__),
+              file=sys.stderr, flush=True)
     command = gunicorn_argv(args.connector, extra)
     os.execvpe(command[0], command, env)
     return 0  # not reached

@@ -9,6 +9,7 @@ docs/sidecars.md and docs/connectors/.
 """
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from collections.abc import Callable
@@ -65,6 +66,42 @@ def server() -> Server:
                   threads=count("VFS_STATE_SIDECAR_THREADS", 8),
                   header_timeout=config.seconds("VFS_STATE_HEADER_TIMEOUT", 10.0),
                   body_timeout=config.seconds("VFS_STATE_BODY_TIMEOUT", 30.0))
+
+
+DEFAULT_SOCKET = "/var/run/asya/state/sidecar.sock"
+LOG_LEVELS = ("warning", "debug", "info", "error", "critical")
+
+
+@dataclass(frozen=True)
+class Observability:
+    """Metrics and logs (docs/operations.md)."""
+
+    metrics_dir: str            # PROMETHEUS_MULTIPROC_DIR, else next to the socket
+    metrics_port: int | None    # VFS_STATE_METRICS_PORT: also serve /metrics on TCP
+    metrics_addr: str           # VFS_STATE_METRICS_ADDR: where that port is bound
+    access_log: bool            # VFS_STATE_ACCESS_LOG: one JSON line per request
+    log_level: str              # VFS_STATE_LOG_LEVEL
+
+
+def observability() -> Observability:
+    socket_path = config.optional("CONNECTOR_SOCKET", DEFAULT_SOCKET)
+    metrics_dir = (config.optional("PROMETHEUS_MULTIPROC_DIR")
+                   or os.path.abspath(socket_path) + ".metrics")
+    addr = config.optional("VFS_STATE_METRICS_ADDR", "127.0.0.1")
+    try:
+        ipaddress.ip_address(addr)
+    except ValueError:
+        raise config.ConfigError(f"VFS_STATE_METRICS_ADDR must be an IP address, "
+                                 f"not {addr!r}") from None
+    level = config.optional("VFS_STATE_LOG_LEVEL", LOG_LEVELS[0]).lower()
+    if level not in LOG_LEVELS:
+        raise config.ConfigError(f"VFS_STATE_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, "
+                                 f"not {level!r}")
+    return Observability(metrics_dir=metrics_dir,
+                         metrics_port=config.integer("VFS_STATE_METRICS_PORT", None,
+                                                     minimum=1, maximum=65535),
+                         metrics_addr=addr, access_log=config.flag("VFS_STATE_ACCESS_LOG"),
+                         log_level=level)
 
 
 @dataclass(frozen=True)
@@ -176,4 +213,5 @@ def check(module: str) -> None:
     config.check_socket_path(config.require("CONNECTOR_SOCKET"))
     common()
     server()
+    observability()
     BACKENDS[module]()

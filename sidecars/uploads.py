@@ -31,6 +31,12 @@ def tracked(abort: Callable[[], None]) -> Iterator[None]:
         _live[token] = abort
     try:
         yield
+    except BaseException:
+        with _lock:  # not if abort_all() took (and counted) it already
+            mine = _live.pop(token, None) is not None
+        if mine:
+            _count_aborted(1)  # the upload aborts itself on the way out
+        raise
     finally:
         with _lock:
             _live.pop(token, None)
@@ -52,5 +58,12 @@ def abort_all() -> int:
         except Exception:  # noqa: BLE001 - one failed abort must not stop the others
             log.exception("could not abort an upload in flight")
     if aborts:
+        _count_aborted(len(aborts))
         log.warning("aborted %d upload(s) still in flight at worker exit", len(aborts))
     return len(aborts)
+
+
+def _count_aborted(count: int) -> None:
+    from sidecars import metrics  # imported by workers only, once the metrics directory exists
+
+    metrics.upload_aborted(count)

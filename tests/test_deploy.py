@@ -125,6 +125,17 @@ def test_grace_period_covers_gunicorns_graceful_timeout():
     assert pod_spec()["terminationGracePeriodSeconds"] >= graceful + SHUTDOWN_MARGIN
 
 
+def test_each_sidecar_declares_its_own_metrics_port_and_directory():
+    ports, dirs = set(), set()
+    for container in sidecars():
+        env = env_of(container)
+        port = int(env["VFS_STATE_METRICS_PORT"])
+        assert port in [p["containerPort"] for p in container.get("ports", [])]
+        ports.add(port)
+        dirs.add(env["PROMETHEUS_MULTIPROC_DIR"])
+    assert len(ports) == len(dirs) == len(sidecars())  # /tmp is shared by the sidecars
+
+
 def test_probes_are_vfs_state_health_and_work_against_a_real_sidecar(tmp_path):
     with Sidecar("local-buffered-cas", {"STATE_ROOT": str(tmp_path)}, workers=1) as sidecar:
         for container in sidecars():

@@ -77,6 +77,7 @@ class SidecarGroup:
             env["STATE_ROOT"] = os.path.abspath(spec.directory)
         env.pop("VFS_STATE_MOUNTS", None)  # the sidecar itself must not be shimmed
         env.pop("ASYA_STATE_PROXY_MOUNTS", None)
+        env.setdefault("VFS_STATE_LOG_LEVEL", "error")  # no start-up line: the table says it
         command = [sys.executable, "-m", "sidecars.cli", self.connector]
         proc = subprocess.Popen(command, env=env, start_new_session=True)
         self.procs.append((socket_path, proc))
