@@ -59,6 +59,9 @@ PRECONDITION_FAILURES = Counter("vfs_state_precondition_failures_total",
                                 ["method"])
 ABORTED_UPLOADS = Counter("vfs_state_aborted_uploads_total",
                           "S3 multipart and GCS resumable uploads aborted")
+BACKEND_RETRIES = Counter("vfs_state_backend_retries_total",
+                          "Retries the backend client made inside one call (S3 only)",
+                          ["operation"])
 IN_FLIGHT = Gauge("vfs_state_in_flight_requests", "Requests being handled now",
                   multiprocess_mode="livesum")
 INFO = Gauge("vfs_state_sidecar_info", "Always 1; the labels name the sidecar",
@@ -96,6 +99,11 @@ def worker_gone(pid: int) -> None:
 def upload_aborted(count: int = 1) -> None:
     """Called by ``sidecars.uploads`` for each upload it sees aborted."""
     ABORTED_UPLOADS.inc(count)
+
+
+def backend_retried(operation: str, attempts: int) -> None:
+    """Called by a connector whose client reports its retries (boto3's ``RetryAttempts``)."""
+    BACKEND_RETRIES.labels(operation).inc(attempts)
 
 
 _operations: dict[str, Any] = {}

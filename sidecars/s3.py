@@ -119,6 +119,20 @@ def s3_errors(what: str) -> Iterator[None]:
         raise BackendUnavailable(f"{what}: {exc}") from exc
 
 
+def _count_retries(parsed: Any = None, model: Any = None, **_: Any) -> None:
+    """botocore's ``after-call`` event: report the call's retries to the metrics.
+
+    ``ResponseMetadata.RetryAttempts`` is botocore's public per-call count
+    (checked against botocore 1.44; tests/test_metrics.py fails without it).
+    """
+    meta = parsed.get("ResponseMetadata", {}) if isinstance(parsed, dict) else {}
+    attempts = meta.get("RetryAttempts", 0)
+    if attempts:
+        from sidecars import metrics  # workers only, once the metrics directory exists
+
+        metrics.backend_retried(getattr(model, "name", None) or "other", attempts)
+
+
 class S3Backend(Backend):
     """Objects in one bucket; the client is made lazily, once per process.
 
@@ -160,7 +174,9 @@ class S3Backend(Backend):
 
     def _new_client(self) -> Any:
         session = boto3.session.Session()  # sessions are not thread-safe; one each
-        return session.client("s3", endpoint_url=self.endpoint_url, config=self._config)
+        client = session.client("s3", endpoint_url=self.endpoint_url, config=self._config)
+        client.meta.events.register("after-call.s3", _count_retries)
+        return client
 
     def _s3(self) -> Any:
         """The boto3 client of this process (thread-safe; never built before a fork)."""

@@ -231,3 +231,41 @@ def test_an_upload_cut_off_by_a_bad_body_counts_as_aborted():
             assert _value(samples, "vfs_state_aborted_uploads_total") == 1
             assert _value(samples, "vfs_state_backend_call_duration_seconds_count",
                           operation="write") == 1
+
+
+def test_backend_retries_are_counted():
+    """S3: an endpoint that always answers 503; boto3 retries, the sidecar counts them."""
+    import http.server
+    import threading
+
+    seen: list[str] = []
+
+    class Busy(http.server.BaseHTTPRequestHandler):
+        def _busy(self) -> None:
+            seen.append(self.command)
+            self.send_response(503)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        do_GET = do_HEAD = do_PUT = _busy
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), Busy)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    endpoint = f"http://127.0.0.1:{server.server_address[1]}"
+    env = {"STATE_BUCKET": "busy", "AWS_ENDPOINT_URL": endpoint, "AWS_REGION": "us-east-1",
+           "AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s"}
+    try:
+        with Sidecar("s3-buffered-cas", env, workers=2) as sidecar:
+            status, _, _ = request(sidecar.socket_path, "HEAD", key_url("k"))
+            assert status == 503
+            samples = _scrape_when(sidecar, "vfs_state_backend_retries_total", 1,
+                                   operation="HeadObject")
+            # every HEAD the endpoint saw after the first was a retry of the one call
+            assert seen.count("HEAD") > 1
+            assert _value(samples, "vfs_state_backend_retries_total",
+                          operation="HeadObject") == seen.count("HEAD") - 1
+    finally:
+        server.shutdown()
