@@ -21,8 +21,6 @@ try:  # checked by the CLI already; here for gunicorn started by hand
     _observe = settings.observability()
 except ConfigError as exc:
     raise SystemExit(f"vfs-state-sidecar: {exc}") from None
-# Before anything imports prometheus_client: it picks multiprocess mode on import.
-os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", _observe.metrics_dir)
 
 _socket = os.environ.get("CONNECTOR_SOCKET", settings.DEFAULT_SOCKET)
 bind = [f"unix:{_socket}"]
@@ -62,6 +60,10 @@ def on_starting(server: Any) -> None:
             raise SystemExit(f"vfs-state-sidecar: {path} is in use by a running sidecar")
         finally:
             probe.close()
+    # Set here, in the arbiter before any fork, not at import: importing this
+    # module (a test, a tool) must not change the importer's environment.
+    # Workers import prometheus_client after the fork, so they inherit it.
+    os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", _observe.metrics_dir)
     _prepare_metrics_dir(os.environ["PROMETHEUS_MULTIPROC_DIR"])
     logs.configure(_observe.log_level, _observe.access_log)
 

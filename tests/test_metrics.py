@@ -269,3 +269,17 @@ def test_backend_retries_are_counted():
                           operation="HeadObject") == seen.count("HEAD") - 1
     finally:
         server.shutdown()
+
+
+def test_importing_the_gunicorn_config_changes_no_environment():
+    """It once set PROMETHEUS_MULTIPROC_DIR on import, and every sidecar a test
+    process started afterwards inherited another sidecar's metrics directory."""
+    import subprocess
+    import sys
+
+    code = ("import os; before = dict(os.environ); import sidecars.gunicorn_conf; "
+            "print(sorted(set(os.environ.items()) ^ set(before.items())))")
+    env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=env, timeout=60, check=True).stdout.strip()
+    assert out == "[]"
