@@ -220,6 +220,22 @@ def cpu_seconds(pids: list[int]) -> float:
     return total
 
 
+def cpu_per_call(call: Callable[[], object], n: int, sidecar: list[int],
+                 backend: list[int]) -> dict[str, float]:
+    """µs per call of ``call`` (``n`` times, after ``n/10`` warm-up calls):
+    wall time and CPU of this process, the sidecar's and the backend server's."""
+    for _ in range(max(1, n // 10)):
+        call()
+    s0, b0, c0 = cpu_seconds(sidecar), cpu_seconds(backend), time.process_time()
+    t0 = time.perf_counter()
+    for _ in range(n):
+        call()
+    wall = time.perf_counter() - t0
+    used = {"wall": wall, "client": time.process_time() - c0,
+            "sidecar": cpu_seconds(sidecar) - s0, "backend": cpu_seconds(backend) - b0}
+    return {k: v * 1e6 / n for k, v in used.items()}
+
+
 def sidecar_pids(sidecar: Any) -> list[int]:
     return process_tree(sidecar.proc.pid) if sidecar.proc is not None else []
 

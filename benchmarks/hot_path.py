@@ -17,7 +17,6 @@ import argparse
 import os
 import statistics
 import sys
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -25,7 +24,7 @@ from benchmarks.common import (
     Context,
     KiB,
     Options,
-    cpu_seconds,
+    cpu_per_call,
     log,
     process_tree,
     shim_installed,
@@ -73,16 +72,10 @@ def loops(sidecar: Any, direct: Any, mount_path: str, shim_on: bool
 
 def one_loop(call: Callable[[], object], n: int, sidecar: list[int],
              backend: list[int]) -> dict[str, float]:
-    for _ in range(max(1, n // 10)):
-        call()
-    s0, b0, c0 = cpu_seconds(sidecar), cpu_seconds(backend), time.process_time()
-    t0 = time.perf_counter()
-    for _ in range(n):
-        call()
-    wall = time.perf_counter() - t0
-    used = {"wall": wall, "client": time.process_time() - c0,
-            "sidecar": cpu_seconds(sidecar) - s0, "redis-server": cpu_seconds(backend) - b0}
-    return {k: v * 1e6 / n for k, v in used.items()}
+    """``cpu_per_call``, with the backend column named for this benchmark's server."""
+    used = cpu_per_call(call, n, sidecar, backend)
+    used["redis-server"] = used.pop("backend")
+    return used
 
 
 def measure(ctx: Context, calls_per_loop: int, rounds: int) -> dict[str, Any]:

@@ -36,7 +36,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -45,7 +44,7 @@ from urllib.parse import quote
 from benchmarks.common import (
     Context,
     KiB,
-    cpu_seconds,
+    cpu_per_call,
     interleaved,
     log,
     process_tree,
@@ -305,17 +304,9 @@ def cpu_table(ctx: Context, connector: str, calls: dict[str, Callable[[], object
     try:
         for name, (call, server) in loops.items():
             assert call is not None
-            for _ in range(n // 10):
-                call()
-            s0, b0, c0 = cpu_seconds(server), cpu_seconds(backend), time.process_time()
-            t0 = time.perf_counter()
-            for _ in range(n):
-                call()
-            wall = time.perf_counter() - t0
-            out[name] = {"wall": wall, "client": time.process_time() - c0,
-                         "sidecar": cpu_seconds(server) - s0,
-                         "backend server": cpu_seconds(backend) - b0}
-            out[name] = {k: round(v * 1e6 / n, 1) for k, v in out[name].items()}
+            used = cpu_per_call(call, n, server, backend)
+            used["backend server"] = used.pop("backend")
+            out[name] = {k: round(v, 1) for k, v in used.items()}
     finally:
         direct.close()
     return out
