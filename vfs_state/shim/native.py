@@ -16,13 +16,12 @@ it already is, and ``uninstall()`` restores every original.
 from __future__ import annotations
 
 import errno
-import functools
 from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
 from vfs_state.shim.errors import refused
-from vfs_state.shim.router import MountTable, Target
+from vfs_state.shim.router import MountTable, Target, routed_path
 
 _WAY = ("it opens the file in native code, which a mount cannot serve; use "
         "`with vfs_state.local_copy(path, 'r+') as real: ...` (see docs/troubleshooting.md)")
@@ -88,28 +87,6 @@ NATIVE: dict[str, dict[str, tuple[Any, ...]]] = {
 }
 
 
-def routed_path(table: MountTable, real: Callable[..., Any], keyword: str,
-                on_mount: OnMount, position: int = 0) -> Callable[..., Any]:
-    """Like ``router.routed`` for a path that may be passed by keyword, or omitted
-    (``sqlite3.connect(database=...)``, ``duckdb.connect()``), or come after other
-    arguments (``save_file(tensors, filename)``: ``position=1``; refusals only)."""
-    resolve = table.resolve
-
-    @functools.wraps(real)
-    def replacement(*args: Any, **kwargs: Any) -> Any:
-        path = args[position] if len(args) > position else kwargs.get(keyword)
-        target = None if path is None else resolve(path)
-        if target is None:
-            return real(*args, **kwargs)
-        if len(args) > position:
-            return on_mount(target, *args[position + 1:], **kwargs)
-        del kwargs[keyword]
-        return on_mount(target, **kwargs)
-
-    replacement._vfs_native = True  # type: ignore[attr-defined]
-    return replacement
-
-
 Saved = list[tuple[object, str, object]]
 
 
@@ -122,7 +99,9 @@ def _adapter(module: ModuleType, table: MountTable) -> Saved:
         if real is None or getattr(real, "_vfs_native", False):
             continue
         on_mount = factory(f"{top}.{attribute}()", real)
-        setattr(module, attribute, routed_path(table, real, keyword, on_mount, *position))
+        replacement = routed_path(table, real, keyword, on_mount, *position)
+        replacement._vfs_native = True  # type: ignore[attr-defined]
+        setattr(module, attribute, replacement)
         saved.append((module, attribute, real))
     return saved
 

@@ -250,3 +250,24 @@ def routed_default(table: MountTable, real: Callable[..., Any], on_mount: Callab
         return on_mount(target, *args, **kwargs)
 
     return replacement
+
+
+def routed_path(table: MountTable, real: Callable[..., Any], keyword: str,
+                on_mount: Callable[..., Any], position: int = 0) -> Callable[..., Any]:
+    """Like ``routed`` for a path that may be passed by keyword, or omitted
+    (``sqlite3.connect(database=...)``, ``duckdb.connect()``), or come after other
+    arguments (``save_file(tensors, filename)``: ``position=1``; refusals only)."""
+    resolve = table.resolve
+
+    @functools.wraps(real)
+    def replacement(*args: Any, **kwargs: Any) -> Any:
+        path = args[position] if len(args) > position else kwargs.get(keyword)
+        target = None if path is None else resolve(path)
+        if target is None:
+            return real(*args, **kwargs)
+        if len(args) > position:
+            return on_mount(target, *args[position + 1:], **kwargs)
+        del kwargs[keyword]
+        return on_mount(target, **kwargs)
+
+    return replacement
