@@ -34,6 +34,28 @@ def parse_size(text: str) -> int:
     return int(float(digits) * units[number[len(digits):].strip()])
 
 
+def run_selected(ctx: Context, selected: list[str], run_info: dict, failed: list[str]) -> None:
+    """One pass over the selected benchmarks; each writes its JSON as it ends."""
+    for name in [n for n in BENCHMARKS if n in selected]:
+        log(f"== {name}")
+        start = time.perf_counter()
+        try:
+            module = importlib.import_module(f"benchmarks.{name}")
+            result = module.run(ctx)
+            module.report(result)
+        except Exception:  # noqa: BLE001 - one broken benchmark must not stop the rest
+            traceback.print_exc()
+            failed.append(name)
+            run_info["benchmarks"][name] = "failed"
+            continue
+        seconds = round(time.perf_counter() - start, 1)
+        result = {"run": {k: run_info[k] for k in ("machine", "quick", "started", "argv")},
+                  "seconds": seconds, **result}
+        path = write_json(name, result)
+        run_info["benchmarks"][name] = seconds
+        log(f"== {name}: {seconds}s, wrote {os.path.relpath(path, ROOT)}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -45,6 +67,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="large-object size (default 1GiB, --quick 64MiB)")
     parser.add_argument("--redis-keys", type=int, default=None,
                         help="unrelated Redis keys for the listing (default 1000000, quick 100000)")
+    parser.add_argument("--runs", type=int, default=1, metavar="N",
+                        help="repeat the selection N times; budget_spread.md has each run's value")
     parser.add_argument("--list", action="store_true", help="list the benchmarks and exit")
     args = parser.parse_args(argv)
     if args.list:
@@ -61,30 +85,22 @@ def main(argv: list[str] | None = None) -> int:
     run_info = {"machine": machine(), "argv": sys.argv[1:], "quick": options.quick,
                 "large_size": options.large_size, "redis_unrelated": options.redis_unrelated,
                 "started": time.strftime("%Y-%m-%d %H:%M:%S"), "benchmarks": {}}
-    failed = []
+    failed: list[str] = []
+    values, met = [], []
+    from benchmarks import report
     try:
-        for name in [n for n in BENCHMARKS if n in selected]:
-            log(f"== {name}")
-            start = time.perf_counter()
-            try:
-                module = importlib.import_module(f"benchmarks.{name}")
-                result = module.run(ctx)
-                module.report(result)
-            except Exception:  # noqa: BLE001 - one broken benchmark must not stop the rest
-                traceback.print_exc()
-                failed.append(name)
-                run_info["benchmarks"][name] = "failed"
-                continue
-            seconds = round(time.perf_counter() - start, 1)
-            result = {"run": {k: run_info[k] for k in ("machine", "quick", "started", "argv")},
-                      "seconds": seconds, **result}
-            path = write_json(name, result)
-            run_info["benchmarks"][name] = seconds
-            log(f"== {name}: {seconds}s, wrote {os.path.relpath(path, ROOT)}")
+        for number in range(1, args.runs + 1):
+            if args.runs > 1:
+                log(f"==== run {number} of {args.runs}")
+            run_selected(ctx, selected, run_info, failed)
+            values.append(report.budget_values(selected))
+            met.append(report.budget_met(selected))
     finally:
         ctx.close()
     from benchmarks import report
     report.finish(run_info)
+    if args.runs > 1:
+        report.spread(values, met)
     if failed:
         print(f"FAILED: {', '.join(failed)}", file=sys.stderr)
     return 1 if failed else 0

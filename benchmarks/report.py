@@ -19,6 +19,9 @@ ORDER = ("small_objects", "transport_layers", "concurrency", "large_objects", "r
          "listing", "cas", "shim_tax", "profile", "experiments", "startup", "hot_path")
 
 
+Values = dict[str, tuple[str, float | None]]  # budget -> (limit, measured)
+
+
 def budget_rows() -> list[list[Any]]:
     rows = []
     for name in ORDER:
@@ -28,6 +31,45 @@ def budget_rows() -> list[list[Any]]:
             rows.append([b["budget"], b["limit"], fmt(b["value"], 2), met,
                          "quick" if data["run"]["quick"] else "full"])
     return rows
+
+
+def budget_values(names: list[str]) -> Values:
+    """This run's budgets of the benchmarks ``names``: budget -> (limit, value)."""
+    values: Values = {}
+    for name in ORDER:
+        data = read_json(name) if name in names else None
+        for b in (data or {}).get("budgets", []):
+            values[b["budget"]] = (b["limit"], b["value"])
+    return values
+
+
+def spread(runs: list[Values], met: list[dict[str, bool | None]]) -> str:
+    """Budgets over repeated runs: each run's value and in how many runs it was met.
+
+    A budget that flips between runs on a shared machine is visible here at
+    once, instead of being read off whichever run happened to be last.
+    """
+    budgets = list(dict.fromkeys(b for run in runs for b in run))
+    rows = []
+    for budget in budgets:
+        limit = next(run[budget][0] for run in runs if budget in run)
+        values = [fmt(run[budget][1], 2) if budget in run else NA for run in runs]
+        passed = [m.get(budget) for m in met]
+        counted = [p for p in passed if p is not None]
+        status = f"{sum(counted)}/{len(counted)}" if counted else NA
+        rows.append([budget, limit, " / ".join(values), status])
+    captured = capture_tables()
+    table(f"Budgets over {len(runs)} runs (each run's value; runs met)",
+          ["budget", "limit", "measured per run", "met"], rows)
+    text = captured[0]
+    with open(os.path.join(RESULTS_DIR, "budget_spread.md"), "w") as f:
+        f.write(text.lstrip() + "\n")
+    return text
+
+
+def budget_met(names: list[str]) -> dict[str, bool | None]:
+    return {b["budget"]: b["met"] for name in ORDER if name in names
+            for b in (read_json(name) or {}).get("budgets", [])}
 
 
 def chart() -> str | None:
