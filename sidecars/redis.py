@@ -45,7 +45,7 @@ from sidecars.errors import (
 )
 from sidecars.keys import RESERVED_PREFIX, normalise_prefix
 from sidecars.per_process import PerProcess
-from sidecars.redis_read import Snapshot, read_snapshot
+from sidecars.redis_read import Connections, Snapshot, read_snapshot
 from sidecars.streams import Readable, iter_stream, read_up_to
 
 NS = RESERVED_PREFIX + ":"
@@ -252,6 +252,7 @@ class _Connection:
 
     client: redis.Redis
     scripts: dict[str, Any]
+    reads: Connections  # reads and stats, without the pool's per-call bookkeeping
 
 
 class RedisBackend(Backend):
@@ -283,7 +284,7 @@ class RedisBackend(Backend):
             retry=Retry(NoBackoff(), 1, supported_errors=(redis.exceptions.ConnectionError,)))
         client = redis.Redis(connection_pool=pool)
         return _Connection(client, {name: client.register_script(_LIB + src)
-                                    for name, src in _SCRIPTS.items()})
+                                    for name, src in _SCRIPTS.items()}, Connections(pool))
 
     def _redis(self) -> redis.Redis:
         return self._connection.get().client
@@ -296,10 +297,11 @@ class RedisBackend(Backend):
     # -- Backend ------------------------------------------------------------
 
     def stat(self, key: str) -> ObjectInfo | None:
-        result = self._run("stat", [key, META + key], [])
-        if result[0] != b"string":
+        try:
+            version, mtime, size, _ = self._read([key, META + key], 0, 0, None, None)
+        except NotFound:
             return None
-        return ObjectInfo(result[1], result[2].decode(), float(result[3]) if result[3] else None)
+        return ObjectInfo(size, version, float(mtime) if mtime else None)
 
     refuses_dir_clash = True  # the write script checks, atomically
 
@@ -318,9 +320,9 @@ class RedisBackend(Backend):
     def _read(self, keys: list[str], start: int, count: int, if_match: str | None,
               pinned: str | None) -> Snapshot:
         """One transaction of plain commands, no script (``redis_read``)."""
-        client = self._redis()
+        reads = self._connection.get().reads
         with _translated():
-            return read_snapshot(client, keys[0], keys[1], start, count, if_match, pinned)
+            return read_snapshot(reads, keys[0], keys[1], start, count, if_match, pinned)
 
     def _chunks(self, keys: list[str], version: str, start: int, total: int,
                 first: bytes) -> Iterator[bytes]:
@@ -472,6 +474,7 @@ class RedisBackend(Backend):
 
     def close(self) -> None:
         for connection in self._connection.pop_all():
+            connection.reads.close()
             connection.client.connection_pool.disconnect()
 
 

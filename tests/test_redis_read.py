@@ -53,6 +53,23 @@ def test_a_small_read_is_one_transaction_without_a_script(server, backend):
     assert not any(word in sent[0].upper() for word in ("EVAL", "FCALL")), sent
 
 
+def test_a_stat_is_one_transaction_without_a_script(server, backend):
+    version = _put(backend, "r/s", b"x" * 10)
+    monitor, control = RedisMonitor(server.url), redis.Redis.from_url(server.url)
+    try:
+        monitor.take(control)
+        info = backend.stat("r/s")
+        missing = backend.stat("r/no-such-key")
+        sent = monitor.take(control)
+    finally:
+        monitor.close()
+        control.close()
+    assert info is not None and (info.size, info.version) == (10, version) and info.modified
+    assert missing is None
+    assert len(sent) == 2 and all(s.startswith("MULTI ") for s in sent), sent
+    assert not any(word in s.upper() for s in sent for word in ("EVAL", "FCALL")), sent
+
+
 def test_version_mtime_ranges_and_errors(server, backend):
     version = _put(backend, "r/b", b"0123456789")
     body = backend.read("r/b", 2, 3)
@@ -96,3 +113,16 @@ def test_a_dropped_connection_is_replaced(server, backend):
     control.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
     control.close()
     assert _read(backend, "r/d") == b"d"
+    assert backend.stat("r/d") is not None
+
+
+def test_a_failed_exchange_never_returns_its_connection(server, backend):
+    """A connection that raised mid-exchange is closed, so no later read sees its replies."""
+    _put(backend, "r/e", b"e")
+    _put(backend, "r/f", b"f")
+    with pytest.raises(PreconditionFailed):  # raised after the whole reply was read
+        backend.read("r/e", if_match="no-such-version")
+    redis.Redis.from_url(server.url).hset("r/hash2", "f", "1")
+    with pytest.raises(NotFound):
+        backend.read("r/hash2")
+    assert [_read(backend, k) for k in ("r/e", "r/f", "r/e")] == [b"e", b"f", b"e"]
