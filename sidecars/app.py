@@ -12,6 +12,7 @@ import logging
 import os
 from collections.abc import Iterator
 from email.utils import formatdate
+from functools import lru_cache
 
 from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
@@ -30,6 +31,7 @@ from sidecars.errors import (
     RangeNotSatisfiable,
     SidecarError,
 )
+from sidecars.lean_flask import SidecarFlask
 from sidecars.streams import read_at_most
 from vfs_state import __version__
 
@@ -68,7 +70,7 @@ def build_app(backend: Backend, *, consistency: str = "cas", prefix: str = "",
     """
     if consistency not in CONSISTENCIES:
         raise ValueError(f"consistency must be one of {CONSISTENCIES}, not {consistency!r}")
-    app = Flask(name)
+    app = SidecarFlask(name)
     app.url_map.merge_slashes = False  # "a//b" is a bad key, not a redirect
     app.url_map.strict_slashes = False
     app.url_map.converters["key"] = KeyConverter
@@ -139,9 +141,15 @@ def _etag(version: str) -> str:
 def _info_headers(info: ObjectInfo) -> dict[str, str]:
     headers = {"ETag": _etag(info.version), "X-Is-File": "true", "Accept-Ranges": "bytes"}
     if info.modified is not None:
-        headers["Last-Modified"] = formatdate(info.modified, usegmt=True)
+        headers["Last-Modified"] = _http_date(int(info.modified))
     headers["Content-Type"] = info.content_type or "application/octet-stream"
     return headers
+
+
+@lru_cache(maxsize=256)
+def _http_date(seconds: int) -> str:
+    """``Last-Modified`` text; the same few times recur (a file read again and again)."""
+    return formatdate(seconds, usegmt=True)
 
 
 class _Core:
