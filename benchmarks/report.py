@@ -16,7 +16,8 @@ from typing import Any
 from benchmarks.common import NA, RESULTS_DIR, capture_tables, fmt, read_json, table, write_json
 
 ORDER = ("small_objects", "transport_layers", "concurrency", "large_objects", "ranged_read",
-         "listing", "cas", "shim_tax", "profile", "experiments", "startup", "hot_path")
+         "listing", "cas", "shim_tax", "profile", "experiments", "startup", "hot_path",
+         "sidecar_layers")
 
 
 Values = dict[str, tuple[str, float | None]]  # budget -> (limit, measured)
