@@ -246,7 +246,7 @@ class _Core:
 
     def _put(self, store_key: str) -> Response:
         if_match, if_none_match = self._preconditions()
-        if self._needs_dir_check(if_match) and self.backend.is_dir(store_key):
+        if self._needs_dir_check() and self.backend.is_dir(store_key):
             # Flat stores (S3, GCS, Redis, NATS KV) would let an object ``d`` sit
             # beside the prefix ``d/``. A pre-check: a directory created between
             # it and the write is not seen (docs/consistency.md).
@@ -259,15 +259,21 @@ class _Core:
         body.check_complete()
         return Response(status=204, headers={"ETag": _etag(info.version)})
 
-    def _needs_dir_check(self, if_match: str | None) -> bool:
+    def _needs_dir_check(self) -> bool:
         """Whether a PUT must first look for a directory of the same name.
 
-        Not when the backend refuses the clash itself, and not for a CAS
-        write conditional on a version: the key then holds a file (the
-        backend checks the version atomically), which was checked when it
-        was created.
+        Not when the backend refuses the clash itself, and not when the
+        writer sent ``If-Match``: it saw a file under this name, so no
+        directory can have it unless one was made since. Under CAS the
+        backend checks that version atomically, so the key still holds a
+        file; under LWW the writer's observation stands, and a directory
+        made after it is missed, as one made during the pre-check is
+        (docs/consistency.md).
         """
-        return not (self.backend.refuses_dir_clash or (self.cas and if_match is not None))
+        if self.backend.refuses_dir_clash:
+            return False
+        seen = parse_if_match(request.headers.get("If-Match"))
+        return seen is None or seen == NEVER_MATCHES
 
     def _delete(self, store_key: str) -> Response:
         if_match, if_none_match = self._preconditions()

@@ -32,8 +32,18 @@ DIR_CHECK = {"s3": 1, "nats": 1}
 @pytest.fixture(scope="module", params=KINDS)
 def mounted(request):
     """``(counted mount, base directory on a shim mount)``, shim installed."""
+    yield from _mounted(request.param, "cas")
+
+
+@pytest.fixture(scope="module")
+def s3_lww():
+    """S3 with last-write-wins: the sidecar drops preconditions on writes."""
+    yield from _mounted("s3", "lww")
+
+
+def _mounted(kind: str, consistency: str):
     tmp = tempfile.mkdtemp(prefix="vfs-economy-")
-    mount = CountedMount(request.param, tmp)
+    mount = CountedMount(kind, tmp, consistency)
     path = f"/vfs-economy-{uuid.uuid4().hex[:8]}"
     try:
         with vfs_state.installed(f"m:{path}:socket={mount.socket_path}"):
@@ -108,6 +118,21 @@ def test_writing_a_new_key_over_a_directory_is_still_refused(mounted):
     with mount.counting() as counts:
         _write(f"{base}/fresh-{uuid.uuid4().hex[:6]}", b"z")
     assert counts.backend_requests == 1 + DIR_CHECK.get(mount.kind, 0), counts.detail
+
+
+def test_lww_overwrite_of_a_file_seen_before_skips_the_directory_check(s3_lww):
+    """The writer saw a file under this name (it sends ``If-Match``): no listing first."""
+    mount, base = s3_lww
+    _write(f"{base}/seen.json", b"{}")
+    with mount.counting() as counts:
+        _write(f"{base}/seen.json", b"[]")
+    assert counts.backend_requests == 1, counts.detail
+    with mount.counting() as counts:  # never seen: the check stays
+        _write(f"{base}/unseen-{uuid.uuid4().hex[:6]}.json", b"{}")
+    assert counts.backend_requests == 1 + DIR_CHECK["s3"], counts.detail
+    _write(f"{base}/clash/inside", b"x")
+    with pytest.raises(IsADirectoryError):
+        _write(f"{base}/clash", b"y")
 
 
 def test_ranged_read_moves_one_block(mounted):

@@ -145,15 +145,15 @@ class NatsTally:
 class CountedMount:
     """One connector's sidecar with counters on both of its sides."""
 
-    def __init__(self, kind: str, tmpdir: str) -> None:
+    def __init__(self, kind: str, tmpdir: str, consistency: str = "cas") -> None:
         self.kind = kind
         self._closers: list = []
         self._redis: redis.Redis | None = None
         self._backend_proxy: CountingProxy | None = None
         self._nats: NatsTally | None = None
         env = self._backend_env(kind, tmpdir)
-        connector = {"local": "local-buffered-cas", "s3": "s3-buffered-cas",
-                     "redis": "redis-buffered-cas", "nats": "nats-kv-buffered-cas"}[kind]
+        connector = {"local": "local-buffered-", "s3": "s3-buffered-",
+                     "redis": "redis-buffered-", "nats": "nats-kv-buffered-"}[kind] + consistency
         self.sidecar = Sidecar(connector, env, workers=1).start()
         self._closers.append(self.sidecar.close)
         self.proxy = CountingProxy.unix(self.sidecar.socket_path)
