@@ -19,6 +19,7 @@ import io
 import os
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -62,9 +63,13 @@ def serve(app: Callable[..., Iterable[bytes]], method: str = "GET", path: str = 
     return call
 
 
-def _apps(redis_url: str) -> tuple[dict[str, Callable[[], object]], Callable[[], None]]:
+def _apps(redis_url: str, metrics_dir: str) -> tuple[dict[str, Callable[[], object]],
+                                                    Callable[[], None]]:
     from flask import Flask, jsonify
 
+    # as under gunicorn: every metric value is written to a file of this process
+    if "prometheus_client" not in sys.modules:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     os.environ.update(REDIS_URL=redis_url, STATE_PREFIX="")
     from sidecars import redis as redis_sidecar
     from sidecars.lean_flask import SidecarFlask
@@ -121,8 +126,8 @@ def run(ctx: Context | None = None, calls_per_loop: int | None = None,
     n = calls_per_loop or (500 if quick else 3000)
     rounds = rounds or (2 if quick else 3)
     samples: dict[str, list[float]] = {}
-    with RedisServer() as server:
-        calls, close = _apps(server.url)
+    with RedisServer() as server, tempfile.TemporaryDirectory() as metrics_dir:
+        calls, close = _apps(server.url, metrics_dir)
         try:
             names = list(calls)
             for r in range(rounds):
