@@ -8,7 +8,6 @@ extra command-line arguments override them as usual.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import sys
 
@@ -35,21 +34,12 @@ LIBRARIES = {
 }
 
 
-def _missing(module: str) -> bool:
-    try:
-        return importlib.util.find_spec(module) is None
-    except ImportError:  # a missing parent package (google.cloud)
-        return True
-
-
 def check_libraries(connector_name: str) -> None:
     """Raise ``ConfigError`` naming the extra when a backend library is not installed."""
     connector = get_connector(connector_name)
     libraries, extra = LIBRARIES.get(connector.module, ((), "all"))
-    for module in ("flask", "gunicorn", "prometheus_client", *libraries):
-        if _missing(module):
-            raise ConfigError(f"{connector_name} needs the Python package {module!r}, which is "
-                              f"not installed: pip install 'vfs-state[{extra}]'")
+    for module in ("flask", "gunicorn", "httptools", "prometheus_client", *libraries):
+        settings.require_library(module, extra, connector_name)
 
 
 def check_environment(connector_name: str) -> dict[str, str]:

@@ -19,6 +19,7 @@ from sidecars.config import ConfigError
 try:  # checked by the CLI already; here for gunicorn started by hand
     _server = settings.server()
     _observe = settings.observability()
+    settings.require_library("httptools", "sidecar")  # the worker's HTTP parser
 except ConfigError as exc:
     raise SystemExit(f"vfs-state-sidecar: {exc}") from None
 

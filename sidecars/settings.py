@@ -9,6 +9,7 @@ docs/sidecars.md and docs/connectors/.
 """
 from __future__ import annotations
 
+import importlib.util
 import ipaddress
 import os
 import re
@@ -199,6 +200,17 @@ def _http_url(name: str) -> str | None:
     if value is not None and urlsplit(value).scheme not in ("http", "https"):
         raise config.ConfigError(f"{name} must be an http:// or https:// URL, not {value!r}")
     return value
+
+
+def require_library(module: str, extra: str, who: str = "the sidecar") -> None:
+    """Raise ``ConfigError`` naming the extra to install if ``module`` cannot be imported."""
+    try:
+        missing = importlib.util.find_spec(module) is None
+    except ImportError:  # a missing parent package (google.cloud)
+        missing = True
+    if missing:
+        raise config.ConfigError(f"{who} needs the Python package {module!r}, which is not "
+                                 f"installed: pip install 'vfs-state[{extra}]'")
 
 
 #: Backend module -> the function reading its own settings.

@@ -7,11 +7,16 @@ pool thread: two thread switches and a handful of syscalls per request, a
 large share of the sidecar's CPU (figures in docs/performance.md). Here the
 connection's own thread simply waits for the next request on its socket.
 
-Built on gunicorn 27's worker API (``Parser.finish_body`` with a deadline).
-The rest is gunicorn's: request parsing, the WSGI environ and response,
-error pages, the arbiter's heartbeat and signals, ``max_requests``,
+Requests are parsed by llhttp through httptools (``sidecars.http_request``)
+and answered by a lean WSGI layer (``sidecars.wsgi_environ``,
+``sidecars.http_response``): gunicorn's pure-Python parser, environ and
+response writer were half of a small request's CPU. They keep gunicorn's
+limits (``limit_request_line``, ``limit_request_fields``,
+``limit_request_field_size``), its error classes and so its error pages. The
+rest is gunicorn's: the arbiter's heartbeat and signals, ``max_requests``,
 ``keepalive`` (idle seconds before a connection is closed),
-``worker_connections`` (connections served at once) and ``graceful_timeout``.
+``worker_connections`` (connections served at once), ``graceful_timeout``
+and the ``pre_request``/``post_request`` hooks.
 
 Slow and idle clients (docs/sidecars.md): a request head must arrive within
 ``VFS_STATE_HEADER_TIMEOUT`` seconds and a body may pause at most
@@ -31,11 +36,14 @@ import time
 from datetime import timedelta
 from typing import Any
 
-from gunicorn import http, util
-from gunicorn.http import wsgi
+from gunicorn import util
+from gunicorn.http.errors import NoMoreData
 from gunicorn.workers import base
 
 from sidecars import settings, uploads
+from sidecars.http_request import Limits, Request, RequestReader
+from sidecars.http_response import Response
+from sidecars.wsgi_environ import connection_environ, request_environ, worker_environ
 
 #: How often idle connection threads and the accept loop look at ``alive``.
 POLL_SECONDS = 1.0
@@ -53,21 +61,6 @@ ABORT_RESERVE_SECONDS = 2.0
 EVICT_GRACE_SECONDS = 0.5
 REQUEST_TIMEOUT_REPLY = (b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n"
                          b"Content-Length: 0\r\n\r\n")
-
-
-def has_read_ahead(unreader: Any) -> bool:
-    """Whether gunicorn's parser already holds bytes of the next request.
-
-    gunicorn has no "bytes buffered?" query; ``take_buffered()`` and
-    ``unread()`` (public methods of ``gunicorn.http.unreader.Unreader``) take
-    the read-ahead and put it back unchanged. Checked against gunicorn
-    27.0.1; tests/test_sidecar_worker.py fails if either method changes.
-    """
-    data = unreader.take_buffered()
-    if not data:
-        return False
-    unreader.unread(data)
-    return True
 
 
 class _HeadTimeout(TimeoutError):
@@ -136,6 +129,8 @@ class ConnectionThreadWorker(base.Worker):
         self._stopped_at: float | None = None
         server = settings.server()  # checked before gunicorn started
         self.header_timeout, self.body_timeout = server.header_timeout, server.body_timeout
+        self.limits = Limits.from_config(self.cfg)
+        self._environ = worker_environ(self.cfg)
 
     # -- accept loop ----------------------------------------------------------
     def run(self) -> None:
@@ -231,20 +226,21 @@ class ConnectionThreadWorker(base.Worker):
     def _serve(self, conn: _Connection, addr: Any, server: Any) -> None:
         client, req = conn.sock, None
         try:
-            parser = http.RequestParser(self.cfg, conn, addr)
-            while self._wait_for_request(conn, parser):
-                req = next(parser)
-                if not self._begin_request(conn):
-                    break
-                keep = self._handle_request(req, client, addr, server)
+            reader = RequestReader(conn, self.limits)
+            conn_environ = connection_environ(self._environ, client, addr)
+            while self._wait_for_request(conn, reader):
+                req = reader.next_request()
+                if req is None or not self._begin_request(conn):
+                    break  # the client closed the connection, or it was evicted
+                keep = self._handle_request(req, client, conn_environ, server)
                 if not keep or conn.body_timed_out:
                     break
                 conn.waiting_since = time.monotonic()
-                if not parser.finish_body(deadline=time.monotonic() + self.cfg.keepalive):
+                if not reader.finish_body(req, deadline=time.monotonic() + self.cfg.keepalive):
                     break
                 req = None
-        except (StopIteration, http.errors.NoMoreData):
-            pass  # the client closed the connection, or HTTP says stop
+        except (StopIteration, NoMoreData):
+            pass  # the client closed mid-request, or the reply could not be finished
         except _HeadTimeout:
             if conn.head_bytes:  # half a request came: say why it is dropped
                 self._reply_quietly(client, REQUEST_TIMEOUT_REPLY)
@@ -279,7 +275,7 @@ class ConnectionThreadWorker(base.Worker):
         except OSError:
             pass
 
-    def _wait_for_request(self, conn: _Connection, parser: http.RequestParser) -> bool:
+    def _wait_for_request(self, conn: _Connection, reader: RequestReader) -> bool:
         """True once the next request has started arriving; False on idle timeout or stop.
 
         The first request's head is due ``header_timeout`` after accept; a
@@ -287,8 +283,8 @@ class ConnectionThreadWorker(base.Worker):
         """
         if conn.evicted:
             return False
-        first = parser.req_count == 0
-        if has_read_ahead(parser.unreader):
+        first = reader.count == 0
+        if reader.has_pending():
             started = True  # already read ahead with the previous request
         else:
             idle = conn.head_deadline if first else time.monotonic() + self.cfg.keepalive
@@ -317,16 +313,18 @@ class ConnectionThreadWorker(base.Worker):
             if ready:
                 return True
 
-    def _handle_request(self, req: Any, client: socket.socket, addr: Any,
-                        server: Any) -> bool:
+    def _handle_request(self, req: Request, client: socket.socket,
+                        conn_environ: dict[str, Any], server: Any) -> bool:
         """Run the app for one request; True if the connection stays open."""
         environ: dict[str, Any] = {}
         resp = None
         try:
             self.cfg.pre_request(self, req)
             started = time.monotonic()
-            resp, environ = wsgi.create(req, client, addr, server, self.cfg)
-            environ["wsgi.multithread"] = True
+            resp = Response(req, client)
+            environ = request_environ(req, conn_environ, server)
+            if req.expect_continue:  # as gunicorn: before the app, whatever it does
+                client.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
             self.nr += 1
             if self.nr >= self.max_requests:
                 if self.alive:
@@ -336,11 +334,8 @@ class ConnectionThreadWorker(base.Worker):
                 resp.force_close()
             respiter = self.wsgi(environ, resp.start_response)
             try:
-                if isinstance(respiter, environ["wsgi.file_wrapper"]):
-                    resp.write_file(respiter)
-                else:
-                    for item in respiter:
-                        resp.write(item)
+                for item in respiter:
+                    resp.write(item)
                 resp.close()
             finally:
                 self._log_access(resp, req, environ, started)
@@ -361,6 +356,9 @@ class ConnectionThreadWorker(base.Worker):
             except Exception:  # noqa: BLE001 - a hook must not kill the connection
                 self.log.exception("Exception in post_request hook")
 
-    def _log_access(self, resp: Any, req: Any, environ: dict[str, Any], started: float) -> None:
-        elapsed = timedelta(seconds=time.monotonic() - started)
-        self.log.access(resp, req, environ, elapsed)
+    def _log_access(self, resp: Response, req: Request, environ: dict[str, Any],
+                    started: float) -> None:
+        """gunicorn's access log, if the operator turned it on (the sidecar's own is JSON)."""
+        if getattr(self.log, "access_log_enabled", True):
+            elapsed = timedelta(seconds=time.monotonic() - started)
+            self.log.access(resp, req, environ, elapsed)

@@ -270,20 +270,3 @@ def test_a_bad_timeout_setting_stops_the_start_with_one_line(tmp_path):
             sidecar.start()
     finally:
         sidecar.close()
-
-
-def test_read_ahead_check_matches_the_installed_gunicorn() -> None:
-    """``has_read_ahead`` relies on ``Unreader.take_buffered``/``unread`` (checked
-    against gunicorn 27.0.1); if gunicorn changes them, this fails first."""
-    from gunicorn.http.unreader import IterUnreader, Unreader
-
-    from sidecars.worker import has_read_ahead
-
-    assert callable(getattr(Unreader, "take_buffered", None)), "gunicorn dropped take_buffered"
-    assert callable(getattr(Unreader, "unread", None)), "gunicorn dropped unread"
-    unreader = IterUnreader([b"GET /a HTTP/1.1\r\n\r\nGET /b"])
-    assert not has_read_ahead(unreader)  # nothing read from the source yet
-    assert unreader.read(6) == b"GET /a"
-    assert has_read_ahead(unreader) and has_read_ahead(unreader)  # looking keeps the bytes
-    assert unreader.read() == b" HTTP/1.1\r\n\r\nGET /b"
-    assert not has_read_ahead(unreader)
