@@ -17,7 +17,6 @@ with a body are parsed at once: their heads wait in a queue (at most
 """
 from __future__ import annotations
 
-import re
 import sys
 import time
 from collections import deque
@@ -51,7 +50,6 @@ MAX_PIPELINED = 1000
 #: (gunicorn's ``finish_body`` cap).
 DRAIN_LIMIT = 64 * 1024
 
-_TARGET_INVALID = re.compile(rb"[^\x21-\x7e]")  # RFC 9112 3.2: printable ASCII only
 _VERSIONS = {"1.1": (1, 1), "1.0": (1, 0)}
 _SINGLETONS = frozenset(("HOST", "CONTENT-TYPE"))  # RFC 9110 5.3, as gunicorn
 _FORBIDDEN_TRAILERS = frozenset((b"HOST", b"CONTENT-LENGTH", b"TRANSFER-ENCODING", b"TRAILER",
@@ -318,7 +316,7 @@ class RequestReader:
         req = self._parsing
         assert req is not None
         if req.head_done:  # a trailer: checked, not kept (gunicorn's app never sees them)
-            if b"_" in name or name.upper() in _FORBIDDEN_TRAILERS:
+            if name.upper() in _FORBIDDEN_TRAILERS:
                 raise InvalidHeaderName(name.decode("latin-1"))
             return
         if len(req.raw_headers) >= self._limits.fields:
@@ -363,9 +361,7 @@ def _finish_head(req: Request, parser: httptools.HttpRequestParser, limits: Limi
     url = req.url
     if len(method) + len(url) + 10 > limits.request_line:  # "METHOD URL HTTP/1.1"
         raise LimitRequestLine(len(method) + len(url) + 10, limits.request_line)
-    uri = req.uri = url.decode("latin-1")
-    if _TARGET_INVALID.search(url):
-        raise InvalidRequestLine(uri)
+    uri = req.uri = url.decode("latin-1")  # llhttp let only printable ASCII through
     if uri.startswith("/"):  # origin-form: what urlsplit gives, without it
         path, _, fragment = uri.partition("#")
         path, _, query = path.partition("?")
@@ -382,12 +378,11 @@ def _finish_head(req: Request, parser: httptools.HttpRequestParser, limits: Limi
 
     headers = req.headers
     seen: set[str] = set()
-    connection = None
     length = None
     chunked = coded = False
     for raw_name, raw_value in req.raw_headers:
-        if b"_" in raw_name:  # gunicorn's header_map="refuse": HTTP_X_Y would be ambiguous
-            raise InvalidHeaderName(raw_name.decode("latin-1"))
+        if b"_" in raw_name:  # gunicorn's header_map="drop": X_Y and X-Y are both HTTP_X_Y
+            continue
         name = raw_name.decode("latin-1").upper()
         value = raw_value.decode("latin-1").strip(" \t")
         if name in _SINGLETONS:
@@ -401,9 +396,6 @@ def _finish_head(req: Request, parser: httptools.HttpRequestParser, limits: Limi
         elif name == "TRANSFER-ENCODING":
             coded = True
             chunked = _transfer_coding(req, value, chunked)
-        elif name == "CONNECTION":
-            if connection is None:
-                connection = value.lower()
         elif name == "EXPECT":
             if value.lower() != "100-continue":
                 raise ExpectationFailed(value)
@@ -422,10 +414,9 @@ def _finish_head(req: Request, parser: httptools.HttpRequestParser, limits: Limi
         if not (length.isascii() and length.isdigit()):
             raise InvalidHeader("CONTENT-LENGTH")
         req.length = int(length)
-    if connection == "close":
-        req.keep_alive = False
-    elif connection != "keep-alive":
-        req.keep_alive = version >= (1, 1)
+    # llhttp's reading of Connection (a "close" token anywhere closes; HTTP/1.0
+    # needs "keep-alive"): it refuses bytes after a request it read as the last
+    req.keep_alive = parser.should_keep_alive()
     if parser.should_upgrade():
         # llhttp stops at the end of an upgrade (or CONNECT) head: the rest
         # is another protocol to it. Without a body, the request is served
