@@ -3,7 +3,10 @@
 Hypothesis builds requests no client would send (bad methods, keys with
 ``..``/NUL/overlong segments/invalid UTF-8, odd percent-encoding, conflicting
 preconditions, broken ``Range``, ``Content-Length`` lies, malformed chunked
-bodies, ``/meta`` bodies, hostile listing parameters, early disconnects) and
+bodies, smuggling framings (two lengths, length and chunked, codings that do
+not end in chunked, an upgrade with a body), oversized, folded or
+underscored header fields, ``/meta`` bodies, hostile listing parameters,
+early disconnects) and
 writes them straight to the sidecar's Unix socket. After every batch the
 invariants are checked: no reply is a 5xx, the gunicorn workers are the same
 processes (none died and was replaced), and a sentinel key outside the fuzzed
@@ -91,15 +94,19 @@ def hostile_request(draw) -> tuple[bytes, bool]:
                                                                 "text/plain", "\xff"])),
             st.tuples(st.just("Expect"), st.just("100-continue")),
             st.tuples(st.just("Connection"), st.sampled_from(["close", "keep-alive, x"])),
+            st.tuples(st.sampled_from(["X_Under", "If_Match", "X-Big", "X-Fold", "Host"]),
+                      st.sampled_from(["1", "v" * 9000, "a\r\n b", "a\nb", "a\x00b", '"x"'])),
     ), max_size=2)):
         headers.append((name, value))
     body = draw(META_BODIES if route == "/meta/" else st.one_of(META_BODIES,
                                                                  st.binary(max_size=256)))
     framing = draw(st.one_of(st.sampled_from(["length", "chunked"]),
                              st.sampled_from(["short", "long", "bad-chunked", "both", "none",
-                                              "negative"])))
+                                              "negative", "two-lengths", "gzip",
+                                              "chunked-twice", "upgrade", "http/1.0"])))
     head_extra, payload = _frame(framing, body)
-    head = f"{method} {target} HTTP/1.1\r\n" + "".join(f"{n}: {v}\r\n" for n, v in headers)
+    version = "HTTP/1.0" if framing == "http/1.0" else "HTTP/1.1"
+    head = f"{method} {target} {version}\r\n" + "".join(f"{n}: {v}\r\n" for n, v in headers)
     raw = head.encode("utf-8", "surrogateescape") + head_extra + b"\r\n" + payload
     return raw, draw(st.booleans()) and draw(st.booleans())
 
@@ -121,6 +128,18 @@ def _frame(framing: str, body: bytes) -> tuple[bytes, bytes]:
                 body)
     if framing == "negative":
         return b"Content-Length: -1\r\n", body
+    if framing == "two-lengths":  # request smuggling: which one counts?
+        return f"Content-Length: {len(body)}\r\nContent-Length: 0\r\n".encode(), body
+    if framing == "gzip":  # a coding that does not end in chunked: no length
+        return b"Transfer-Encoding: gzip\r\n", body
+    if framing == "chunked-twice":
+        return (b"Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n",
+                b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body))
+    if framing == "upgrade":  # llhttp stops at an upgrade's head
+        return (f"Connection: upgrade\r\nUpgrade: h2c\r\nContent-Length: {len(body)}"
+                "\r\n").encode(), body
+    if framing == "http/1.0":
+        return f"Content-Length: {len(body)}\r\n".encode(), body
     return b"", body
 
 

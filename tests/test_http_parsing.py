@@ -235,6 +235,15 @@ def test_a_header_name_with_an_underscore_is_dropped(sidecar):
         assert f.read() == b"b"
 
 
+def test_forwarding_headers_from_the_client_are_dropped(sidecar):
+    """gunicorn trusted ``SCRIPT_NAME``/``PATH_INFO`` headers on a Unix socket:
+    a ``SCRIPT_NAME`` the path did not start with was a 500."""
+    raw = (b"GET /healthz HTTP/1.1\r\n" + HOST + b"SCRIPT_NAME: /elsewhere\r\n"
+           b"PATH_INFO: /keys/x\r\nConnection: close\r\n\r\n")
+    statuses, reply = exchange(sidecar.socket_path, raw)
+    assert statuses == [200] and reply.endswith(b'{"status":"ready"}\n')
+
+
 @pytest.mark.parametrize("request_line", [
     b"BREW /healthz HTTP/1.1", b"get /healthz HTTP/1.1", b"G\x00T /healthz HTTP/1.1",
     b"GET healthz HTTP/1.1", b"GET * HTTP/1.1", b"GET /a\xffb HTTP/1.1", b"GET /a\x7fb HTTP/1.1",
