@@ -14,6 +14,9 @@ timed at every layer, interleaved:
 * ``gunicorn parse, in process`` and ``gunicorn + flask /healthz, in
   process``: gunicorn's parser alone, then parser, WSGI environ, the app and
   the reply written, over a socket pair in this process (no other process);
+* ``worker parse, in process`` and ``worker + flask /healthz, in process``:
+  the same with what ``sidecars.worker`` uses instead (httptools, its own
+  environ and reply writer);
 * ``python echo``: a Python thread that answers each request with canned
   bytes, no parsing: the floor of any Python-to-Python round trip here;
 * ``vfs_state Transport``: ``vfs_state.transport.Transport.request`` (one
@@ -59,7 +62,8 @@ NAME = "transport_layers"
 CONNECTORS = ("local-buffered-lww", "redis-buffered-cas")
 KEY = "layers/k"
 LAYERS = ("backend", "flask wsgi", "flask test_client", "gunicorn parse, in process",
-          "gunicorn + flask /healthz, in process", "python echo", "raw socket /healthz",
+          "gunicorn + flask /healthz, in process", "worker parse, in process",
+          "worker + flask /healthz, in process", "python echo", "raw socket /healthz",
           "raw socket /healthz, gthread", "raw socket",
           "vfs_state Transport", "http.client", "requests-unixsocket", "StateFS.readbytes",
           "shim open().read()")
@@ -153,6 +157,40 @@ class InProcessGunicorn:
         self.server.close()
 
 
+class InProcessWorker(InProcessGunicorn):
+    """``InProcessGunicorn`` with the sidecar worker's parser, environ and reply writer."""
+
+    def __init__(self, app: Any) -> None:
+        super().__init__(app)
+        from sidecars.http_request import Limits, RequestReader
+        from sidecars.wsgi_environ import connection_environ, worker_environ
+        self.reader = RequestReader(_Source(self.server), Limits.from_config(self.cfg))
+        self.environ = connection_environ(worker_environ(self.cfg), self.server, "")
+
+    def parse(self) -> Any:
+        self.client.sendall(self.REQUEST)
+        return self.reader.next_request()
+
+    def serve(self) -> bytes:
+        from sidecars.http_response import Response
+        from sidecars.wsgi_environ import request_environ
+        req = self.parse()
+        resp = Response(req, self.server)
+        reply = self.app(request_environ(req, self.environ, "sidecar.sock"), resp.start_response)
+        for chunk in reply:
+            resp.write(chunk)
+        resp.close()
+        reply.close()
+        return self.client.recv(65536)
+
+
+class _Source:
+    """A socket as ``RequestReader`` reads it (the worker's ``_Connection``)."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.recv, self.settimeout = sock.recv, sock.settimeout
+
+
 @contextmanager
 def gthread_sidecar(ctx: Context, connector: str) -> Iterator[Any]:
     """The same connector on gunicorn's stock gthread worker (8 threads)."""
@@ -222,7 +260,7 @@ def layer_calls(sidecar: Any, fs: Any, mount_path: str, shim_on: bool, echo_path
         return data
 
     client = app.test_client()
-    gunicorn_here = InProcessGunicorn(app)
+    gunicorn_here, worker_here = InProcessGunicorn(app), InProcessWorker(app)
     raw, health = RawHttp(sidecar.socket_path, "/keys/" + KEY), RawHttp(sidecar.socket_path,
                                                                          "/healthz")
     echo, gthread = RawHttp(echo_path, "/"), RawHttp(gthread_path, "/healthz")
@@ -240,6 +278,8 @@ def layer_calls(sidecar: Any, fs: Any, mount_path: str, shim_on: bool, echo_path
         "flask test_client": lambda: client.get("/keys/" + KEY).data,
         "gunicorn parse, in process": gunicorn_here.parse,
         "gunicorn + flask /healthz, in process": gunicorn_here.serve,
+        "worker parse, in process": worker_here.parse,
+        "worker + flask /healthz, in process": worker_here.serve,
         "python echo": echo.get, "raw socket /healthz": health.get,
         "raw socket /healthz, gthread": gthread.get, "raw socket": raw.get,
         "vfs_state Transport": lambda: transport.request("GET", "/keys/" + KEY).body,
@@ -248,8 +288,8 @@ def layer_calls(sidecar: Any, fs: Any, mount_path: str, shim_on: bool, echo_path
         "StateFS.readbytes": lambda: fs.readbytes("/" + KEY),
         "shim open().read()": shim_read if shim_on else None,
     }
-    closers = [gunicorn_here.close, raw.close, health.close, echo.close, gthread.close,
-               transport.close, old_transport.close, session.close,
+    closers = [gunicorn_here.close, worker_here.close, raw.close, health.close, echo.close,
+               gthread.close, transport.close, old_transport.close, session.close,
                lambda: core.backend.close()]
     return calls, closers
 
@@ -323,6 +363,10 @@ def derive(m: dict[str, float]) -> dict[str, float | None]:
                                                                             "flask wsgi"),
         "HTTP parse + Flask on the smallest route (/healthz - python echo)": diff(
             "raw socket /healthz", "python echo"),
+        "gunicorn's parser instead of the worker's (in process)": diff(
+            "gunicorn parse, in process", "worker parse, in process"),
+        "gunicorn's parser, environ, reply instead of the worker's (/healthz, in process)":
+            diff("gunicorn + flask /healthz, in process", "worker + flask /healthz, in process"),
         "gthread instead of sidecars.worker (/healthz)": diff("raw socket /healthz, gthread",
                                                               "raw socket /healthz"),
         "client HTTP (Transport - raw socket)": diff("vfs_state Transport", "raw socket"),

@@ -96,18 +96,18 @@ class Limits:
 class Request:
     """One request: what gunicorn's ``Request`` offers the worker, its hooks and logger."""
 
-    __slots__ = ("url", "raw_headers", "method", "uri", "path", "query", "fragment",
-                 "version", "headers", "body", "must_close", "keep_alive", "expect_continue",
+    __slots__ = ("reader", "url", "raw_headers", "method", "uri", "path", "query", "fragment",
+                 "version", "headers", "must_close", "keep_alive", "expect_continue",
                  "length", "received", "complete", "chunks", "offset", "buffered", "head_done")
     scheme = "http"
 
     def __init__(self, reader: RequestReader) -> None:
+        self.reader = reader
         self.url = b""
         self.raw_headers: list[tuple[bytes, bytes]] = []
         self.method = self.uri = self.path = self.query = self.fragment = ""
         self.version = (1, 1)
         self.headers: list[tuple[str, str]] = []  # (NAME upper-cased, value stripped)
-        self.body = Body(reader, self)
         self.must_close = False
         self.keep_alive = True
         self.expect_continue = False
@@ -118,6 +118,11 @@ class Request:
         self.offset = 0  # into chunks[0]
         self.buffered = 0
         self.head_done = False
+
+    @property
+    def body(self) -> Body:
+        """The body stream (``wsgi.input``); every one reads the same buffer."""
+        return Body(self.reader, self)
 
     def should_close(self) -> bool:
         return self.must_close or not self.keep_alive
