@@ -131,6 +131,9 @@ class ConnectionThreadWorker(base.Worker):
         self.header_timeout, self.body_timeout = server.header_timeout, server.body_timeout
         self.limits = Limits.from_config(self.cfg)
         self._environ = worker_environ(self.cfg)
+        # read per request; a gunicorn Config lookup costs about a microsecond
+        self.keepalive = self.cfg.keepalive
+        self._pre_request, self._post_request = self.cfg.pre_request, self.cfg.post_request
 
     # -- accept loop ----------------------------------------------------------
     def run(self) -> None:
@@ -236,7 +239,7 @@ class ConnectionThreadWorker(base.Worker):
                 if not keep or conn.body_timed_out:
                     break
                 conn.waiting_since = time.monotonic()
-                if not reader.finish_body(req, deadline=time.monotonic() + self.cfg.keepalive):
+                if not reader.finish_body(req, deadline=time.monotonic() + self.keepalive):
                     break
                 req = None
         except (StopIteration, NoMoreData):
@@ -287,7 +290,7 @@ class ConnectionThreadWorker(base.Worker):
         if reader.has_pending():
             started = True  # already read ahead with the previous request
         else:
-            idle = conn.head_deadline if first else time.monotonic() + self.cfg.keepalive
+            idle = conn.head_deadline if first else time.monotonic() + self.keepalive
             started = self._wait_readable(conn.sock, idle or 0.0)
         if started and not first:
             with self._open_lock:
@@ -319,7 +322,7 @@ class ConnectionThreadWorker(base.Worker):
         environ: dict[str, Any] = {}
         resp = None
         try:
-            self.cfg.pre_request(self, req)
+            self._pre_request(self, req)
             started = time.monotonic()
             resp = Response(req, client)
             environ = request_environ(req, conn_environ, server)
@@ -330,7 +333,7 @@ class ConnectionThreadWorker(base.Worker):
                 if self.alive:
                     self.log.info("Autorestarting worker after current request.")
                 self.alive = False
-            if not self.alive or not self.cfg.keepalive:
+            if not self.alive or not self.keepalive:
                 resp.force_close()
             respiter = self.wsgi(environ, resp.start_response)
             try:
@@ -352,7 +355,7 @@ class ConnectionThreadWorker(base.Worker):
             raise
         finally:
             try:
-                self.cfg.post_request(self, req, environ, resp)
+                self._post_request(self, req, environ, resp)
             except Exception:  # noqa: BLE001 - a hook must not kill the connection
                 self.log.exception("Exception in post_request hook")
 
