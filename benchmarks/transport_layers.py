@@ -16,7 +16,8 @@ timed at every layer, interleaved:
   the reply written, over a socket pair in this process (no other process);
 * ``worker parse, in process`` and ``worker + flask /healthz, in process``:
   the same with what ``sidecars.worker`` uses instead (httptools, its own
-  environ and reply writer);
+  environ and reply writer); ``worker without the app, in process``: its
+  parse, environ and a canned reply written, so the server's whole share;
 * ``python echo``: a Python thread that answers each request with canned
   bytes, no parsing: the floor of any Python-to-Python round trip here;
 * ``vfs_state Transport``: ``vfs_state.transport.Transport.request`` (one
@@ -63,7 +64,8 @@ CONNECTORS = ("local-buffered-lww", "redis-buffered-cas")
 KEY = "layers/k"
 LAYERS = ("backend", "flask wsgi", "flask test_client", "gunicorn parse, in process",
           "gunicorn + flask /healthz, in process", "worker parse, in process",
-          "worker + flask /healthz, in process", "python echo", "raw socket /healthz",
+          "worker + flask /healthz, in process", "worker without the app, in process",
+          "python echo", "raw socket /healthz",
           "raw socket /healthz, gthread", "raw socket",
           "vfs_state Transport", "http.client", "requests-unixsocket", "StateFS.readbytes",
           "shim open().read()")
@@ -183,6 +185,19 @@ class InProcessWorker(InProcessGunicorn):
         reply.close()
         return self.client.recv(65536)
 
+    def serve_canned(self) -> bytes:
+        """Parse, environ and a reply the size of ``/healthz``'s, without the app."""
+        from sidecars.http_response import Response
+        from sidecars.wsgi_environ import request_environ
+        req = self.parse()
+        request_environ(req, self.environ, "sidecar.sock")
+        resp = Response(req, self.server)
+        resp.start_response("200 OK", [("Content-Type", "application/json"),
+                                       ("Content-Length", "19")])
+        resp.write(b'{"status":"ready"}\n')
+        resp.close()
+        return self.client.recv(65536)
+
 
 class _Source:
     """A socket as ``RequestReader`` reads it (the worker's ``_Connection``)."""
@@ -280,6 +295,7 @@ def layer_calls(sidecar: Any, fs: Any, mount_path: str, shim_on: bool, echo_path
         "gunicorn + flask /healthz, in process": gunicorn_here.serve,
         "worker parse, in process": worker_here.parse,
         "worker + flask /healthz, in process": worker_here.serve,
+        "worker without the app, in process": worker_here.serve_canned,
         "python echo": echo.get, "raw socket /healthz": health.get,
         "raw socket /healthz, gthread": gthread.get, "raw socket": raw.get,
         "vfs_state Transport": lambda: transport.request("GET", "/keys/" + KEY).body,
