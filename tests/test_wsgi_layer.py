@@ -209,3 +209,20 @@ def test_a_bad_reply_header_is_refused_like_gunicorn(pair, headers):
     with pytest.raises(Exception) as theirs:
         wsgi.Response(req, server, Config()).start_response("200 OK", headers)
     assert type(ours.value) is type(theirs.value)
+
+
+def test_heads_parsed_ahead_are_capped():
+    """Bytes of pipelined requests are parsed as they arrive: at most
+    ``MAX_PIPELINED`` heads wait, the next one is refused (431) after them."""
+    from gunicorn.http.errors import LimitRequestHeaders
+
+    from sidecars.http_request import MAX_PIPELINED
+    client, server = _pair()
+    with client, server:
+        client.sendall(b"GET / HTTP/1.1\r\n\r\n" * (MAX_PIPELINED + 1))  # in the buffer now
+        reader = RequestReader(Source(server), Limits.from_config(Config()))
+        for _ in range(MAX_PIPELINED):
+            req = reader.next_request()
+            assert req is not None and req.path == "/"
+        with pytest.raises(LimitRequestHeaders):
+            reader.next_request()
