@@ -108,7 +108,7 @@ def measure_big(ctx: Context, connector: str, count: int) -> dict[str, Any]:
         stock = SidecarClient.list.__defaults__
         SidecarClient.list.__defaults__ = ("/", 10000)
         try:
-            return [name for name, _ in fs._entries(DIRECTORY)]
+            return fs._entries(DIRECTORY)[0]
         finally:
             SidecarClient.list.__defaults__ = stock
 
