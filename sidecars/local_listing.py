@@ -7,9 +7,10 @@ A worker now keeps the sorted listing of a directory (and, for recursive
 listings, of its subtree) and serves later pages from it with a binary
 search on the cursor. The snapshot is reused only while every directory it
 covers keeps its device, inode and mtime, and only if it was taken at
-least ``MARGIN_NS`` after each of those mtimes: a change made within the
-same timestamp tick as an earlier one may leave the mtime unchanged, so a
-snapshot of a directory that changed just before it was taken is not kept.
+least a margin after each of those mtimes (``margin_ns``: 2 s, or 50 ms
+where timestamps are fine): a change made within the same timestamp tick
+as an earlier one may leave the mtime unchanged, so a snapshot of a
+directory that changed just before it was taken is not kept.
 """
 from __future__ import annotations
 
@@ -26,6 +27,19 @@ from sidecars.local_paths import DIR_FLAGS, FileInPath, PathMissing, Root, os_er
 
 #: Coarsest timestamp granularity trusted (ext4 small inodes, NFS: 1 s; FAT: 2 s).
 MARGIN_NS = 2_000_000_000
+#: For an mtime that is not a whole millisecond: the filesystem keeps fine
+#: timestamps (ext4, xfs, btrfs, tmpfs: ns; NTFS, SMB: 100 ns), stamped from
+#: the kernel's coarse clock, which lags by at most one tick (<= 10 ms).
+FINE_MARGIN_NS = 50_000_000
+
+
+def margin_ns(mtime_ns: int) -> int:
+    """How long after ``mtime_ns`` a snapshot must be taken to be trusted.
+
+    A whole-millisecond mtime may come from a coarse filesystem (1 s, FAT's
+    2 s, exFAT's 10 ms): those get the full margin, a fine one a tick's.
+    """
+    return FINE_MARGIN_NS if mtime_ns % 1_000_000 else MARGIN_NS
 MAX_SNAPSHOTS = 16
 MAX_ITEMS = 500_000  # summed over the snapshots one worker keeps (bounds its memory)
 
@@ -176,7 +190,7 @@ class Listings:
         taken = time.time_ns()
         st = os.fstat(fd)
         snap.seen.append((parts, st.st_dev, st.st_ino, st.st_mtime_ns))
-        snap.trusted = snap.trusted and st.st_mtime_ns + MARGIN_NS < taken
+        snap.trusted = snap.trusted and st.st_mtime_ns + margin_ns(st.st_mtime_ns) < taken
         self.scans += 1
 
     def _scan(self, fd: int, parts: tuple[str, ...], snap: Snapshot) -> None:
