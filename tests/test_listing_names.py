@@ -13,6 +13,7 @@ from urllib.parse import urlencode
 
 import pytest
 
+from sidecars.backend import ListPage, first_merged, trimmed
 from tests.connectors import ALL_CONNECTORS
 from tests.rawhttp import RawClient, key_url
 from tests.test_transport_scripted import ScriptedServer, reply
@@ -129,3 +130,13 @@ def test_client_lists_through_a_sidecar_without_names():
     assert [i.size for i in infos if not i.is_dir] == [3, 3, 3]
     paths = [path for _, _, path in server.arrivals]
     assert all("names=1" in path for path in paths) and "start_after=d%2Fc" in paths[1]
+
+
+def test_pages_cut_in_merged_order_a_key_before_an_equal_prefix():
+    assert first_merged(["a/", "b"], ["a/"], 1) == (["a/"], [])
+    assert first_merged(["a/", "b"], ["a/"], 2) == (["a/"], ["a/"])
+    assert first_merged(["a", "c"], ["b/", "d/"], 3) == (["a", "c"], ["b/"])
+    page = ListPage(keys=["d/", "d/a", "d/c"], prefixes=["d/b/"], next="d/c")
+    assert trimmed(page, "d/", 3) == (["d/a", "d/c"], ["d/b/"], "d/c")  # own marker dropped
+    assert trimmed(page, "d/", 2) == (["d/a"], ["d/b/"], "d/b/")
+    assert trimmed(ListPage(keys=["d/a"]), "d/", 5) == (["d/a"], [], None)
