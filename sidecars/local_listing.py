@@ -31,6 +31,8 @@ MARGIN_NS = 2_000_000_000
 #: timestamps (ext4, xfs, btrfs, tmpfs: ns; NTFS, SMB: 100 ns), stamped from
 #: the kernel's coarse clock, which lags by at most one tick (<= 10 ms).
 FINE_MARGIN_NS = 50_000_000
+MAX_SNAPSHOTS = 16
+MAX_ITEMS = 500_000  # summed over the snapshots one worker keeps (bounds its memory)
 
 
 def margin_ns(mtime_ns: int) -> int:
@@ -40,8 +42,6 @@ def margin_ns(mtime_ns: int) -> int:
     2 s, exFAT's 10 ms): those get the full margin, a fine one a tick's.
     """
     return FINE_MARGIN_NS if mtime_ns % 1_000_000 else MARGIN_NS
-MAX_SNAPSHOTS = 16
-MAX_ITEMS = 500_000  # summed over the snapshots one worker keeps (bounds its memory)
 
 
 @dataclass
