@@ -1,11 +1,12 @@
 """Listing: 10,000 keys in one directory, and 100 keys among 1,000,000 unrelated ones.
 
-Part 1 (local, S3, Redis): ``StateFS.listdir`` of a 10,000-key directory
-(quick: 2,000) against the backend's own paginated listing: sorted
-``os.listdir``; ``list_objects_v2`` pages of 1,000 with ``Delimiter``;
-``SCAN MATCH`` (and, as the floor, ``ZRANGEBYLEX`` pages over the sidecar's
-own directory index). ``LIST_PAGE=10000`` patches the client's page size to show what one
-request per listing (the sidecar's ``MAX_PAGE``) would give.
+Part 1 (local, S3, Redis): ``StateFS.listdir`` and ``os.listdir`` through
+the shim of a 10,000-key directory (quick: 2,000) against the backend's own
+paginated listing: sorted ``os.listdir``; ``list_objects_v2`` pages of
+1,000 with ``Delimiter``; ``SCAN MATCH`` (and, as the floor, ``ZRANGEBYLEX``
+pages over the sidecar's own directory index). Then CPU per call of each
+process (client, sidecar, backend server) for ``StateFS.listdir`` and the
+baseline (not on S3: moto's CPU is the whole story there).
 
 Part 2 (Redis): a private redis-server and sidecar; ``StateFS.listdir`` of
 a 100-key directory before and after filling the database with 1,000,000
@@ -23,7 +24,19 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from benchmarks.common import Context, interleaved, log, ratio, spread, stats, table
+from benchmarks.common import (
+    Context,
+    cpu_per_call,
+    interleaved,
+    log,
+    process_tree,
+    ratio,
+    shim_installed,
+    sidecar_pids,
+    spread,
+    stats,
+    table,
+)
 from benchmarks.direct import REAL
 
 NAME = "listing"
@@ -86,44 +99,38 @@ def fill_redis(sidecar: Any, key_prefix: str, names: list[str]) -> dict[str, Cal
 
 def measure_big(ctx: Context, connector: str, count: int) -> dict[str, Any]:
     from vfs_state import StateFS
+    from vfs_state.mounts import Mount
     sidecar = ctx.pool.sidecar(connector)
     log(f"listing: filling {count} keys for {connector}")
     start = time.perf_counter()
     native = fill_big(ctx, connector, sidecar, count)
     fill_s = round(time.perf_counter() - start, 1)
     fs = StateFS(sidecar.socket_path)
-
-    def one_page() -> list[str]:
-        """``StateFS.listdir`` with ``vfs_state.client.LIST_PAGE`` = 10000 (the fix)."""
-        from vfs_state.client import SidecarClient
-        stock = SidecarClient.list.__defaults__
-        SidecarClient.list.__defaults__ = ("/", 10000)
-        try:
-            return fs.listdir("/" + DIRECTORY)
-        finally:
-            SidecarClient.list.__defaults__ = stock
-    def names_only() -> list[str]:
-        """LIST_PAGE=10000 and names straight from the listing, no ``Info`` per entry."""
-        from vfs_state.client import SidecarClient
-        stock = SidecarClient.list.__defaults__
-        SidecarClient.list.__defaults__ = ("/", 10000)
-        try:
-            return [name for name, _ in fs._entries(DIRECTORY)]
-        finally:
-            SidecarClient.list.__defaults__ = stock
-
-    variants = {"StateFS.listdir": lambda: fs.listdir("/" + DIRECTORY),
-                "StateFS.listdir, LIST_PAGE=10000": one_page,
-                "LIST_PAGE=10000, names without Info": names_only, **native}
-    for name, fn in variants.items():
-        got = len(fn())
-        assert got == count, (name, got, count)
-    rounds = ctx.scale(3, 2) if connector.startswith("s3") else ctx.scale(10, 3)  # moto: ~s each
-    samples = interleaved(variants, rounds, warmup=1)
+    mount_path = "/vfs-bench-listing"
+    with shim_installed([Mount(name="listing", path=mount_path,
+                               socket=sidecar.socket_path)]) as shim:
+        variants: dict[str, Callable | None] = {
+            "StateFS.listdir": lambda: fs.listdir("/" + DIRECTORY),
+            "os.listdir (shim)": (lambda: os.listdir(f"{mount_path}/{DIRECTORY}"))
+            if shim is not None else None,
+            **native}
+        for name, fn in variants.items():
+            got = len(fn()) if fn is not None else count
+            assert got == count, (name, got, count)
+        rounds = ctx.scale(3, 2) if connector.startswith("s3") else ctx.scale(10, 3)  # moto: ~s
+        samples = interleaved(variants, rounds, warmup=1)
+        baseline = next(iter(native))
+        cpu = {}
+        if not connector.startswith("s3"):  # moto's CPU per listing is seconds: not the point
+            server = [] if connector.startswith("local") else process_tree(
+                ctx.pool.server(connector.split("-")[0]).proc.pid)
+            for name in ("StateFS.listdir", baseline):
+                cpu[name] = {k: round(v / 1e3, 2) for k, v in cpu_per_call(
+                    variants[name], ctx.scale(40, 20), sidecar_pids(sidecar), server).items()}
     fs.close()
     result = {name: stats(s, 1e3, 2) for name, s in samples.items()}
-    baseline = next(iter(native))
     return {"keys": count, "fill_seconds": fill_s, "baseline": baseline, "ms": result,
+            "cpu_ms": cpu,
             "ratio_statefs_baseline": ratio(result["StateFS.listdir"]["median"],
                                             result[baseline]["median"])}
 
@@ -192,8 +199,7 @@ def run(ctx: Context) -> dict[str, Any]:
     return results
 
 
-STATEFS_VARIANTS = ("StateFS.listdir", "StateFS.listdir, LIST_PAGE=10000",
-                    "LIST_PAGE=10000, names without Info")
+STATEFS_VARIANTS = ("StateFS.listdir", "os.listdir (shim)")
 
 
 def _rank(name: str) -> int:
@@ -210,6 +216,11 @@ def report(results: dict[str, Any]) -> None:
     first = next(iter(results["big"].values()))
     table(f"Listing {first['keys']:,} keys in one directory: ms, median [p25-p75]",
           ["connector", "listing", "ms", "x backend listing"], rows)
+    table(f"Listing {first['keys']:,} keys: CPU ms per call, by process",
+          ["connector", "listing", "wall", "client", "sidecar", "backend server"],
+          [[connector, name, cpu["wall"], cpu["client"], cpu["sidecar"], cpu["backend"]]
+           for connector, r in results["big"].items()
+           for name, cpu in r.get("cpu_ms", {}).items()])
     u = results["unrelated"]
     table(f"Redis: 100-key directory, {u['unrelated']:,} unrelated keys: ms, median [p25-p75]",
           ["listing", "before", "after", "after / before"],

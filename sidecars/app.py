@@ -20,7 +20,7 @@ from werkzeug.routing import PathConverter
 
 from sidecars import config, metrics, settings
 from sidecars import keys as keyrules
-from sidecars.backend import Backend, ObjectBody, ObjectInfo
+from sidecars.backend import Backend, ObjectBody, ObjectInfo, trimmed
 from sidecars.body import RequestBody
 from sidecars.errors import (
     BadRequest,
@@ -296,25 +296,39 @@ class _Core:
             keyrules.validate_cursor(start_after)
         store_prefix = self.prefix + prefix
         cursor = self.prefix + start_after if start_after else None
+        if args.get("names", "") in ("1", "true"):
+            if delimiter is None:
+                raise BadRequest("names=1 lists one directory: it needs delimiter=/")
+            return self._names(store_prefix, cursor, max_keys, details)
         # One extra item: the listed directory's own marker is dropped, and a
         # page must not end on it (as a cursor it would skip the whole subtree).
         lister = self.backend.list_details if details else self.backend.list_page
         page = lister(store_prefix, delimiter, cursor, max_keys + 1)
-        items = sorted([(k, False) for k in page.keys if k != store_prefix] +
-                       [(p, True) for p in page.prefixes])
-        truncated = page.next is not None or len(items) > max_keys
-        items = items[:max_keys]
+        keys, prefixes, last = trimmed(page, store_prefix, max_keys)
         cut = len(self.prefix)
-        result: dict[str, object] = {
-            "keys": [name[cut:] for name, is_prefix in items if not is_prefix],
-            "prefixes": [name[cut:] for name, is_prefix in items if is_prefix],
-        }
-        if truncated:
-            result["next"] = (items[-1][0] if items else page.next or "")[cut:]
+        result: dict[str, object] = {"keys": [name[cut:] for name in keys] if cut else keys,
+                                     "prefixes": [name[cut:] for name in prefixes]}
+        if last is not None:
+            result["next"] = last[cut:]
         if details:
-            result["details"] = {name[cut:]: _listed(page.infos[name]) for name, is_prefix in items
-                                 if not is_prefix and name in page.infos}
+            result["details"] = {name[cut:]: _listed(page.infos[name]) for name in keys
+                                 if name in page.infos}
         return jsonify(result)
+
+    def _names(self, store_prefix: str, cursor: str | None, max_keys: int,
+               details: bool) -> Response:
+        """The ``names=1`` reply: a directory's files and subdirectories by name.
+
+        Names are relative to the listed directory, so they pass from the
+        backend to JSON without a step per entry (docs/protocol.md#listing).
+        """
+        page = self.backend.list_names(store_prefix, cursor, max_keys, details)
+        result: dict[str, object] = {"files": page.files, "dirs": page.dirs}
+        if page.next is not None:
+            result["next"] = page.next[len(self.prefix):]
+        if details:
+            result["details"] = {name: _listed(info) for name, info in page.infos.items()}
+        return Response(json.dumps(result), mimetype="application/json")
 
     def meta_view(self, key: str) -> Response:
         """Attributes, in the asya shape: ``{"attrs": [names]}``, ``{"value": v}``.

@@ -10,6 +10,7 @@ marker with an empty body.
 from __future__ import annotations
 
 import abc
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -55,6 +56,54 @@ class ListPage:
     prefixes: list[str] = field(default_factory=list)
     next: str | None = None
     infos: dict[str, ObjectInfo] = field(default_factory=dict)
+
+
+@dataclass
+class NamePage:
+    """One page of one directory, named relative to it (``GET /keys/?names=1``).
+
+    ``files`` and ``dirs`` (no trailing ``/``) are each sorted and together
+    at most the page size; ``next`` is the store key of the page's last
+    entry (a directory's with its ``/``) when more follow. ``infos`` is keyed
+    by file name. Relative names leave the core no per-entry work: a big
+    directory's names go from the backend to JSON as one list.
+    """
+
+    files: list[str] = field(default_factory=list)
+    dirs: list[str] = field(default_factory=list)
+    next: str | None = None
+    infos: dict[str, ObjectInfo] = field(default_factory=dict)
+
+
+def first_merged(keys: list[str], prefixes: list[str], count: int) -> tuple[list[str], list[str]]:
+    """The first ``count`` of two sorted lists in merged order (a key before an equal prefix)."""
+    if len(keys) + len(prefixes) <= count:
+        return keys, prefixes
+    if not prefixes or not keys:
+        return keys[:count], prefixes[:count]
+    last = sorted(keys[:count] + prefixes[:count])[count - 1]
+    n_keys, n_prefixes = bisect_right(keys, last), bisect_right(prefixes, last)
+    if n_keys + n_prefixes > count:  # ``last`` is both: the key comes first
+        n_prefixes -= 1
+    return keys[:n_keys], prefixes[:n_prefixes]
+
+
+def trimmed(page: ListPage, marker: str, max_keys: int) -> tuple[list[str], list[str], str | None]:
+    """Sorted keys and prefixes of a page asked for with one extra item.
+
+    The listed directory's own ``marker`` is dropped and the rest cut to
+    ``max_keys`` in merged order; the third item is the cursor when more
+    follow: the last entry kept.
+    """
+    keys, prefixes = sorted(page.keys), sorted(page.prefixes)
+    at = bisect_left(keys, marker)
+    if at < len(keys) and keys[at] == marker:
+        del keys[at]
+    truncated = page.next is not None or len(keys) + len(prefixes) > max_keys
+    keys, prefixes = first_merged(keys, prefixes, max_keys)
+    if not truncated:
+        return keys, prefixes, None
+    return keys, prefixes, max(keys[-1:] + prefixes[-1:], default=page.next)
 
 
 class Backend(abc.ABC):
@@ -124,6 +173,22 @@ class Backend(abc.ABC):
                 if info is not None:
                     page.infos[key] = info
         return page
+
+    def list_names(self, prefix: str, start_after: str | None, max_keys: int,
+                   details: bool = False) -> NamePage:
+        """The ``delimiter="/"`` page as names relative to ``prefix``'s directory.
+
+        The default cuts what ``list_page`` (``list_details``) returns, one
+        entry at a time; a backend that keeps names relative overrides it.
+        """
+        directory = prefix[:prefix.rfind("/") + 1]
+        lister = self.list_details if details else self.list_page
+        page = lister(prefix, "/", start_after, max_keys + 1)
+        keys, prefixes, cursor = trimmed(page, directory, max_keys)
+        cut = len(directory)
+        return NamePage(files=[key[cut:] for key in keys],
+                        dirs=[p[cut:-1] for p in prefixes], next=cursor,
+                        infos={key[cut:]: page.infos[key] for key in keys if key in page.infos})
 
     #: True when ``write`` itself refuses, atomically, a key that is also a
     #: directory (``Conflict`` with code ``is_a_directory``), so the core

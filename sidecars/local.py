@@ -24,7 +24,7 @@ from flask import Flask
 
 from sidecars import settings
 from sidecars.app import app_from_env
-from sidecars.backend import Backend, ListPage, ObjectBody, ObjectInfo, served_length
+from sidecars.backend import Backend, ListPage, NamePage, ObjectBody, ObjectInfo, served_length
 from sidecars.errors import (
     BackendUnavailable,
     Conflict,
@@ -238,6 +238,17 @@ class LocalBackend(Backend):
         if base:
             segments(base)  # overlong segments: 400
         return self.listings.page(base, name_start, delimiter is None, start_after, max_keys)
+
+    def list_names(self, prefix: str, start_after: str | None, max_keys: int,
+                   details: bool = False) -> NamePage:
+        """Slices of the directory's snapshot; with details, the stats as ``list_details``."""
+        if details:
+            return super().list_names(prefix, start_after, max_keys, details)
+        directory, _, name_start = prefix.rpartition("/")
+        base = directory + "/" if directory else ""
+        if base:
+            segments(base)  # overlong segments: 400
+        return self.listings.names(base, name_start, start_after, max_keys)
 
     def list_details(self, prefix: str, delimiter: str | None, start_after: str | None,
                      max_keys: int) -> ListPage:

@@ -35,7 +35,7 @@ from prometheus_client import (
 from prometheus_client import multiprocess as _multiprocess
 from prometheus_client.registry import REGISTRY
 
-from sidecars.backend import Backend, ListPage, ObjectBody, ObjectInfo
+from sidecars.backend import Backend, ListPage, NamePage, ObjectBody, ObjectInfo
 from sidecars.streams import Readable
 
 access_log = logging.getLogger("vfs_state.access")
@@ -153,6 +153,11 @@ class TimedBackend(Backend):
                      max_keys: int) -> ListPage:
         return self._timed("list_details", self.inner.list_details, prefix, delimiter,
                            start_after, max_keys)
+
+    def list_names(self, prefix: str, start_after: str | None, max_keys: int,
+                   details: bool = False) -> NamePage:
+        return self._timed("list_details" if details else "list", self.inner.list_names, prefix,
+                           start_after, max_keys, details)
 
     def is_dir(self, key: str) -> bool:
         return self._timed("is_dir", self.inner.is_dir, key)

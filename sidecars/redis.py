@@ -30,7 +30,7 @@ from redis.retry import Retry
 
 from sidecars import config, settings
 from sidecars.app import app_from_env
-from sidecars.backend import Backend, ListPage, ObjectBody, ObjectInfo
+from sidecars.backend import Backend, ListPage, NamePage, ObjectBody, ObjectInfo
 from sidecars.errors import (
     BackendTimeout,
     BackendUnavailable,
@@ -51,6 +51,7 @@ from sidecars.streams import Readable, iter_stream, read_up_to
 NS = RESERVED_PREFIX + ":"
 META, INDEX, SEQ, STAGING = NS + "m:", NS + "d:", NS + "seq", NS + "tmp:"
 CHUNK = 1 << 20
+LIST_BATCH = 1000  # index entries a listing script takes per ZRANGEBYLEX (unpack: < 8000)
 STAGING_TTL_MS = 3600 * 1000  # an abandoned upload vanishes on its own
 DEFAULT_MAX_OBJECT_SIZE = settings.DEFAULT_REDIS_MAX_OBJECT_SIZE
 
@@ -82,6 +83,25 @@ has_children = function(dir)  -- drops stale entries until a live one shows up
       redis.call('ZREM', idx, name)
     end
   end
+end
+-- entry_kind of each name of a batch (false: stale), or true when all are live values:
+-- one EXISTS for all the values, per-entry calls only for directories or when some have gone.
+local function live_kinds(dir, batch, joined)
+  local values, kinds, files_live = {}, {}, false
+  if not string.find(joined, '/', 1, true) then
+    for i, name in ipairs(batch) do values[i] = dir .. name end
+    if redis.call('EXISTS', unpack(values)) == #values then return true end
+  else
+    for _, name in ipairs(batch) do
+      if string.byte(name, -1) ~= 47 then values[#values + 1] = dir .. name end
+    end
+    files_live = #values == 0 or redis.call('EXISTS', unpack(values)) == #values
+  end
+  for i, name in ipairs(batch) do
+    if files_live and string.byte(name, -1) ~= 47 then kinds[i] = 'f'
+    else kinds[i] = entry_kind(dir, name) or false end
+  end
+  return kinds
 end
 local function link(key)
   repeat
@@ -166,7 +186,7 @@ return {kind, redis.call('STRLEN', KEYS[1]), m[1] or '0', m[2] or '', redis.call
 """
 
 # ARGV: dir, min, max, limit, details ('1': a value's kind is 'f:size:version:mtime').
-# Returns name, kind pairs of live entries.
+# Returns name, kind pairs of live entries. Batches stay under Lua's unpack limit (8000).
 _LIST = """
 local dir, lo, hi, limit = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
 local function detailed(name, kind)
@@ -176,10 +196,12 @@ local function detailed(name, kind)
 end
 local idx, out = IDX .. dir, {}
 while #out < 2 * limit do
-  local batch = redis.call('ZRANGEBYLEX', idx, lo, hi, 'LIMIT', 0, limit - #out / 2)
+  local batch = redis.call('ZRANGEBYLEX', idx, lo, hi, 'LIMIT', 0,
+                           math.min(limit - #out / 2, @BATCH@))
   if #batch == 0 then break end
-  for _, name in ipairs(batch) do
-    local kind = entry_kind(dir, name)
+  local kinds = live_kinds(dir, batch, table.concat(batch, '\\0'))
+  for i, name in ipairs(batch) do
+    local kind = kinds == true and 'f' or kinds[i]
     if kind then
       out[#out + 1] = name; out[#out + 1] = detailed(name, kind)
     else
@@ -189,6 +211,28 @@ while #out < 2 * limit do
   lo = '(' .. batch[#batch]
 end
 return out
+"""
+
+# ARGV: dir, min, max, limit. The names of live entries (a directory's ends in '/')
+# joined by NUL, which no key holds: one reply string, split in one call.
+_NAMES = """
+local dir, lo, hi, limit = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
+local idx, out, n = IDX .. dir, {}, 0
+while n < limit do
+  local batch = redis.call('ZRANGEBYLEX', idx, lo, hi, 'LIMIT', 0, math.min(limit - n, @BATCH@))
+  if #batch == 0 then break end
+  local joined = table.concat(batch, '\\0')
+  local kinds = live_kinds(dir, batch, joined)
+  if kinds == true then
+    out[#out + 1] = joined; n = n + #batch
+  else
+    for i, name in ipairs(batch) do
+      if kinds[i] then out[#out + 1] = name; n = n + 1 else redis.call('ZREM', idx, name) end
+    end
+  end
+  lo = '(' .. batch[#batch]
+end
+return table.concat(out, '\\0')
 """
 
 _IS_DIR = "return alive(ARGV[1]) and 1 or 0"
@@ -203,9 +247,11 @@ end
 return 1
 """
 
+_LIST = _LIST.replace("@BATCH@", str(LIST_BATCH))
+_NAMES = _NAMES.replace("@BATCH@", str(LIST_BATCH))
 _LIB = _LIB.replace("@INDEX@", INDEX).replace("@META@", META).replace("@SEQ@", SEQ)
 _SCRIPTS = {"write": _WRITE, "delete": _DELETE, "stat": _STAT,
-            "list": _LIST, "is_dir": _IS_DIR, "ttl": _TTL}
+            "list": _LIST, "names": _NAMES, "is_dir": _IS_DIR, "ttl": _TTL}
 
 
 class _IsADirectory(Conflict):
@@ -418,6 +464,28 @@ class RedisBackend(Backend):
                                               float(mtime) if mtime else None)
         if len(entries) > max_keys:
             page.next = base + entries[max_keys - 1][0]
+        return page
+
+    def list_names(self, prefix: str, start_after: str | None, max_keys: int,
+                   details: bool = False) -> NamePage:
+        """One script whose reply is one string: the names, split in one call."""
+        if details:
+            return super().list_names(prefix, start_after, max_keys, details)
+        base = prefix[:prefix.rfind("/") + 1]
+        name_start = prefix[len(base):]
+        high = b"[" + name_start.encode() + b"\xff" if name_start else b"+"
+        low = _lower_bound(base, name_start, start_after, False)
+        if low is None:
+            return NamePage()
+        raw = self._run("names", [], [base, low, high, max_keys + 1])
+        names = raw.decode().split("\0") if raw else []
+        page = NamePage(files=names)
+        if len(names) > max_keys:
+            del names[max_keys:]
+            page.next = base + names[-1]
+        if b"/" in raw:  # subdirectories: the only names with a '/', at the end
+            page.files = [name for name in names if not name.endswith("/")]
+            page.dirs = [name[:-1] for name in names if name.endswith("/")]
         return page
 
     def _entries(self, base: str, low: bytes, high: bytes, limit: int,

@@ -281,6 +281,26 @@ def test_listing_pages_scan_once_and_see_changes(tmp_path):
     assert backend.listings.scans == 2
 
 
+def test_listing_snapshot_trust_follows_timestamp_granularity(tmp_path):
+    """Fine mtimes are trusted 50 ms on, whole-millisecond ones (coarse filesystems) 2 s."""
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "a").write_bytes(b"")
+    backend = LocalBackend(str(tmp_path))
+
+    def scans_for_two_listings(mtime_ns: int) -> int:
+        os.utime(tmp_path / "d", ns=(mtime_ns, mtime_ns))
+        before = backend.listings.scans
+        for _ in range(2):
+            assert backend.list_names("d/", None, 10).files == ["a"]
+        return backend.listings.scans - before
+
+    now = time.time_ns()
+    assert scans_for_two_listings(now - 200_000_001) == 1  # fine, 0.2 s ago: kept
+    assert scans_for_two_listings(now - 200_000_000 - now % 1_000_000) == 2  # whole ms
+    assert scans_for_two_listings(now - 5_000_001) == 2  # fine, but within a tick or so
+    assert scans_for_two_listings(now - 3_000_000_000 - now % 1_000_000) == 1  # old
+
+
 def test_symlinked_key_and_parent_are_refused(dirs):
     root, outside = dirs
     backend = LocalBackend(root)

@@ -171,6 +171,43 @@ def test_listing_delimiter_paging_prefixes_and_markers(client, raw, d):
     assert client.head(f"{d}/empty/")[0] == 404
 
 
+def test_listings_drop_gone_entries_across_batches(client, raw, d):
+    """More entries than one script batch; some values deleted or expired behind the
+    sidecar's back, a directory whose only child went: both listing formats skip
+    them and prune the index, and pages still join up."""
+    names = [f"k{i:04d}" for i in range(2300)]
+    for name in names:
+        assert client.put(f"{d}/{name}", b"v")[0] == 204
+    for sub in ("k0999m/", "k1000s/x"):  # a marked directory, one without marker
+        assert client.put(f"{d}/{sub}", b"")[0] == 204
+    gone = {"k0000", "k0500", "k0999", "k1000", "k2299"}
+    for name in gone:
+        raw.delete(f"{PREFIX}/{d}/{name}")
+    raw.pexpire(f"{PREFIX}/{d}/k1500", 1)
+    raw.delete(f"{PREFIX}/{d}/k1000s/x")
+    time.sleep(0.05)
+    gone.add("k1500")
+    live = [n for n in names if n not in gone]
+    for max_keys in (10000, 999, 1000):
+        files, dirs, cursor = [], [], None
+        while True:
+            query = f"/keys/?prefix={d}/&delimiter=/&names=1&max_keys={max_keys}"
+            status, _, body = client.request("GET", query + (f"&start_after={cursor}"
+                                                              if cursor else ""))
+            assert status == 200
+            page = json.loads(body)
+            files += page["files"]
+            dirs += page["dirs"]
+            cursor = page.get("next")
+            if not cursor:
+                break
+        assert (files, dirs) == (live, ["k0999m"]), max_keys
+    keys, prefixes, _ = client.list_all(f"{d}/", max_keys=1000)
+    assert keys == [f"{d}/{n}" for n in live] and prefixes == [f"{d}/k0999m/"]
+    indexed = {n.decode() for n in raw.zrange(f".vfs-state:d:{PREFIX}/{d}/", 0, -1)}
+    assert indexed == set(live) | {"k0999m/"}
+
+
 def test_directory_file_clashes_are_conflicts(client, raw, d):
     client.put(f"{d}/f", b"v")
     assert client.put(f"{d}/f/child", b"v")[0] == 409

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlencode
 
 from vfs_state._types import Readable
@@ -53,6 +54,7 @@ def _total_size(reply: Reply) -> int:
 
 
 ListedPage = tuple[list[str], list[str], dict[str, Stat]]  # keys, prefixes, their stats
+NamedPage = tuple[list[str], list[str], dict[str, Stat]]  # files, dirs, stats: by name
 
 
 def _listed(details: object) -> dict[str, Stat]:
@@ -69,6 +71,15 @@ def _listed(details: object) -> dict[str, Stat]:
         except (AttributeError, KeyError, TypeError, ValueError):
             continue
     return stats
+
+
+def _by_name(directory: str, data: dict[str, Any]) -> NamedPage:
+    """An old sidecar's listing page (full keys) as ``list_names`` yields it."""
+    cut = len(directory)
+    files = [key[cut:] for key in data.get("keys") or () if "/" not in key[cut:] and key[cut:]]
+    dirs = [p[cut:].rstrip("/") for p in data.get("prefixes") or () if p[cut:].rstrip("/")]
+    stats = {key[cut:]: stat for key, stat in _listed(data.get("details")).items()}
+    return files, dirs, stats
 
 
 def _pinned_range(byte_range: str, version: str | None) -> dict[str, str]:
@@ -215,6 +226,32 @@ class SidecarClient:
             reply = self.transport.request("GET", "/keys/?" + urlencode(query), key=prefix)
             data = json.loads(reply.body)
             yield data.get("keys", []), data.get("prefixes", []), _listed(data.get("details"))
+            cursor = data.get("next")
+            if not cursor:
+                return
+
+    def list_names(self, directory: str, details: bool = False,
+                   page_size: int = LIST_PAGE) -> Iterator[NamedPage]:
+        """Yield ``(files, dirs, stats)`` pages of one directory, by name (``names=1``).
+
+        ``directory`` is ``""`` or a key prefix ending in ``/``. The sidecar
+        sends names relative to it, so no step per entry is needed on either
+        side; one that predates ``names`` sends full keys, cut here.
+        """
+        cursor: str | None = None
+        while True:
+            query = {"prefix": directory, "delimiter": "/", "max_keys": str(page_size),
+                     "names": "1"}
+            if cursor:
+                query["start_after"] = cursor
+            if details:
+                query["details"] = "1"
+            reply = self.transport.request("GET", "/keys/?" + urlencode(query), key=directory)
+            data = json.loads(reply.body)
+            if "files" in data:
+                yield data["files"], data.get("dirs", []), _listed(data.get("details"))
+            else:
+                yield _by_name(directory, data)
             cursor = data.get("next")
             if not cursor:
                 return

@@ -169,7 +169,7 @@ class StateFS(FS):
 
     def listdir(self, path: str) -> list[str]:
         """Names straight from the listing: no ``Info`` object per entry."""
-        return [name for name, _ in self._listing(self._key(path), path)]
+        return self._listing(self._key(path), path)[0]
 
     def scandir(self, path: str, namespaces: Collection[str] | None = None,
                 page: tuple[int, int] | None = None) -> Iterator[Info]:
@@ -177,40 +177,42 @@ class StateFS(FS):
         key = self._key(path)
         details = bool(namespaces and "details" in namespaces)
         stats: dict[str, Stat] = {}
-        entries = self._listing(key, path, stats if details else None)
-        iterator: Iterator[Info] = (self._entry_info(key, name, is_dir, details, stats.get(name))
-                                    for name, is_dir in entries)
+        names, dirs = self._listing(key, path, stats if details else None)
+        iterator: Iterator[Info] = (
+            self._entry_info(key, name, name in dirs, details, stats.get(name))
+            for name in names)
         if page is not None:
             iterator = itertools.islice(iterator, page[0], page[1])
         return iterator
 
     def _listing(self, key: str, path: str,
-                 stats: dict[str, Stat] | None = None) -> list[tuple[str, bool]]:
-        """Sorted ``(name, is_dir)`` of a directory; an empty one must exist.
+                 stats: dict[str, Stat] | None = None) -> tuple[list[str], set[str]]:
+        """Sorted names of a directory and which are directories; an empty one must exist.
 
         ``stats``, when given, receives each file's ``Stat`` from the listing.
         """
         with self._errors(path):
-            entries = self._entries(key, stats)
-            if not entries:
+            names, dirs = self._entries(key, stats)
+            if not names:
                 self._require_dir(key, path)
-        return entries
+        return names, dirs
 
-    def _entries(self, key: str, stats: dict[str, Stat] | None = None) -> list[tuple[str, bool]]:
-        prefix = key + "/" if key else ""
-        entries: dict[str, bool] = {}
-        for keys, prefixes, listed in self.client.list_details(prefix, details=stats is not None):
-            for child in keys:
-                name = child[len(prefix):]
-                if name and "/" not in name:
-                    entries.setdefault(name, False)
-                    if stats is not None and child in listed:
-                        stats[name] = listed[child]
-            for child in prefixes:
-                name = child[len(prefix):].rstrip("/")
-                if name:
-                    entries[name] = True
-        return sorted(entries.items())
+    def _entries(self, key: str, stats: dict[str, Stat] | None = None
+                 ) -> tuple[list[str], set[str]]:
+        """The listing's names as they come (already sorted: re-sorting costs one pass)."""
+        files: list[str] = []
+        dirs: list[str] = []
+        for page_files, page_dirs, listed in self.client.list_names(
+                key + "/" if key else "", details=stats is not None):
+            files += page_files
+            dirs += page_dirs
+            if stats is not None:
+                stats.update(listed)
+        if not dirs:
+            files.sort()
+            return files, set()
+        subdirs = set(dirs)  # a name both file and directory (S3) is a directory
+        return sorted(subdirs.union(files)), subdirs
 
     def _entry_info(self, key: str, name: str, is_dir: bool, details: bool,
                     stat: Stat | None) -> Info:
