@@ -36,6 +36,53 @@ def _modified(reply: Reply) -> float | None:
     raw = reply.headers.get("last-modified")
     if not raw:
         return None
+    return http_date(raw)
+
+
+_MONTHS = {name: number for number, name in enumerate(
+    ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"), 1)}
+_DATES: dict[str, float | None] = {}
+
+
+def http_date(raw: str) -> float | None:
+    """Seconds since the epoch of an HTTP date (``Last-Modified``); None if unreadable.
+
+    Replies of one second carry the same string, so parsed dates are
+    remembered; the sidecar's fixed format (``Sun, 06 Nov 1994 08:49:37 GMT``)
+    is read directly, anything else by ``email.utils``.
+    """
+    try:
+        return _DATES[raw]
+    except KeyError:
+        pass
+    value = _fixdate(raw)
+    if value is None:
+        value = _other_date(raw)
+    if len(_DATES) >= 1024:
+        _DATES.clear()
+    _DATES[raw] = value
+    return value
+
+
+def _fixdate(raw: str) -> float | None:
+    """An IMF-fixdate (RFC 9110 5.6.7), or None for any other form."""
+    parts = raw.split(" ")
+    if len(parts) != 6 or parts[5] != "GMT" or len(parts[1]) != 2 or parts[2] not in _MONTHS:
+        return None
+    clock = parts[4].split(":")
+    if len(clock) != 3 or not all(len(p) == 2 and p.isdigit() for p in clock) \
+            or not (parts[1].isdigit() and parts[3].isdigit() and len(parts[3]) == 4):
+        return None
+    from datetime import UTC, datetime  # on the first date, not at start-up
+
+    try:
+        return datetime(int(parts[3]), _MONTHS[parts[2]], int(parts[1]), int(clock[0]),
+                        int(clock[1]), int(clock[2]), tzinfo=UTC).timestamp()
+    except ValueError:
+        return None
+
+
+def _other_date(raw: str) -> float | None:
     from email.utils import parsedate_to_datetime  # ~5 ms to import: not at start-up
 
     try:
@@ -76,6 +123,17 @@ def _pinned_range(byte_range: str, version: str | None) -> dict[str, str]:
     headers = {"Range": byte_range}
     if version is not None:
         headers["If-Match"] = f'"{version}"'
+    return headers
+
+
+_FIRST: dict[int, dict[str, str]] = {}
+
+
+def _first_bytes(length: int) -> dict[str, str]:
+    """``Range`` for the first ``length`` bytes (the few lengths used are kept)."""
+    headers = {"Range": f"bytes=0-{length - 1}"}
+    if len(_FIRST) < 8:
+        _FIRST[length] = headers
     return headers
 
 
@@ -123,7 +181,7 @@ class SidecarClient:
         """
         try:
             reply = self.transport.request("GET", key_path("/keys/", key),
-                                           {"Range": f"bytes=0-{length - 1}"}, key=key)
+                                           _FIRST.get(length) or _first_bytes(length), key=key)
         except FileNotFoundError:
             if observe:
                 self.observe(key, ABSENT)

@@ -90,6 +90,15 @@ class StateFS(FS):
     # -- helpers ---------------------------------------------------------------
 
     def _key(self, path: str) -> str:
+        """The key of ``path``: what ``validatepath`` gives, without the leading ``/``.
+
+        An absolute path with nothing to normalise (no ``//``, ``.`` or ``..``
+        component, no NUL) is its own normal form: answered without the
+        generic checks, which cost more than the rest of a small read.
+        """
+        if (type(path) is str and path[:1] == "/" and "//" not in path and "/." not in path
+                and "\0" not in path and not self._closed):
+            return path.strip("/")
         return self.validatepath(path).strip("/")
 
     @contextmanager
@@ -259,22 +268,57 @@ class StateFS(FS):
         the file reports and the mount its errors name (default: ``path``,
         the platform mode, this sidecar).
         """
-        parsed = Mode(mode)
-        parsed.validate_bin()
+        parsed = _BIN_MODES.get(mode) if type(mode) is str else None
+        if parsed is None:
+            parsed = _bin_mode(mode)
         key = self._key(path)
         if not key:
             raise errors.FileExpected(path)
-        context = options.get("context") or FileContext(path, parsed.to_platform_bin(),
+        context = options.get("context") or FileContext(path, parsed.platform,
                                                         self.client.where)
-        with self._errors(path):
+        try:
             if parsed.create:
-                raw = self._open_writer(key, path, parsed, context,
+                raw = self._open_writer(key, path, parsed.mode, context,
                                         options.get("create_parents", False))
             elif parsed.writing:  # r+
                 raw = self._open_update(key, path, context)
             else:
-                raw = self._open_reader(key, path, context)
+                reader = self._open_reader(key, path, context)
+                if buffering == 0:
+                    return reader  # type: ignore[return-value]
+                return io.BufferedReader(  # type: ignore[return-value]
+                    reader, buffering if buffering > 1 else io.DEFAULT_BUFFER_SIZE)
+        except OSError as exc:
+            converted = to_fs_error(exc, path)
+            if converted is None:
+                raise
+            raise converted from exc
         return _buffer(raw, buffering)  # type: ignore[return-value]
+
+    def readbytes(self, path: str) -> bytes:
+        """The whole file: one GET when it fits the first block, as most small files do."""
+        key = self._key(path)
+        if not key:
+            raise errors.FileExpected(path)
+        try:
+            stat, head = self._read_first(key, path)
+        except OSError as exc:
+            converted = to_fs_error(exc, path)
+            if converted is None:
+                raise
+            raise converted from exc
+        if len(head) >= stat.size:
+            return head
+        with RangeReader(self.client, key, stat, head,
+                         FileContext(path, "rb", self.client.where)) as reader:
+            return reader.readall()
+
+    def writebytes(self, path: str, contents: bytes) -> None:
+        """``contents`` in one PUT, after the checks ``openbin(path, "w")`` makes."""
+        if not isinstance(contents, bytes):
+            raise TypeError("contents must be bytes")
+        with self.openbin(path, "w") as file:
+            file.write(contents)
 
     def _missing(self, key: str, path: str) -> errors.FSError:
         stat = self._stat_quietly(key)
@@ -283,11 +327,15 @@ class StateFS(FS):
         return errors.ResourceNotFound(path)
 
     def _open_reader(self, key: str, path: str, context: FileContext) -> RangeReader:
+        stat, head = self._read_first(key, path)
+        return RangeReader(self.client, key, stat, head, context)
+
+    def _read_first(self, key: str, path: str) -> tuple[Stat, bytes]:
+        """Size, version and the first block, recorded as an observation."""
         try:
-            stat, head = self.client.read_head(key, MIN_BLOCK)
+            return self.client.read_head(key, MIN_BLOCK)
         except FileNotFoundError:
             raise self._missing(key, path) from None
-        return RangeReader(self.client, key, stat, head, context)
 
     def _read_quietly(self, key: str, context: FileContext) -> tuple[Stat, RangeReader] | None:
         """Current content for append/update, without recording an observation."""
@@ -571,6 +619,32 @@ class StateFS(FS):
         if not self.isclosed():
             self.client.close()
         super().close()
+
+
+class _BinMode:
+    """An ``fs`` ``Mode`` checked for ``openbin``, with what ``openbin`` asks of it."""
+
+    __slots__ = ("mode", "create", "writing", "platform")
+
+    def __init__(self, mode: Mode) -> None:
+        self.mode = mode
+        self.create = mode.create
+        self.writing = mode.writing
+        self.platform = mode.to_platform_bin()
+
+
+#: Modes already checked: parsing one costs more than a small read's own work.
+_BIN_MODES: dict[str, _BinMode] = {}
+
+
+def _bin_mode(mode: str) -> _BinMode:
+    """Check ``mode`` as ``fs`` does (same errors) and remember it."""
+    parsed = Mode(mode)
+    parsed.validate_bin()
+    checked = _BinMode(parsed)
+    if type(mode) is str and len(_BIN_MODES) < 64:
+        _BIN_MODES[mode] = checked
+    return checked
 
 
 @contextmanager

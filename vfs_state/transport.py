@@ -40,6 +40,21 @@ MAX_LINE = 65536
 MAX_HEADERS = 100
 #: Requests that cannot change state: the only ones ever sent a second time.
 SAFE_METHODS = frozenset({"GET", "HEAD"})
+#: A reply head larger than this is refused (the sidecar's are a few hundred bytes).
+MAX_HEAD = MAX_LINE * 4
+_KEEP_ALIVE = frozenset({"keep-alive", "Keep-Alive"})
+
+#: Bumped in a forked child: connections pooled before it belong to the parent.
+#: (``os.getpid()`` per request is a system call; this is a global read.)
+_forks = 0
+
+
+def _forked() -> None:
+    global _forks
+    _forks += 1
+
+
+os.register_at_fork(after_in_child=_forked)
 
 
 class OutcomeUnknownError(ConnectionError):
@@ -67,9 +82,21 @@ def outcome_unknown(exc: BaseException) -> bool:
     return bool(getattr(exc, "outcome_unknown", False))
 
 
+_QUOTED: dict[tuple[str, str], str] = {}
+
+
 def key_path(route: str, key: str) -> str:
-    """``/keys/`` + the URL-encoded key (``/`` kept, everything else escaped)."""
-    return route + quote(key, safe="/")
+    """``/keys/`` + the URL-encoded key (``/`` kept, everything else escaped).
+
+    Remembered for the keys last used: a handler touches the same few keys
+    again and again, and ``quote`` costs more than the lookup.
+    """
+    path = _QUOTED.get((route, key))
+    if path is None:
+        if len(_QUOTED) >= 4096:
+            _QUOTED.clear()
+        path = _QUOTED[(route, key)] = route + quote(key, safe="/")
+    return path
 
 
 def __getattr__(name: str) -> Any:
@@ -90,6 +117,30 @@ def _connect(socket_path: str, timeout: float) -> socket.socket:
         sock.close()
         raise
     return sock
+
+
+def _kernel_timeouts(sock: socket.socket, timeout: float) -> None:
+    """Make ``sock`` blocking, its ``timeout`` kept by the kernel (``SO_RCVTIMEO``).
+
+    A Python socket with a timeout calls ``poll`` before every ``recv`` and
+    ``send``: two or three extra system calls per request, a quarter of a
+    small request's client CPU. A blocking socket whose timeouts the kernel
+    keeps needs none; a timed-out call then fails with ``EAGAIN``, which
+    ``_SocketRaw`` and ``Connection.send`` report as the ``TimeoutError`` it is.
+    """
+    if not timeout or timeout <= 0 or not hasattr(socket, "SO_RCVTIMEO"):
+        return  # no timeout, or a platform without them: Python's own polling
+    import struct  # a C module, loaded here rather than at start-up
+
+    seconds = int(timeout)
+    value = struct.pack("ll", seconds, int((timeout - seconds) * 1_000_000))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, value)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, value)
+    sock.settimeout(None)
+
+
+def _timed_out(exc: BlockingIOError) -> TimeoutError:
+    return TimeoutError(errno.ETIMEDOUT, f"timed out ({exc.strerror})")
 
 
 class Reply:
@@ -137,7 +188,10 @@ class _SocketRaw(io.RawIOBase):
     def readinto(self, buffer: memoryview | bytearray) -> int | None:  # type: ignore[override]
         if self.probing:
             return None
-        return self._sock.recv_into(buffer)
+        try:
+            return self._sock.recv_into(buffer)
+        except BlockingIOError as exc:  # SO_RCVTIMEO ran out
+            raise _timed_out(exc) from None
 
 
 class Connection:
@@ -145,6 +199,11 @@ class Connection:
 
     def __init__(self, socket_path: str, timeout: float) -> None:
         self.sock = _connect(socket_path, timeout)
+        try:
+            _kernel_timeouts(self.sock, timeout)
+        except OSError:
+            self.sock.close()
+            raise
         self.timeout = timeout
         self._raw = _SocketRaw(self.sock)
         self.reader = io.BufferedReader(self._raw, 256 * 1024)
@@ -169,15 +228,18 @@ class Connection:
             self._raw.probing = False
 
     def send(self, head: bytes, body: bytes | Readable | None) -> None:
-        if body is None or (isinstance(body, bytes) and len(body) <= SMALL_BODY):
-            self.sock.sendall(head + body if body else head)
-            return
-        self.sock.sendall(head)
-        if isinstance(body, (bytes, bytearray, memoryview)):
-            self.sock.sendall(body)
-            return
-        while block := body.read(SEND_BLOCK):
-            self.sock.sendall(block)
+        try:
+            if body is None or (isinstance(body, bytes) and len(body) <= SMALL_BODY):
+                self.sock.sendall(head + body if body else head)
+                return
+            self.sock.sendall(head)
+            if isinstance(body, (bytes, bytearray, memoryview)):
+                self.sock.sendall(body)
+                return
+            while block := body.read(SEND_BLOCK):
+                self.sock.sendall(block)
+        except BlockingIOError as exc:  # SO_SNDTIMEO ran out
+            raise _timed_out(exc) from None
 
     def read_head(self) -> tuple[int, dict[str, str], bool]:
         """``(status, headers, must_close)``: the final reply up to its body.
@@ -185,61 +247,78 @@ class Connection:
         Interim 1xx replies (100 Continue, 103 Early Hints) are skipped.
         Raises ``_Closed`` only when not one byte of a reply arrived.
         """
-        try:
-            line = self.reader.readline(MAX_LINE)
-        except ConnectionResetError:
-            line = b""
-        if not line:
-            raise _Closed()
+        first = True
         while True:
-            if not line.endswith(b"\n"):
-                raise ConnectionResetError("reply status line ended early")
-            parts = line.split(None, 2)
-            if (len(parts) < 2 or not parts[0].startswith(b"HTTP/1.")
-                    or not parts[1].isdigit() or len(parts[1]) != 3):
-                raise ProtocolError(f"bad status line {line[:80]!r}")
+            lines = self._head_lines(first)
+            first = False
+            status_line = lines[0]
+            parts = status_line.split(None, 2)
+            if (len(parts) < 2 or not parts[0].startswith("HTTP/1.")
+                    or not (parts[1].isascii() and parts[1].isdigit()) or len(parts[1]) != 3):
+                raise ProtocolError(f"bad status line {status_line[:80].encode('latin-1')!r}")
             status = int(parts[1])
-            headers = self._headers()
+            headers = _fields(lines)
             if status >= 200:
                 break
             if status == 101:
                 raise ProtocolError("the sidecar switched protocols (101)")
-            line = self.reader.readline(MAX_LINE)  # after an interim reply: the next one
-        tokens = {token.strip().lower() for token in headers.get("connection", "").split(",")}
-        return status, headers, "close" in tokens or parts[0] == b"HTTP/1.0"
+        connection = headers.get("connection")
+        if connection is None or connection in _KEEP_ALIVE:
+            return status, headers, parts[0] == "HTTP/1.0"
+        tokens = {token.strip().lower() for token in connection.split(",")}
+        return status, headers, "close" in tokens or parts[0] == "HTTP/1.0"
+
+    def _head_lines(self, first: bool) -> list[str]:
+        """The lines of one reply head (status line first), consumed up to its blank line.
+
+        What the buffer holds is searched for the blank line in one go (a
+        small reply arrives whole in one ``recv``), so the head costs one
+        ``find`` and one ``splitlines``, not a ``readline`` per field.
+        """
+        reader = self.reader
+        taken: list[bytes] = []
+        tail = b""  # the last bytes taken: a blank line may straddle two reads
+        size = 0
+        while True:
+            try:
+                data = reader.peek(1)
+            except ConnectionResetError:
+                data = b""
+            if not data:
+                if first and not size:
+                    raise _Closed()
+                raise ConnectionResetError("reply head ended early")
+            end = _blank_line(tail + data if tail else data)
+            if end >= 0:
+                taken.append(reader.read(end - len(tail)))
+                head = b"".join(taken) if len(taken) > 1 else taken[0]
+                # one decode, one split; a bare "\n" ends a line too, as it did,
+                # and the "\r" left on a line is stripped with its value
+                return head.rstrip(b"\r\n").decode("latin-1").split("\n")
+            taken.append(reader.read(len(data)))
+            tail = (tail + data)[-2:]
+            size += len(data)
+            if size > MAX_HEAD:
+                raise ProtocolError("reply head too long")
 
     def read_body(self, status: int, headers: dict[str, str], head_only: bool) -> bytes:
         """The whole body of a reply whose head was read (empty where none is sent)."""
         if head_only or status in (204, 304) or status < 200:
             return b""
-        if "chunked" in headers.get("transfer-encoding", "").lower():
+        encoding = headers.get("transfer-encoding")
+        if encoding is not None and "chunked" in encoding.lower():
             return self._chunked()
         length = headers.get("content-length")
         if length is None:  # framed by the server closing the connection
             self.at_eof = True
             return self.reader.read()
-        if not length.isdigit():
+        if not (length.isascii() and length.isdigit()):
             raise ProtocolError(f"bad Content-Length {length!r}")
-        data = self.reader.read(int(length))
-        if len(data) != int(length):
+        size = int(length)
+        data = self.reader.read(size)
+        if len(data) != size:
             raise ConnectionResetError("reply body ended early")
         return data
-
-    def _headers(self) -> dict[str, str]:
-        headers: dict[str, str] = {}
-        for _ in range(MAX_HEADERS):
-            raw = self.reader.readline(MAX_LINE)
-            if raw in (b"\r\n", b"\n"):
-                return headers
-            if not raw.endswith(b"\n"):
-                raise ConnectionResetError("reply headers ended early")
-            name, colon, value = raw.decode("latin-1").partition(":")
-            if not colon:
-                raise ProtocolError(f"bad header line {raw[:80]!r}")
-            name, value = name.strip().lower(), value.strip()
-            # a repeated field is one comma-separated list (RFC 9110 5.3)
-            headers[name] = f"{headers[name]}, {value}" if name in headers else value
-        raise ProtocolError("too many reply headers")
 
     def _chunked(self) -> bytes:
         parts: list[bytes] = []
@@ -264,16 +343,61 @@ class Connection:
         self.sock.close()
 
 
-def _request_head(method: str, path: str, headers: Mapping[str, str],
+def _blank_line(data: bytes) -> int:
+    """Index just past the first empty line (``\\r\\n`` or a bare ``\\n``), or -1."""
+    crlf = data.find(b"\n\r\n")
+    lf = data.find(b"\n\n", 0, None if crlf < 0 else crlf + 2)
+    if lf >= 0:
+        return lf + 2
+    return crlf + 3 if crlf >= 0 else -1
+
+
+#: header line -> (lower-case name, value): a sidecar repeats most of its lines
+#: (``Server``, ``Connection``, a content type, a length, the same date for a
+#: second, a version until the next write), and a lookup is cheaper than a parse.
+_LINES: dict[str, tuple[str, str]] = {}
+
+
+def _field(line: str) -> tuple[str, str]:
+    name, colon, value = line.partition(":")
+    if not colon:
+        raise ProtocolError(f"bad header line {line[:80].encode('latin-1')!r}")
+    if len(_LINES) >= 2048:
+        _LINES.clear()
+    pair = _LINES[line] = (name.strip().lower(), value.strip())
+    return pair
+
+
+def _fields(lines: list[str]) -> dict[str, str]:
+    """Header lines (after the status line; a trailing ``\\r`` is fine) as a dict
+    with lower-case names. A repeated field becomes one comma-separated list
+    (RFC 9110 5.3)."""
+    if len(lines) > MAX_HEADERS + 1:
+        raise ProtocolError("too many reply headers")
+    del lines[0]
+    pairs = list(map(_LINES.get, lines))
+    if None in pairs:
+        pairs = [pair or _field(line) for pair, line in zip(pairs, lines, strict=True)]
+    headers = dict(pairs)  # type: ignore[arg-type]
+    if len(headers) == len(pairs):
+        return headers
+    headers = {}
+    for name, value in pairs:  # type: ignore[misc]
+        headers[name] = f"{headers[name]}, {value}" if name in headers else value
+    return headers
+
+
+def _request_head(method: str, path: str, headers: Mapping[str, str] | None,
                   body: bytes | Readable | None) -> bytes:
-    lines = [f"{method} {path} HTTP/1.1\r\nHost: localhost\r\n"]
-    if body is not None and "Content-Length" not in headers:
+    head = f"{method} {path} HTTP/1.1\r\nHost: localhost\r\n"
+    if body is not None and (headers is None or "Content-Length" not in headers):
         if not isinstance(body, bytes):
             raise ValueError("a streamed body needs a Content-Length header")
-        lines.append(f"Content-Length: {len(body)}\r\n")
-    lines.extend(f"{name}: {value}\r\n" for name, value in headers.items())
-    lines.append("\r\n")
-    return "".join(lines).encode("latin-1")
+        head += f"Content-Length: {len(body)}\r\n"
+    if headers:
+        for name, value in headers.items():
+            head += f"{name}: {value}\r\n"
+    return (head + "\r\n").encode("latin-1")
 
 
 class Transport:
@@ -283,19 +407,21 @@ class Transport:
         self.socket_path = socket_path
         self.timeout = timeout
         self.where = where or socket_path
-        self._pid = os.getpid()
+        self._forks = _forks
         self._local = threading.local()
         #: Response body bytes received (for tests and benchmarks of ranged reads).
         self.bytes_received = 0
 
     def _idle(self) -> list[Connection]:
-        if os.getpid() != self._pid:  # forked: forget the parent's sockets
-            self._pid = os.getpid()
+        if self._forks != _forks:  # forked: forget the parent's sockets
+            self._forks = _forks
             self._local = threading.local()
-        idle = getattr(self._local, "idle", None)
-        if idle is None:
-            idle = self._local.idle = []
-        return idle
+        try:
+            return self._local.idle  # type: ignore[no-any-return]
+        except AttributeError:
+            idle: list[Connection] = []
+            self._local.idle = idle
+            return idle
 
     def _checkout(self) -> Connection:
         """An idle connection still fit for a request, else a new one."""
@@ -369,7 +495,7 @@ class Transport:
 
         A reply with status >= 400 raises unless listed in ``ok``.
         """
-        head = _request_head(method, path, headers or {}, body)
+        head = _request_head(method, path, headers, body)
         conn, status, fields, must_close = self._begin(method, head, body)
         try:
             data = conn.read_body(status, fields, method == "HEAD")
@@ -394,7 +520,7 @@ class Transport:
         conn, status, fields, must_close = self._begin(
             "GET", _request_head("GET", path, headers, None), None)
         length = fields.get("content-length", "")
-        if status >= 400 or not length.isdigit():
+        if status >= 400 or not (length.isascii() and length.isdigit()):
             try:
                 body = conn.read_body(status, fields, False)
             finally:
