@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
+from typing import NamedTuple
 from urllib.parse import urlencode
 
 from vfs_state._types import Readable
@@ -21,9 +21,9 @@ from vfs_state.versions import ABSENT, current_store
 LIST_PAGE = 10000  # the sidecar's largest page: one request for most directories
 
 
-@dataclass(frozen=True)
-class Stat:
-    """What a HEAD tells about a key."""
+class Stat(NamedTuple):
+    """What a HEAD tells about a key (made for every read and stat: a tuple is
+    the cheapest immutable record)."""
 
     is_file: bool
     size: int = 0

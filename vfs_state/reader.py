@@ -33,20 +33,22 @@ _close = os.close  # the real one: the shim patches os.close to commit its own d
 class RangeReader(io.RawIOBase):
     """A read-only, seekable raw file over one version of one key."""
 
+    # where a file starts: class defaults, so opening sets only what varies
+    _pos = 0
+    _block_start = 0
+    _stream: BodyStream | None = None
+    _stream_pos = 0
+    _fd: int | None = None
+
     def __init__(self, client: SidecarClient, key: str, stat: Stat, head: bytes,
                  context: FileContext | None = None) -> None:
-        super().__init__()
+        # (io.RawIOBase.__init__ does nothing: not called)
         self._client = client
         self._key = key
         self._size = stat.size
         self._version = stat.version
-        self._pos = 0
-        self._block_start = 0
         self._block = head
-        self._stream: BodyStream | None = None
-        self._stream_pos = 0
         self._context = context
-        self._fd: int | None = None
         self.name = key if context is None else context.name
         self.mode = "rb" if context is None else context.mode
 
@@ -151,6 +153,11 @@ class RangeReader(io.RawIOBase):
         was cached), since ``readall`` must return ``bytes``.
         """
         self._checkClosed()
+        block = self._block
+        if self._pos == self._block_start and len(block) == self._size - self._pos \
+                and self._stream is None:  # the usual small file: all came with the open
+            self._pos = self._size
+            return block
         if self._pos >= self._size:
             return b""
         cached = b""

@@ -160,7 +160,7 @@ class StateFS(FS):
     def _lookup(self, path: str, namespaces: Collection[str] | None,
                 observe: bool) -> Info | None:
         key = self._key(path)
-        with self._errors(path):
+        try:
             stat = self.client.stat(key, observe=observe) if key else Stat(is_file=False)
             if stat is None:
                 return None
@@ -168,6 +168,11 @@ class StateFS(FS):
             if not namespaces or "vfs" not in namespaces:
                 return info
             attributes = self._attributes(key) if stat.is_file else {}
+        except OSError as exc:  # as ``_errors``, inline: every stat passes here
+            converted = to_fs_error(exc, path)
+            if converted is None:
+                raise
+            raise converted from exc
         return Info({**info.raw, "vfs": {**info.raw["vfs"], "attributes": attributes}})
 
     def _attributes(self, key: str) -> dict[str, str]:
@@ -278,7 +283,7 @@ class StateFS(FS):
                                                         self.client.where)
         try:
             if parsed.create:
-                raw = self._open_writer(key, path, parsed.mode, context,
+                raw = self._open_writer(key, path, parsed, context,
                                         options.get("create_parents", False))
             elif parsed.writing:  # r+
                 raw = self._open_update(key, path, context)
@@ -354,7 +359,7 @@ class StateFS(FS):
             return SpooledFile(self._committer(key, precondition_headers(stat.version), context),
                                context=context, readable=True, initial=reader, dirty=False)
 
-    def _open_writer(self, key: str, path: str, mode: Mode, context: FileContext,
+    def _open_writer(self, key: str, path: str, mode: _BinMode, context: FileContext,
                      create_parents: bool) -> io.RawIOBase:
         if not create_parents:
             stat = self._stat_quietly(key)
@@ -391,7 +396,7 @@ class StateFS(FS):
         """
         explain = self._explainer(key, context)
 
-        def commit(spool: Readable, size: int) -> None:
+        def commit(spool: Readable | bytes, size: int) -> None:
             try:
                 self.client.write(key, spool, size,
                                   None if conditions is None else dict(conditions))
@@ -624,12 +629,14 @@ class StateFS(FS):
 class _BinMode:
     """An ``fs`` ``Mode`` checked for ``openbin``, with what ``openbin`` asks of it."""
 
-    __slots__ = ("mode", "create", "writing", "platform")
+    __slots__ = ("create", "writing", "reading", "exclusive", "appending", "platform")
 
     def __init__(self, mode: Mode) -> None:
-        self.mode = mode
         self.create = mode.create
         self.writing = mode.writing
+        self.reading = mode.reading
+        self.exclusive = mode.exclusive
+        self.appending = mode.appending
         self.platform = mode.to_platform_bin()
 
 

@@ -209,6 +209,8 @@ class Connection:
         self.reader = io.BufferedReader(self._raw, 256 * 1024)
         #: True once a reply was read to the connection's end (close-delimited).
         self.at_eof = False
+        #: Bytes known to wait in ``reader``'s buffer after the last reply; -1: unknown.
+        self.left = 0
         self._poll = select.poll()
         self._poll.register(self.sock, select.POLLIN)
 
@@ -221,6 +223,8 @@ class Connection:
         """
         if self._poll.poll(0):
             return True  # EOF, a reset, or bytes nobody asked for
+        if self.left >= 0:  # what came with the last reply is known
+            return self.left > 0
         self._raw.probing = True  # or bytes that came with the last reply
         try:
             return bool(self.reader.peek(1))
@@ -251,12 +255,7 @@ class Connection:
         while True:
             lines = self._head_lines(first)
             first = False
-            status_line = lines[0]
-            parts = status_line.split(None, 2)
-            if (len(parts) < 2 or not parts[0].startswith("HTTP/1.")
-                    or not (parts[1].isascii() and parts[1].isdigit()) or len(parts[1]) != 3):
-                raise ProtocolError(f"bad status line {status_line[:80].encode('latin-1')!r}")
-            status = int(parts[1])
+            status, old = _STATUS_LINES.get(lines[0]) or _status_line(lines[0])
             headers = _fields(lines)
             if status >= 200:
                 break
@@ -264,9 +263,9 @@ class Connection:
                 raise ProtocolError("the sidecar switched protocols (101)")
         connection = headers.get("connection")
         if connection is None or connection in _KEEP_ALIVE:
-            return status, headers, parts[0] == "HTTP/1.0"
+            return status, headers, old
         tokens = {token.strip().lower() for token in connection.split(",")}
-        return status, headers, "close" in tokens or parts[0] == "HTTP/1.0"
+        return status, headers, "close" in tokens or old
 
     def _head_lines(self, first: bool) -> list[str]:
         """The lines of one reply head (status line first), consumed up to its blank line.
@@ -281,7 +280,7 @@ class Connection:
         size = 0
         while True:
             try:
-                data = reader.peek(1)
+                data = reader.peek(1)  # all that is buffered, or one recv
             except ConnectionResetError:
                 data = b""
             if not data:
@@ -290,8 +289,13 @@ class Connection:
                 raise ConnectionResetError("reply head ended early")
             end = _blank_line(tail + data if tail else data)
             if end >= 0:
-                taken.append(reader.read(end - len(tail)))
-                head = b"".join(taken) if len(taken) > 1 else taken[0]
+                end -= len(tail)
+                self.left = len(data) - end
+                if not taken:
+                    head = reader.read(end)
+                else:
+                    taken.append(reader.read(end))
+                    head = b"".join(taken)
                 # one decode, one split; a bare "\n" ends a line too, as it did,
                 # and the "\r" left on a line is stripped with its value
                 return head.rstrip(b"\r\n").decode("latin-1").split("\n")
@@ -303,14 +307,16 @@ class Connection:
 
     def read_body(self, status: int, headers: dict[str, str], head_only: bool) -> bytes:
         """The whole body of a reply whose head was read (empty where none is sent)."""
-        if head_only or status in (204, 304) or status < 200:
+        if head_only or status in _NO_BODY or status < 200:
             return b""
+        length = headers.get("content-length")
         encoding = headers.get("transfer-encoding")
         if encoding is not None and "chunked" in encoding.lower():
+            self.left = -1
             return self._chunked()
-        length = headers.get("content-length")
         if length is None:  # framed by the server closing the connection
             self.at_eof = True
+            self.left = -1
             return self.reader.read()
         if not (length.isascii() and length.isdigit()):
             raise ProtocolError(f"bad Content-Length {length!r}")
@@ -318,6 +324,8 @@ class Connection:
         data = self.reader.read(size)
         if len(data) != size:
             raise ConnectionResetError("reply body ended early")
+        # the buffer may have been refilled past this reply: then unknown
+        self.left = self.left - size if size <= self.left else -1
         return data
 
     def _chunked(self) -> bytes:
@@ -341,6 +349,22 @@ class Connection:
     def close(self) -> None:
         self.reader.close()
         self.sock.close()
+
+
+_NO_BODY = frozenset({204, 304})
+#: status line -> (status, HTTP/1.0?): the few a sidecar sends, each checked once
+_STATUS_LINES: dict[str, tuple[int, bool]] = {}
+
+
+def _status_line(line: str) -> tuple[int, bool]:
+    parts = line.split(None, 2)
+    if (len(parts) < 2 or not parts[0].startswith("HTTP/1.")
+            or not (parts[1].isascii() and parts[1].isdigit()) or len(parts[1]) != 3):
+        raise ProtocolError(f"bad status line {line[:80].encode('latin-1')!r}")
+    parsed = (int(parts[1]), parts[0] == "HTTP/1.0")
+    if len(_STATUS_LINES) < 256:
+        _STATUS_LINES[line] = parsed
+    return parsed
 
 
 def _blank_line(data: bytes) -> int:
@@ -528,6 +552,7 @@ class Transport:
             if status >= 400:
                 raise error_for_status(status, body, key, self.where)
             raise ProtocolError("a streamed reply needs a Content-Length")
+        conn.left = -1  # the stream reads on: what stays buffered is unknown
         return BodyStream(self, conn, int(length), must_close)
 
     def _release(self, conn: Connection) -> None:

@@ -27,8 +27,11 @@ if TYPE_CHECKING:
 
 SPILL_SIZE = 4 * 1024 * 1024
 
-#: ``commit(spool, size)`` sends the finished content; raises on failure.
-Commit = Callable[[Readable, int], None]
+#: ``commit(content, size)`` sends the finished content; raises on failure.
+Commit = Callable[[Readable | bytes, int], None]
+#: Content up to this size is committed as one ``bytes``: the request goes out
+#: in one ``sendall`` with its head (transport.SMALL_BODY).
+SMALL_COMMIT = 64 * 1024
 #: turns a refused commit into the error the caller should see.
 Explain = Callable[[OSError], OSError]
 
@@ -179,7 +182,7 @@ class SpooledFile(_Finalizable):
             if self._dirty:
                 size = self._spool.seek(0, io.SEEK_END)
                 self._spool.seek(0)
-                self._commit(self._spool, size)
+                self._commit(self._spool.read() if size <= SMALL_COMMIT else self._spool, size)
         except BaseException as exc:
             self._report_lost(exc)
             raise

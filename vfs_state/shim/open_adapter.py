@@ -108,17 +108,17 @@ def open_target(target: Target, mode: str = "r", buffering: int = -1,
                 newline: str | None = None, closefd: bool = True,
                 opener: Callable[..., int] | None = None) -> IO[Any]:
     """``open()`` for a path inside a mount."""
-    checked = _PLAIN_MODES.get(mode) if (type(mode) is str and type(buffering) is int
-                                         and encoding is None and errors is None
-                                         and newline is None) else None
+    checked = None
+    if encoding is None and errors is None and newline is None and type(buffering) is int:
+        checked = _PLAIN_MODES.get(mode) if type(mode) is str else None
+        if checked is not None and buffering == 0 and not checked[0].binary:
+            raise ValueError("can't have unbuffered text I/O")
     if checked is None:
         parsed = parse_mode(mode, buffering, encoding, errors, newline)
         checked = (parsed, parsed.fs_mode, parsed.raw_mode)
         if (encoding is None and errors is None and newline is None and type(buffering) is int
                 and len(_PLAIN_MODES) < 64):
             _PLAIN_MODES[mode] = checked
-    elif buffering == 0 and not checked[0].binary:
-        raise ValueError("can't have unbuffered text I/O")
     parsed, fs_mode, raw_mode = checked
     if not closefd:
         raise ValueError("Cannot use closefd=False with file name")
