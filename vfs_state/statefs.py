@@ -43,7 +43,7 @@ from vfs_state._types import FileContext, Readable
 from vfs_state.client import SidecarClient, Stat
 from vfs_state.errors import PathConflict
 from vfs_state.protocol import WRITE_MODES
-from vfs_state.reader import MIN_BLOCK, RangeReader
+from vfs_state.reader import MIN_BLOCK, RangeReader, whole_file
 from vfs_state.versions import current_store, precondition_headers
 from vfs_state.writers import SPILL_SIZE, ChunkedUpload, Commit, Explain, SpooledFile
 
@@ -288,11 +288,7 @@ class StateFS(FS):
             elif parsed.writing:  # r+
                 raw = self._open_update(key, path, context)
             else:
-                reader = self._open_reader(key, path, context)
-                if buffering == 0:
-                    return reader  # type: ignore[return-value]
-                return io.BufferedReader(  # type: ignore[return-value]
-                    reader, buffering if buffering > 1 else io.DEFAULT_BUFFER_SIZE)
+                return self._open_reader(key, path, context, buffering)  # type: ignore[return-value]
         except OSError as exc:
             converted = to_fs_error(exc, path)
             if converted is None:
@@ -331,9 +327,17 @@ class StateFS(FS):
             return errors.FileExpected(path)
         return errors.ResourceNotFound(path)
 
-    def _open_reader(self, key: str, path: str, context: FileContext) -> RangeReader:
+    def _open_reader(self, key: str, path: str, context: FileContext,
+                     buffering: int) -> io.IOBase:
+        """A ``BufferedReader`` over the whole file in memory when the first block held
+        it all (no more requests), else over a ranged reader; unbuffered: the raw file."""
         stat, head = self._read_first(key, path)
-        return RangeReader(self.client, key, stat, head, context)
+        if buffering == 0:
+            return RangeReader(self.client, key, stat, head, context)
+        size = buffering if buffering > 1 else io.DEFAULT_BUFFER_SIZE
+        if len(head) >= stat.size:
+            return io.BufferedReader(whole_file(head, key, context), size)  # type: ignore[arg-type]
+        return io.BufferedReader(RangeReader(self.client, key, stat, head, context), size)
 
     def _read_first(self, key: str, path: str) -> tuple[Stat, bytes]:
         """Size, version and the first block, recorded as an observation."""

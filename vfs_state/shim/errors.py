@@ -26,13 +26,31 @@ def oserror(number: int, filename: str | bytes | None, filename2: str | bytes | 
     return OSError(number, text, filename)
 
 
-class converted:  # noqa: N801 - used as ``with converted(target):``, like a function
-    """Translate ``fs`` errors raised inside the block for ``target``.
+def translated(exc: Exception, target: Target) -> Exception:
+    """The exception to raise for ``exc`` from an operation on ``target``.
 
+    ``fs`` errors become the ``OSError`` a local filesystem would raise;
     ``OSError``s that ``StateFS`` lets through (CAS conflicts, outages, size
-    limits) keep their class and errno but name the caller's path, not the key.
-    A class rather than a generator: every mount call enters one, and this
-    costs a third as much.
+    limits) keep their class and errno but name the caller's path, not the
+    key (``exc`` itself is returned: re-raise it). Hot paths call this from
+    a plain ``except`` (no context manager entered per call).
+    """
+    if isinstance(exc, OSError):
+        renamed(exc, target)
+        return exc
+    # ``fs`` is imported with the mount's StateFS, not at start-up
+    from vfs_state._pyfs import errors as fs_errors
+    from vfs_state._pyfs import to_oserror
+
+    if isinstance(exc, fs_errors.FSError):
+        return to_oserror(exc, target.filename)
+    return exc
+
+
+class converted:  # noqa: N801 - used as ``with converted(target):``, like a function
+    """``translated`` for the exceptions raised inside the block.
+
+    A class rather than a generator: cheaper to enter, and most mount calls do.
     """
 
     __slots__ = ("target",)
@@ -45,18 +63,10 @@ class converted:  # noqa: N801 - used as ``with converted(target):``, like a fun
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
                  traceback: TracebackType | None) -> None:
-        if exc is None:
-            return
-        if isinstance(exc, OSError):
-            renamed(exc, self.target)
-            return
         if isinstance(exc, Exception):
-            # ``fs`` is imported with the mount's StateFS, not at start-up
-            from vfs_state._pyfs import errors as fs_errors
-            from vfs_state._pyfs import to_oserror
-
-            if isinstance(exc, fs_errors.FSError):
-                raise to_oserror(exc, self.target.filename) from None
+            error = translated(exc, self.target)
+            if error is not exc:
+                raise error from None
 
 
 def renamed(exc: OSError, target: Target) -> None:

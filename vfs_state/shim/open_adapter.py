@@ -23,7 +23,7 @@ from typing import IO, Any
 
 from vfs_state._types import FileContext
 from vfs_state.shim import fd_files
-from vfs_state.shim.errors import converted, oserror
+from vfs_state.shim.errors import oserror, translated
 from vfs_state.shim.probe import kind
 from vfs_state.shim.router import MountTable, Target, routed
 
@@ -138,9 +138,14 @@ def open_target(target: Target, mode: str = "r", buffering: int = -1,
     size = -1 if buffering == 1 else buffering
     context = FileContext(target.filename, raw_mode, target.where(),
                           fd_files.FileHooks(target))
-    with converted(target):
+    try:
         binary = target.fs.openbin(target.fs_path, fs_mode, size, create_parents=True,
                                    context=context)
+    except Exception as exc:
+        error = translated(exc, target)
+        if error is exc:
+            raise
+        raise error from None
     if parsed.binary:
         return binary
     try:
