@@ -347,16 +347,3 @@ def test_passthrough_stale_write_raises_on_close_and_keeps_value(local_sidecar):
         with pytest.raises(FileExistsError):
             f.close()
     assert b.readbytes(key) == b"v2"
-
-
-def test_spool_private_api_still_there():
-    """``writers.spilled`` reads ``SpooledTemporaryFile._rolled`` (no public API):
-    this fails loudly when a Python release changes it."""
-    import tempfile
-
-    from vfs_state.writers import spilled
-
-    with tempfile.SpooledTemporaryFile(max_size=10) as spool:
-        assert "_rolled" in vars(spool) and spilled(spool) is False
-        spool.write(b"x" * 11)
-        assert spilled(spool) is True
