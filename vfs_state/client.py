@@ -36,7 +36,8 @@ def _modified(reply: Reply) -> float | None:
     raw = reply.headers.get("last-modified")
     if not raw:
         return None
-    return http_date(raw)
+    date = _DATES.get(raw, raw)  # the parsed date, else the string itself
+    return http_date(raw) if date is raw else date  # type: ignore[return-value]
 
 
 _MONTHS = {name: number for number, name in enumerate(
@@ -165,13 +166,13 @@ class SidecarClient:
             if observe:
                 self.observe(key, ABSENT)
             return None
-        if reply.headers.get("x-is-file", "true").lower() == "false":
-            return Stat(is_file=False)
-        stat = Stat(is_file=True, size=int(reply.headers.get("content-length", 0)),
-                    version=reply.etag(), modified=_modified(reply),
-                    content_type=reply.headers.get("content-type"))
+        headers = reply.headers
+        if headers.get("x-is-file", "true").lower() == "false":
+            return Stat(False)
+        stat = Stat(True, int(headers.get("content-length", 0)), reply.etag(), _modified(reply),
+                    headers.get("content-type"))
         if observe:
-            self.observe(key, stat.version)
+            current_store().observe(self.store_id, key, stat.version)
         return stat
 
     def read_head(self, key: str, length: int, observe: bool = True) -> tuple[Stat, bytes]:
@@ -186,10 +187,10 @@ class SidecarClient:
             if observe:
                 self.observe(key, ABSENT)
             raise
-        stat = Stat(is_file=True, size=_total_size(reply), version=reply.etag(),
-                    modified=_modified(reply), content_type=reply.headers.get("content-type"))
+        stat = Stat(True, _total_size(reply), reply.etag(), _modified(reply),
+                    reply.headers.get("content-type"))
         if observe:
-            self.observe(key, stat.version)
+            current_store().observe(self.store_id, key, stat.version)
         return stat, reply.body
 
     def read_range(self, key: str, start: int, length: int, version: str | None) -> bytes:
@@ -212,7 +213,7 @@ class SidecarClient:
         headers["Content-Length"] = str(size)
         reply = self.transport.request("PUT", key_path("/keys/", key), headers, body, key=key)
         version = reply.etag()
-        self.observe(key, version)
+        current_store().observe(self.store_id, key, version)
         return version
 
     def delete(self, key: str, conditional: bool = True,

@@ -133,6 +133,45 @@ class Connection:
 
     # -- the reply ---------------------------------------------------------------
 
+    def reply(self, head_only: bool) -> tuple[int, dict[str, str], bytes, bool]:
+        """``(status, headers, body, must_close)``: the next reply, whole.
+
+        The usual reply (CRLF lines, a final status, ``Content-Length``) is
+        read here in one pass over what one ``recv`` brought; anything else
+        goes through ``read_head`` and ``read_body``, from the same bytes.
+        """
+        data = self.pending
+        if not data:
+            data = self._recv_or_eof()
+            if not data:
+                raise Closed()
+        mark = data.find(b"\n\r\n")  # the blank line, unless a bare "\n\n" comes first
+        if mark >= 0 and data.find(b"\n\n", 0, mark + 2) < 0:
+            lines = data[:mark].decode("latin-1").split("\n")
+            status, old = _STATUS_LINES.get(lines[0]) or _status_line(lines[0])
+            if status >= 200:
+                headers = _fields(lines)
+                connection = headers.get("connection")
+                must_close = old if connection is None or connection in _KEEP_ALIVE else (
+                    "close" in {token.strip().lower() for token in connection.split(",")} or old)
+                start = mark + 3
+                if head_only or status in _NO_BODY:
+                    self.pending = data[start:]
+                    return status, headers, b"", must_close
+                length = headers.get("content-length")
+                if (length is not None and "transfer-encoding" not in headers
+                        and length.isascii() and length.isdigit()):
+                    stop = start + int(length)
+                    if len(data) >= stop:
+                        self.pending = data[stop:]
+                        return status, headers, data[start:stop], must_close
+                    self.pending = data[start:]
+                    body = self.read_exact(stop - start, "reply body ended early")
+                    return status, headers, body, must_close
+        self.pending = data  # interim replies, bare newlines, other framings
+        status, headers, must_close = self.read_head()
+        return status, headers, self.read_body(status, headers, head_only), must_close
+
     def read_head(self) -> tuple[int, dict[str, str], bool]:
         """``(status, headers, must_close)``: the final reply up to its body.
 

@@ -175,10 +175,11 @@ class Transport:
         except OSError as exc:  # nothing was sent: safe to report as unreachable
             raise self._failure("", exc) from exc
 
-    def _begin(self, method: str, head: bytes, body: bytes | Readable | None
-               ) -> tuple[Connection, int, dict[str, str], bool]:
-        """Send a request and read the reply's head: ``(conn, status, headers, must_close)``.
+    def _exchange(self, method: str, head: bytes, body: bytes | Readable | None,
+                  whole: bool) -> tuple[Connection, int, dict[str, str], bytes, bool]:
+        """Send a request, read the reply: ``(conn, status, headers, body, must_close)``.
 
+        ``whole``: the reply's body too (else ``b""``: the caller streams it).
         Only GET/HEAD are sent a second time, once, and only when the
         connection died before one byte of the reply came; any other request
         that lost its connection raises ``OutcomeUnknownError``. A sidecar that
@@ -192,7 +193,10 @@ class Transport:
                     broken = False
                 except (BrokenPipeError, ConnectionResetError):
                     broken = True  # the reply may still explain why (e.g. 413)
-                status, fields, must_close = conn.read_head()
+                if whole:
+                    status, fields, data, must_close = conn.reply(method == "HEAD")
+                else:
+                    (status, fields, must_close), data = conn.read_head(), b""
             except Closed as exc:
                 conn.close()
                 if method in SAFE_METHODS and attempt == 0:
@@ -201,7 +205,7 @@ class Transport:
             except (OSError, ProtocolError) as exc:
                 conn.close()
                 raise self._failure(method, exc) from exc
-            return conn, status, fields, must_close or broken
+            return conn, status, fields, data, must_close or broken
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _failure(self, method: str, exc: BaseException) -> OSError:
@@ -234,13 +238,8 @@ class Transport:
 
         A reply with status >= 400 raises unless listed in ``ok``.
         """
-        head = _request_head(method, path, headers, body)
-        conn, status, fields, must_close = self._begin(method, head, body)
-        try:
-            data = conn.read_body(status, fields, method == "HEAD")
-        except (OSError, ProtocolError) as exc:
-            conn.close()
-            raise self._failure(method, exc) from exc
+        conn, status, fields, data, must_close = self._exchange(
+            method, _request_head(method, path, headers, body), body, True)
         if must_close or conn.at_eof:
             conn.close()
         else:
@@ -256,8 +255,8 @@ class Transport:
         The connection belongs to the returned stream until it is closed:
         back to the pool when the body was read to the end, dropped otherwise.
         """
-        conn, status, fields, must_close = self._begin(
-            "GET", _request_head("GET", path, headers, None), None)
+        conn, status, fields, _, must_close = self._exchange(
+            "GET", _request_head("GET", path, headers, None), None, False)
         length = fields.get("content-length", "")
         if status >= 400 or not (length.isascii() and length.isdigit()):
             try:
