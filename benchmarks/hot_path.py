@@ -45,7 +45,7 @@ def loops(sidecar: Any, direct: Any, mount_path: str, shim_on: bool
     fs = StateFS(sidecar.socket_path)
     health = RawHttp(sidecar.socket_path, "/healthz")
     raw = RawHttp(sidecar.socket_path, "/keys/" + KEY)
-    payload = os.urandom(KiB)
+    payload = os.urandom(KiB // 2).hex().encode()  # 1 KiB that text mode can decode
     with fs.openbin("/" + KEY, "w", create_parents=True) as f:
         f.write(payload)
 
@@ -57,15 +57,22 @@ def loops(sidecar: Any, direct: Any, mount_path: str, shim_on: bool
         with open(f"{mount_path}/{KEY}", "wb") as f:
             f.write(payload)
 
+    def shim_read_text() -> str:
+        with open(f"{mount_path}/{KEY}") as f:
+            return f.read()
+
     calls: dict[str, Callable[[], object]] = {
         "direct redis-py GET": lambda: direct.read(KEY),
         "direct redis-py SET": lambda: direct.write(KEY, payload),
         "raw socket GET /healthz": health.get,
         "raw socket GET /keys/k": raw.get,
         "StateFS.readbytes": lambda: fs.readbytes("/" + KEY),
+        "StateFS.writebytes": lambda: fs.writebytes("/" + KEY, payload),
     }
     if shim_on:
         calls["shim open().read()"] = shim_read
+        calls["shim open('r').read() text"] = shim_read_text
+        calls["shim os.stat()"] = lambda: os.stat(f"{mount_path}/{KEY}")
         calls["shim open('wb').write()"] = shim_write
     return calls, [health.close, raw.close, fs.close]
 

@@ -1,6 +1,7 @@
 """The client core through a real gunicorn sidecar: ranges, writers, CAS rules."""
 from __future__ import annotations
 
+import errno
 import io
 import multiprocessing
 import os
@@ -50,6 +51,44 @@ def test_sequential_read_returns_everything(fs):
         buf = bytearray(5)
         f.seek(-5, io.SEEK_END)
         assert f.readinto(buf) == 5 and bytes(buf) == data[-5:]
+
+
+@pytest.mark.parametrize("size", [10, 200 * 1024], ids=["whole-in-the-first-block", "ranged"])
+def test_small_and_ranged_readers_behave_alike(fs, size):
+    """A file the first GET brought whole is read from memory; it keeps the
+    read-only file's behaviour (and errors) of the ranged reader."""
+    data = bytes(range(256)) * (size // 256) + b"x" * (size % 256)
+    fs.writebytes("r.bin", data)
+    with fs.openbin("r.bin") as f:
+        raw = f.raw
+        assert raw.name.endswith("/r.bin") and (raw.mode, raw.readable(), raw.seekable()) == (
+            "rb", True, True)
+        assert not raw.writable() and not f.writable()
+        with pytest.raises(io.UnsupportedOperation):
+            raw.truncate(0)
+        with pytest.raises(io.UnsupportedOperation):
+            raw.fileno()  # no descriptor hooks: no surprise download
+        with pytest.raises(OSError) as negative:
+            f.seek(-1)
+        assert negative.value.errno == errno.EINVAL
+        with pytest.raises(OSError) as before_start:
+            raw.seek(-size - 1, io.SEEK_END)
+        assert before_start.value.errno == errno.EINVAL
+        with pytest.raises(ValueError):
+            raw.seek(0, 3)
+        assert f.read(3) == data[:3] and f.tell() == 3
+        assert f.seek(-2, io.SEEK_END) == size - 2 and f.read() == data[-2:]
+        assert f.seek(size + 10) == size + 10 and f.read() == b""
+        f.seek(1)
+        assert f.read() == data[1:]
+    assert raw.closed
+    with pytest.raises(ValueError):
+        raw.read()
+    statefs, path = fs.delegate_path("r.bin")  # a SubFS always buffers
+    with statefs.openbin(path, buffering=0) as unbuffered:
+        assert isinstance(unbuffered, io.RawIOBase) and unbuffered.readall() == data
+    with fs.open("r.bin", "r", encoding="latin-1") as text:
+        assert not text.writable() and text.read() == data.decode("latin-1")
 
 
 def test_reader_is_a_real_io_object(fs):
@@ -308,16 +347,3 @@ def test_passthrough_stale_write_raises_on_close_and_keeps_value(local_sidecar):
         with pytest.raises(FileExistsError):
             f.close()
     assert b.readbytes(key) == b"v2"
-
-
-def test_spool_private_api_still_there():
-    """``writers.spilled`` reads ``SpooledTemporaryFile._rolled`` (no public API):
-    this fails loudly when a Python release changes it."""
-    import tempfile
-
-    from vfs_state.writers import spilled
-
-    with tempfile.SpooledTemporaryFile(max_size=10) as spool:
-        assert "_rolled" in vars(spool) and spilled(spool) is False
-        spool.write(b"x" * 11)
-        assert spilled(spool) is True

@@ -14,7 +14,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "vfs_state"
 BELOW_THE_DOOR = {"vfs_state.client", "vfs_state.reader", "vfs_state.versions",
-                  "vfs_state.transport", "vfs_state.writers"}
+                  "vfs_state.transport", "vfs_state.connection", "vfs_state.writers"}
 #: ``vfs-state health`` asks the sidecar itself (``/healthz``, ``/readyz``), not storage.
 NOT_STORAGE = {PACKAGE / "tools" / "probe.py"}
 ABOVE_THE_DOOR = sorted(p for d in ("shim", "tools") for p in (PACKAGE / d).rglob("*.py")

@@ -10,6 +10,7 @@ receiving end.
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import socket
 import tempfile
@@ -20,9 +21,11 @@ import pytest
 
 from vfs_state._types import FileContext
 from vfs_state.client import SidecarClient
+from vfs_state.connection import JOIN_LIMIT, RECV_SIZE
 from vfs_state.transport import (
     OutcomeUnknownError,
     OutcomeUnknownTimeout,
+    ProtocolError,
     Transport,
     outcome_unknown,
 )
@@ -62,7 +65,9 @@ def _read_request(reader) -> tuple[str, str] | None:  # noqa: ANN001
 class ScriptedServer:
     """Serves connection ``i`` with ``scripts[i]``, a list of steps.
 
-    Steps: ``("reply", bytes)`` read a request, send bytes; ``("drop",)`` read
+    Steps: ``("reply", bytes)`` read a request, send bytes; ``("pieces",
+    [bytes, ...])`` read a request, send the pieces with a pause between
+    them (so the client most likely reads each on its own); ``("drop",)`` read
     a request, close without a reply; ``("stall",)`` read a request, never
     answer; ``("send", bytes)`` send bytes nobody asked for; ``("close",)``
     close. A connection closes when its script ends.
@@ -108,6 +113,10 @@ class ScriptedServer:
                 self.arrivals.append((index, *request))
                 if kind == "reply":
                     sock.sendall(args[0])
+                elif kind == "pieces":
+                    for piece in args[0]:
+                        sock.sendall(piece)
+                        self.stop.wait(0.02)
                 elif kind == "stall":
                     self.stop.wait(30)
                     break
@@ -180,6 +189,60 @@ def test_interim_1xx_replies_are_skipped(serve):
     first = transport.request("PUT", "/keys/a", {}, b"v")
     assert (first.status, first.body) == (201, b"one")
     assert transport.request("GET", "/keys/a").body == b"two"
+
+
+def test_a_reply_in_pieces_is_one_reply(serve):
+    """Head split mid-line and mid-blank-line, body split: read as if it came whole."""
+    whole = reply(200, b"0123456789", 'ETag: "v1"')
+    cut = whole.index(b"\r\n\r\n") + 3  # between the blank line's "\r" and "\n"
+    server = serve([("pieces", [whole[:7], whole[7:cut], whole[cut:cut + 5], whole[cut + 5:]]),
+                    ("reply", reply(200, b"next"))])
+    transport = Transport(server.path, timeout=5)
+    answer = transport.request("GET", "/keys/a")
+    assert (answer.status, answer.body, answer.etag()) == (200, b"0123456789", "v1")
+    assert transport.request("GET", "/keys/b").body == b"next"
+    assert [conn for conn, _, _ in server.arrivals] == [0, 0]
+
+
+@pytest.mark.parametrize("size", [RECV_SIZE + 1, JOIN_LIMIT + RECV_SIZE * 3 + 7],
+                         ids=["joined", "in-place"])
+def test_a_body_larger_than_one_receive_arrives_whole(serve, size):
+    body = random.Random(size).randbytes(size)
+    server = serve([("reply", reply(200, body)), ("reply", reply(200, b"after"))])
+    transport = Transport(server.path, timeout=5)
+    assert transport.request("GET", "/keys/big").body == body
+    assert transport.request("GET", "/keys/b").body == b"after"  # nothing read past the body
+    assert transport.bytes_received == size + 5
+
+
+def test_a_streamed_body_after_its_head(serve):
+    body = bytes(range(256)) * 1000
+    server = serve([("pieces", [reply(200, body)[:300], reply(200, body)[300:]]),
+                    ("reply", reply(200, b"after"))])
+    transport = Transport(server.path, timeout=5)
+    stream = transport.stream("/keys/big", {})
+    view, got = memoryview(bytearray(7000)), bytearray()
+    while count := stream.readinto(view):
+        got += view[:count]
+    assert bytes(got) == body
+    assert transport.request("GET", "/keys/b").body == b"after"
+
+
+def test_bare_newlines_and_repeated_fields(serve):
+    lf_only = (b"HTTP/1.1 200 OK\nX-Multi: a\nContent-Length: 2\nX-Multi:  b \n\nok")
+    server = serve([("reply", lf_only)])
+    answer = Transport(server.path, timeout=5).request("GET", "/keys/a")
+    assert (answer.body, answer.headers["x-multi"]) == (b"ok", "a, b")
+
+
+@pytest.mark.parametrize("bad", [b"HTTP/1.1 200 OK\r\nno colon here\r\n\r\n",
+                                 b"HTTP/1.1 2x0 OK\r\n\r\n", b"ICY 200 OK\r\n\r\n",
+                                 b"HTTP/1.1 200 OK\r\nContent-Length: \xb2\r\n\r\nok"],
+                         ids=["header", "status", "protocol", "length"])
+def test_malformed_replies_are_protocol_errors(serve, bad):
+    server = serve([("reply", bad)])
+    with pytest.raises(ProtocolError):
+        Transport(server.path, timeout=5).request("GET", "/keys/a")
 
 
 @pytest.mark.parametrize("value", ["keep-alive, close", "Keep-Alive,Close", "close, te"])

@@ -9,8 +9,7 @@ construction rather than patched on afterwards.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 
 class Readable(Protocol):
@@ -29,9 +28,9 @@ class DescriptorHooks(Protocol):
         """The file is closing; an error to raise once a writer has committed, if any."""
 
 
-@dataclass(frozen=True)
-class FileContext:
-    """How a raw file presents itself.
+class FileContext(NamedTuple):
+    """How a raw file presents itself (made for every open: a tuple is the cheapest
+    immutable record).
 
     Attributes:
         name: what ``.name`` reports and errors name (the caller's path).

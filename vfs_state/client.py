@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlencode
 
 from vfs_state._types import Readable
@@ -22,9 +21,9 @@ from vfs_state.versions import ABSENT, current_store
 LIST_PAGE = 10000  # the sidecar's largest page: one request for most directories
 
 
-@dataclass(frozen=True)
-class Stat:
-    """What a HEAD tells about a key."""
+class Stat(NamedTuple):
+    """What a HEAD tells about a key (made for every read and stat: a tuple is
+    the cheapest immutable record)."""
 
     is_file: bool
     size: int = 0
@@ -37,6 +36,54 @@ def _modified(reply: Reply) -> float | None:
     raw = reply.headers.get("last-modified")
     if not raw:
         return None
+    date = _DATES.get(raw, raw)  # the parsed date, else the string itself
+    return http_date(raw) if date is raw else date  # type: ignore[return-value]
+
+
+_MONTHS = {name: number for number, name in enumerate(
+    ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"), 1)}
+_DATES: dict[str, float | None] = {}
+
+
+def http_date(raw: str) -> float | None:
+    """Seconds since the epoch of an HTTP date (``Last-Modified``); None if unreadable.
+
+    Replies of one second carry the same string, so parsed dates are
+    remembered; the sidecar's fixed format (``Sun, 06 Nov 1994 08:49:37 GMT``)
+    is read directly, anything else by ``email.utils``.
+    """
+    try:
+        return _DATES[raw]
+    except KeyError:
+        pass
+    value = _fixdate(raw)
+    if value is None:
+        value = _other_date(raw)
+    if len(_DATES) >= 1024:
+        _DATES.clear()
+    _DATES[raw] = value
+    return value
+
+
+def _fixdate(raw: str) -> float | None:
+    """An IMF-fixdate (RFC 9110 5.6.7), or None for any other form."""
+    parts = raw.split(" ")
+    if len(parts) != 6 or parts[5] != "GMT" or len(parts[1]) != 2 or parts[2] not in _MONTHS:
+        return None
+    clock = parts[4].split(":")
+    if len(clock) != 3 or not all(len(p) == 2 and p.isdigit() for p in clock) \
+            or not (parts[1].isdigit() and parts[3].isdigit() and len(parts[3]) == 4):
+        return None
+    from datetime import UTC, datetime  # on the first date, not at start-up
+
+    try:
+        return datetime(int(parts[3]), _MONTHS[parts[2]], int(parts[1]), int(clock[0]),
+                        int(clock[1]), int(clock[2]), tzinfo=UTC).timestamp()
+    except ValueError:
+        return None
+
+
+def _other_date(raw: str) -> float | None:
     from email.utils import parsedate_to_datetime  # ~5 ms to import: not at start-up
 
     try:
@@ -90,6 +137,17 @@ def _pinned_range(byte_range: str, version: str | None) -> dict[str, str]:
     return headers
 
 
+_FIRST: dict[int, dict[str, str]] = {}
+
+
+def _first_bytes(length: int) -> dict[str, str]:
+    """``Range`` for the first ``length`` bytes (the few lengths used are kept)."""
+    headers = {"Range": f"bytes=0-{length - 1}"}
+    if len(_FIRST) < 8:
+        _FIRST[length] = headers
+    return headers
+
+
 class SidecarClient:
     """Typed calls to one sidecar; ``store_id`` scopes remembered versions."""
 
@@ -118,13 +176,13 @@ class SidecarClient:
             if observe:
                 self.observe(key, ABSENT)
             return None
-        if reply.headers.get("x-is-file", "true").lower() == "false":
-            return Stat(is_file=False)
-        stat = Stat(is_file=True, size=int(reply.headers.get("content-length", 0)),
-                    version=reply.etag(), modified=_modified(reply),
-                    content_type=reply.headers.get("content-type"))
+        headers = reply.headers
+        if headers.get("x-is-file", "true").lower() == "false":
+            return Stat(False)
+        stat = Stat(True, int(headers.get("content-length", 0)), reply.etag(), _modified(reply),
+                    headers.get("content-type"))
         if observe:
-            self.observe(key, stat.version)
+            current_store().observe(self.store_id, key, stat.version)
         return stat
 
     def read_head(self, key: str, length: int, observe: bool = True) -> tuple[Stat, bytes]:
@@ -134,15 +192,15 @@ class SidecarClient:
         """
         try:
             reply = self.transport.request("GET", key_path("/keys/", key),
-                                           {"Range": f"bytes=0-{length - 1}"}, key=key)
+                                           _FIRST.get(length) or _first_bytes(length), key=key)
         except FileNotFoundError:
             if observe:
                 self.observe(key, ABSENT)
             raise
-        stat = Stat(is_file=True, size=_total_size(reply), version=reply.etag(),
-                    modified=_modified(reply), content_type=reply.headers.get("content-type"))
+        stat = Stat(True, _total_size(reply), reply.etag(), _modified(reply),
+                    reply.headers.get("content-type"))
         if observe:
-            self.observe(key, stat.version)
+            current_store().observe(self.store_id, key, stat.version)
         return stat, reply.body
 
     def read_range(self, key: str, start: int, length: int, version: str | None) -> bytes:
@@ -165,7 +223,7 @@ class SidecarClient:
         headers["Content-Length"] = str(size)
         reply = self.transport.request("PUT", key_path("/keys/", key), headers, body, key=key)
         version = reply.etag()
-        self.observe(key, version)
+        current_store().observe(self.store_id, key, version)
         return version
 
     def delete(self, key: str, conditional: bool = True,

@@ -10,6 +10,10 @@ stream. Every request is pinned to the version opened (``If-Match``): an
 object replaced mid-read fails loudly instead of mixing two versions.
 ``fileno()`` hands out a real descriptor on a local copy of that version
 (one full read), for ``mmap`` and C code, when the opener asked for it.
+
+Most files are small: the first block is the whole object, and no request
+can follow. ``WholeFile`` serves those from memory (``BytesIO``, in C), with
+the same read-only, local-file behaviour and none of the ranged machinery.
 """
 from __future__ import annotations
 
@@ -33,20 +37,22 @@ _close = os.close  # the real one: the shim patches os.close to commit its own d
 class RangeReader(io.RawIOBase):
     """A read-only, seekable raw file over one version of one key."""
 
+    # where a file starts: class defaults, so opening sets only what varies
+    _pos = 0
+    _block_start = 0
+    _stream: BodyStream | None = None
+    _stream_pos = 0
+    _fd: int | None = None
+
     def __init__(self, client: SidecarClient, key: str, stat: Stat, head: bytes,
                  context: FileContext | None = None) -> None:
-        super().__init__()
+        # (io.RawIOBase.__init__ does nothing: not called)
         self._client = client
         self._key = key
         self._size = stat.size
         self._version = stat.version
-        self._pos = 0
-        self._block_start = 0
         self._block = head
-        self._stream: BodyStream | None = None
-        self._stream_pos = 0
         self._context = context
-        self._fd: int | None = None
         self.name = key if context is None else context.name
         self.mode = "rb" if context is None else context.mode
 
@@ -66,18 +72,8 @@ class RangeReader(io.RawIOBase):
 
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
         self._checkClosed()
-        if whence == io.SEEK_SET:
-            target = offset
-        elif whence == io.SEEK_CUR:
-            target = self._pos + offset
-        elif whence == io.SEEK_END:
-            target = self._size + offset
-        else:
-            raise ValueError(f"invalid whence ({whence}, should be 0, 1 or 2)")
-        if target < 0:
-            raise OSError(errno.EINVAL, "negative seek position", self.name)
-        self._pos = target
-        return target
+        self._pos = _seek_target(self._pos, self._size, offset, whence, self.name)
+        return self._pos
 
     def fileno(self) -> int:
         """A descriptor on a local copy of the version opened (made once, on first use).
@@ -87,19 +83,8 @@ class RangeReader(io.RawIOBase):
         ``io.UnsupportedOperation`` rather than a full download by surprise.
         """
         self._checkClosed()
-        hooks = None if self._context is None else self._context.hooks
-        if hooks is None:
-            raise io.UnsupportedOperation("fileno: a ranged reader has no descriptor")
         if self._fd is None:
-            position = self._pos
-            with tempfile.TemporaryFile(prefix="vfs-state-fileno-") as copy:
-                self.seek(0)
-                shutil.copyfileobj(self, copy, 1 << 20)
-                self.seek(position)
-                copy.flush()
-                copy.seek(position)
-                self._fd = os.dup(copy.fileno())
-            hooks.shared(self._fd)
+            self._fd = _local_copy(self, self._context, self._pos)
         return self._fd
 
     def readinto(self, buffer: memoryview | bytearray) -> int:  # type: ignore[override]
@@ -151,6 +136,11 @@ class RangeReader(io.RawIOBase):
         was cached), since ``readall`` must return ``bytes``.
         """
         self._checkClosed()
+        block = self._block
+        if self._pos == self._block_start and len(block) == self._size - self._pos \
+                and self._stream is None:  # the usual small file: all came with the open
+            self._pos = self._size
+            return block
         if self._pos >= self._size:
             return b""
         cached = b""
@@ -185,9 +175,103 @@ class RangeReader(io.RawIOBase):
     def close(self) -> None:
         if self._fd is not None:
             fd, self._fd = self._fd, None
-            if self._context is not None and self._context.hooks is not None:
-                self._context.hooks.released(fd)  # a read-only copy: nothing can be lost
-            _close(fd)
+            _release(self._context, fd)
         self._drop_stream()
         self._block = b""
         super().close()
+
+
+class WholeFile(io.BytesIO):
+    """One version read whole with the open: read from memory, never a request.
+
+    Read-only and seekable with a local file's errors (as ``RangeReader``);
+    ``fileno()`` gives a descriptor on a local copy under the same rule.
+    Built by ``whole_file`` (the ``BytesIO`` shares ``data``, no copy).
+    """
+
+    _context: FileContext | None = None
+    _fd: int | None = None
+    name: str | bytes
+    mode: str
+
+    def writable(self) -> bool:
+        return False
+
+    def write(self, data: object) -> int:
+        raise io.UnsupportedOperation("write")
+
+    def writelines(self, lines: object) -> None:
+        raise io.UnsupportedOperation("write")
+
+    def truncate(self, size: int | None = None) -> int:
+        raise io.UnsupportedOperation("truncate")
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        self._checkClosed()  # type: ignore[attr-defined]
+        target = _seek_target(self.tell(), len(self.getvalue()), offset, whence, self.name)
+        return super().seek(target)
+
+    def fileno(self) -> int:
+        self._checkClosed()  # type: ignore[attr-defined]
+        if self._fd is None:
+            self._fd = _local_copy(self, self._context, self.tell())
+        return self._fd
+
+    def close(self) -> None:
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            _release(self._context, fd)
+        super().close()
+
+
+def whole_file(data: bytes, key: str, context: FileContext | None) -> WholeFile:
+    """A ``WholeFile`` over ``data``, named as a ``RangeReader`` would be."""
+    file = WholeFile(data)
+    if context is None:
+        file.name, file.mode = key, "rb"
+    else:
+        file.name, file.mode, file._context = context.name, context.mode, context
+    return file
+
+
+def _seek_target(position: int, size: int, offset: int, whence: int,
+                 name: str | bytes) -> int:
+    """Where ``seek(offset, whence)`` lands, with ``FileIO``'s errors."""
+    if whence == io.SEEK_SET:
+        target = offset
+    elif whence == io.SEEK_CUR:
+        target = position + offset
+    elif whence == io.SEEK_END:
+        target = size + offset
+    else:
+        raise ValueError(f"invalid whence ({whence}, should be 0, 1 or 2)")
+    if target < 0:
+        raise OSError(errno.EINVAL, "negative seek position", name)
+    return target
+
+
+def _local_copy(source: io.IOBase, context: FileContext | None, position: int) -> int:
+    """A descriptor on a temporary copy of ``source``, at ``position`` (for ``fileno``).
+
+    Only for a file opened with ``DescriptorHooks`` (the shim's): anyone else
+    gets ``io.UnsupportedOperation`` rather than a full download by surprise.
+    """
+    hooks = None if context is None else context.hooks
+    if hooks is None:
+        raise io.UnsupportedOperation("fileno: a ranged reader has no descriptor")
+    with tempfile.TemporaryFile(prefix="vfs-state-fileno-") as copy:
+        source.seek(0)
+        shutil.copyfileobj(source, copy, 1 << 20)  # type: ignore[misc]
+        source.seek(position)
+        copy.flush()
+        copy.seek(position)
+        fd = os.dup(copy.fileno())
+    hooks.shared(fd)
+    return fd
+
+
+def _release(context: FileContext | None, fd: int) -> None:
+    """Close a ``fileno()`` copy; its hooks are told (a read-only copy: nothing to lose)."""
+    if context is not None and context.hooks is not None:
+        context.hooks.released(fd)
+    _close(fd)

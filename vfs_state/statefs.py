@@ -43,7 +43,7 @@ from vfs_state._types import FileContext, Readable
 from vfs_state.client import SidecarClient, Stat
 from vfs_state.errors import PathConflict
 from vfs_state.protocol import WRITE_MODES
-from vfs_state.reader import MIN_BLOCK, RangeReader
+from vfs_state.reader import MIN_BLOCK, RangeReader, whole_file
 from vfs_state.versions import current_store, precondition_headers
 from vfs_state.writers import SPILL_SIZE, ChunkedUpload, Commit, Explain, SpooledFile
 
@@ -90,6 +90,15 @@ class StateFS(FS):
     # -- helpers ---------------------------------------------------------------
 
     def _key(self, path: str) -> str:
+        """The key of ``path``: what ``validatepath`` gives, without the leading ``/``.
+
+        An absolute path with nothing to normalise (no ``//``, ``.`` or ``..``
+        component, no NUL) is its own normal form: answered without the
+        generic checks, which cost more than the rest of a small read.
+        """
+        if (type(path) is str and path[:1] == "/" and "//" not in path and "/." not in path
+                and "\0" not in path and not self._closed):
+            return path.strip("/")
         return self.validatepath(path).strip("/")
 
     @contextmanager
@@ -151,7 +160,7 @@ class StateFS(FS):
     def _lookup(self, path: str, namespaces: Collection[str] | None,
                 observe: bool) -> Info | None:
         key = self._key(path)
-        with self._errors(path):
+        try:
             stat = self.client.stat(key, observe=observe) if key else Stat(is_file=False)
             if stat is None:
                 return None
@@ -159,6 +168,11 @@ class StateFS(FS):
             if not namespaces or "vfs" not in namespaces:
                 return info
             attributes = self._attributes(key) if stat.is_file else {}
+        except OSError as exc:  # as ``_errors``, inline: every stat passes here
+            converted = to_fs_error(exc, path)
+            if converted is None:
+                raise
+            raise converted from exc
         return Info({**info.raw, "vfs": {**info.raw["vfs"], "attributes": attributes}})
 
     def _attributes(self, key: str) -> dict[str, str]:
@@ -261,22 +275,53 @@ class StateFS(FS):
         the file reports and the mount its errors name (default: ``path``,
         the platform mode, this sidecar).
         """
-        parsed = Mode(mode)
-        parsed.validate_bin()
+        parsed = _BIN_MODES.get(mode) if type(mode) is str else None
+        if parsed is None:
+            parsed = _bin_mode(mode)
         key = self._key(path)
         if not key:
             raise errors.FileExpected(path)
-        context = options.get("context") or FileContext(path, parsed.to_platform_bin(),
+        context = options.get("context") or FileContext(path, parsed.platform,
                                                         self.client.where)
-        with self._errors(path):
+        try:
             if parsed.create:
                 raw = self._open_writer(key, path, parsed, context,
                                         options.get("create_parents", False))
             elif parsed.writing:  # r+
                 raw = self._open_update(key, path, context)
             else:
-                raw = self._open_reader(key, path, context)
+                return self._open_reader(key, path, context, buffering)  # type: ignore[return-value]
+        except OSError as exc:
+            converted = to_fs_error(exc, path)
+            if converted is None:
+                raise
+            raise converted from exc
         return _buffer(raw, buffering)  # type: ignore[return-value]
+
+    def readbytes(self, path: str) -> bytes:
+        """The whole file: one GET when it fits the first block, as most small files do."""
+        key = self._key(path)
+        if not key:
+            raise errors.FileExpected(path)
+        try:
+            stat, head = self._read_first(key, path)
+        except OSError as exc:
+            converted = to_fs_error(exc, path)
+            if converted is None:
+                raise
+            raise converted from exc
+        if len(head) >= stat.size:
+            return head
+        with RangeReader(self.client, key, stat, head,
+                         FileContext(path, "rb", self.client.where)) as reader:
+            return reader.readall()
+
+    def writebytes(self, path: str, contents: bytes) -> None:
+        """``contents`` in one PUT, after the checks ``openbin(path, "w")`` makes."""
+        if not isinstance(contents, bytes):
+            raise TypeError("contents must be bytes")
+        with self.openbin(path, "w") as file:
+            file.write(contents)
 
     def _missing(self, key: str, path: str) -> errors.FSError:
         stat = self._stat_quietly(key)
@@ -284,12 +329,24 @@ class StateFS(FS):
             return errors.FileExpected(path)
         return errors.ResourceNotFound(path)
 
-    def _open_reader(self, key: str, path: str, context: FileContext) -> RangeReader:
+    def _open_reader(self, key: str, path: str, context: FileContext,
+                     buffering: int) -> io.IOBase:
+        """A ``BufferedReader`` over the whole file in memory when the first block held
+        it all (no more requests), else over a ranged reader; unbuffered: the raw file."""
+        stat, head = self._read_first(key, path)
+        if buffering == 0:
+            return RangeReader(self.client, key, stat, head, context)
+        size = buffering if buffering > 1 else io.DEFAULT_BUFFER_SIZE
+        if len(head) >= stat.size:
+            return io.BufferedReader(whole_file(head, key, context), size)  # type: ignore[arg-type]
+        return io.BufferedReader(RangeReader(self.client, key, stat, head, context), size)
+
+    def _read_first(self, key: str, path: str) -> tuple[Stat, bytes]:
+        """Size, version and the first block, recorded as an observation."""
         try:
-            stat, head = self.client.read_head(key, MIN_BLOCK)
+            return self.client.read_head(key, MIN_BLOCK)
         except FileNotFoundError:
             raise self._missing(key, path) from None
-        return RangeReader(self.client, key, stat, head, context)
 
     def _read_quietly(self, key: str, context: FileContext) -> tuple[Stat, RangeReader] | None:
         """Current content for append/update, without recording an observation."""
@@ -308,7 +365,7 @@ class StateFS(FS):
             return SpooledFile(self._committer(key, precondition_headers(stat.version), context),
                                context=context, readable=True, initial=reader, dirty=False)
 
-    def _open_writer(self, key: str, path: str, mode: Mode, context: FileContext,
+    def _open_writer(self, key: str, path: str, mode: _BinMode, context: FileContext,
                      create_parents: bool) -> io.RawIOBase:
         if not create_parents:
             stat = self._stat_quietly(key)
@@ -345,7 +402,7 @@ class StateFS(FS):
         """
         explain = self._explainer(key, context)
 
-        def commit(spool: Readable, size: int) -> None:
+        def commit(spool: Readable | bytes, size: int) -> None:
             try:
                 self.client.write(key, spool, size,
                                   None if conditions is None else dict(conditions))
@@ -573,6 +630,34 @@ class StateFS(FS):
         if not self.isclosed():
             self.client.close()
         super().close()
+
+
+class _BinMode:
+    """An ``fs`` ``Mode`` checked for ``openbin``, with what ``openbin`` asks of it."""
+
+    __slots__ = ("create", "writing", "reading", "exclusive", "appending", "platform")
+
+    def __init__(self, mode: Mode) -> None:
+        self.create = mode.create
+        self.writing = mode.writing
+        self.reading = mode.reading
+        self.exclusive = mode.exclusive
+        self.appending = mode.appending
+        self.platform = mode.to_platform_bin()
+
+
+#: Modes already checked: parsing one costs more than a small read's own work.
+_BIN_MODES: dict[str, _BinMode] = {}
+
+
+def _bin_mode(mode: str) -> _BinMode:
+    """Check ``mode`` as ``fs`` does (same errors) and remember it."""
+    parsed = Mode(mode)
+    parsed.validate_bin()
+    checked = _BinMode(parsed)
+    if type(mode) is str and len(_BIN_MODES) < 64:
+        _BIN_MODES[mode] = checked
+    return checked
 
 
 @contextmanager

@@ -5,10 +5,12 @@ Every state access is one request, so the client's share of it matters.
 block with ``email.parser``) both cost measurably more per small GET than
 this module (figures: docs/performance.md). The protocol we speak is
 small and fixed (our own sidecar, Content-Length or chunked bodies), so the
-request is written in one ``sendall`` and the reply parsed by hand.
-Connections are pooled per thread and dropped after ``fork``, so a child never
-shares a socket with its parent. ``UnixHTTPConnection`` (``http.client``)
-remains for the long-lived streaming upload of passthrough mode.
+request is written in one ``sendall`` and the reply parsed by hand
+(``vfs_state.connection``, the wire; this module pools connections and
+decides what may be sent again). Connections are pooled per thread and
+dropped after ``fork``, so a child never shares a socket with its parent.
+``UnixHTTPConnection`` (``http.client``) remains for the long-lived
+streaming upload of passthrough mode.
 
 A request is never sent twice if it may have changed state: an idle
 connection is checked for a close (or stray bytes) *before* it is reused,
@@ -19,27 +21,40 @@ resending could apply it twice (docs/reliability.md).
 from __future__ import annotations
 
 import errno
-import io
 import os
-import select
-import socket
 import threading
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from vfs_state._types import Readable
+from vfs_state.connection import (  # noqa: F401 - SEND_BLOCK, SMALL_BODY: names used by others
+    SEND_BLOCK,
+    SMALL_BODY,
+    Closed,
+    Connection,
+    ProtocolError,
+)
+from vfs_state.connection import connect as _connect  # noqa: F401 - _unixhttp's
 from vfs_state.errors import error_for_status, unreachable
 
 if TYPE_CHECKING:
     from vfs_state._unixhttp import UnixHTTPConnection  # noqa: F401 - the lazy name below
 
-SEND_BLOCK = 1 << 20
-SMALL_BODY = 64 * 1024
-MAX_LINE = 65536
-MAX_HEADERS = 100
 #: Requests that cannot change state: the only ones ever sent a second time.
 SAFE_METHODS = frozenset({"GET", "HEAD"})
+
+#: Bumped in a forked child: connections pooled before it belong to the parent.
+#: (``os.getpid()`` per request is a system call; this is a global read.)
+_forks = 0
+
+
+def _forked() -> None:
+    global _forks
+    _forks += 1
+
+
+os.register_at_fork(after_in_child=_forked)
 
 
 class OutcomeUnknownError(ConnectionError):
@@ -67,9 +82,21 @@ def outcome_unknown(exc: BaseException) -> bool:
     return bool(getattr(exc, "outcome_unknown", False))
 
 
+_QUOTED: dict[tuple[str, str], str] = {}
+
+
 def key_path(route: str, key: str) -> str:
-    """``/keys/`` + the URL-encoded key (``/`` kept, everything else escaped)."""
-    return route + quote(key, safe="/")
+    """``/keys/`` + the URL-encoded key (``/`` kept, everything else escaped).
+
+    Remembered for the keys last used: a handler touches the same few keys
+    again and again, and ``quote`` costs more than the lookup.
+    """
+    path = _QUOTED.get((route, key))
+    if path is None:
+        if len(_QUOTED) >= 4096:
+            _QUOTED.clear()
+        path = _QUOTED[(route, key)] = route + quote(key, safe="/")
+    return path
 
 
 def __getattr__(name: str) -> Any:
@@ -79,17 +106,6 @@ def __getattr__(name: str) -> Any:
         from vfs_state._unixhttp import UnixHTTPConnection  # noqa: F401 - the lazy name below
         return UnixHTTPConnection
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def _connect(socket_path: str, timeout: float) -> socket.socket:
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.settimeout(timeout)
-    try:
-        sock.connect(socket_path)
-    except OSError:
-        sock.close()
-        raise
-    return sock
 
 
 class Reply:
@@ -110,170 +126,17 @@ class Reply:
         return raw.strip('"')
 
 
-class _Closed(Exception):
-    """The peer closed the connection before a reply began (a stale keep-alive)."""
-
-
-class ProtocolError(OSError):
-    """The sidecar's reply was not valid HTTP/1.1."""
-
-
-class _SocketRaw(io.RawIOBase):
-    """The socket as the raw stream under a ``BufferedReader``.
-
-    While ``probing``, a read reports "nothing yet" without a system call, so
-    ``peek`` shows what the buffer already holds and never waits (cheaper
-    than a non-blocking ``recv`` that fails).
-    """
-
-    def __init__(self, sock: socket.socket) -> None:
-        super().__init__()
-        self._sock = sock
-        self.probing = False
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: memoryview | bytearray) -> int | None:  # type: ignore[override]
-        if self.probing:
-            return None
-        return self._sock.recv_into(buffer)
-
-
-class Connection:
-    """One keep-alive connection: write a request, read its reply."""
-
-    def __init__(self, socket_path: str, timeout: float) -> None:
-        self.sock = _connect(socket_path, timeout)
-        self.timeout = timeout
-        self._raw = _SocketRaw(self.sock)
-        self.reader = io.BufferedReader(self._raw, 256 * 1024)
-        #: True once a reply was read to the connection's end (close-delimited).
-        self.at_eof = False
-        self._poll = select.poll()
-        self._poll.register(self.sock, select.POLLIN)
-
-    def dropped(self) -> bool:
-        """True when this idle connection must not be reused.
-
-        The peer closed it (EOF), reset it, or sent bytes nobody asked for:
-        a request written now could be lost after the sidecar received it.
-        Checked without blocking, before each reuse (as urllib3 does).
-        """
-        if self._poll.poll(0):
-            return True  # EOF, a reset, or bytes nobody asked for
-        self._raw.probing = True  # or bytes that came with the last reply
-        try:
-            return bool(self.reader.peek(1))
-        finally:
-            self._raw.probing = False
-
-    def send(self, head: bytes, body: bytes | Readable | None) -> None:
-        if body is None or (isinstance(body, bytes) and len(body) <= SMALL_BODY):
-            self.sock.sendall(head + body if body else head)
-            return
-        self.sock.sendall(head)
-        if isinstance(body, (bytes, bytearray, memoryview)):
-            self.sock.sendall(body)
-            return
-        while block := body.read(SEND_BLOCK):
-            self.sock.sendall(block)
-
-    def read_head(self) -> tuple[int, dict[str, str], bool]:
-        """``(status, headers, must_close)``: the final reply up to its body.
-
-        Interim 1xx replies (100 Continue, 103 Early Hints) are skipped.
-        Raises ``_Closed`` only when not one byte of a reply arrived.
-        """
-        try:
-            line = self.reader.readline(MAX_LINE)
-        except ConnectionResetError:
-            line = b""
-        if not line:
-            raise _Closed()
-        while True:
-            if not line.endswith(b"\n"):
-                raise ConnectionResetError("reply status line ended early")
-            parts = line.split(None, 2)
-            if (len(parts) < 2 or not parts[0].startswith(b"HTTP/1.")
-                    or not parts[1].isdigit() or len(parts[1]) != 3):
-                raise ProtocolError(f"bad status line {line[:80]!r}")
-            status = int(parts[1])
-            headers = self._headers()
-            if status >= 200:
-                break
-            if status == 101:
-                raise ProtocolError("the sidecar switched protocols (101)")
-            line = self.reader.readline(MAX_LINE)  # after an interim reply: the next one
-        tokens = {token.strip().lower() for token in headers.get("connection", "").split(",")}
-        return status, headers, "close" in tokens or parts[0] == b"HTTP/1.0"
-
-    def read_body(self, status: int, headers: dict[str, str], head_only: bool) -> bytes:
-        """The whole body of a reply whose head was read (empty where none is sent)."""
-        if head_only or status in (204, 304) or status < 200:
-            return b""
-        if "chunked" in headers.get("transfer-encoding", "").lower():
-            return self._chunked()
-        length = headers.get("content-length")
-        if length is None:  # framed by the server closing the connection
-            self.at_eof = True
-            return self.reader.read()
-        if not length.isdigit():
-            raise ProtocolError(f"bad Content-Length {length!r}")
-        data = self.reader.read(int(length))
-        if len(data) != int(length):
-            raise ConnectionResetError("reply body ended early")
-        return data
-
-    def _headers(self) -> dict[str, str]:
-        headers: dict[str, str] = {}
-        for _ in range(MAX_HEADERS):
-            raw = self.reader.readline(MAX_LINE)
-            if raw in (b"\r\n", b"\n"):
-                return headers
-            if not raw.endswith(b"\n"):
-                raise ConnectionResetError("reply headers ended early")
-            name, colon, value = raw.decode("latin-1").partition(":")
-            if not colon:
-                raise ProtocolError(f"bad header line {raw[:80]!r}")
-            name, value = name.strip().lower(), value.strip()
-            # a repeated field is one comma-separated list (RFC 9110 5.3)
-            headers[name] = f"{headers[name]}, {value}" if name in headers else value
-        raise ProtocolError("too many reply headers")
-
-    def _chunked(self) -> bytes:
-        parts: list[bytes] = []
-        while True:
-            size_line = self.reader.readline(MAX_LINE).split(b";", 1)[0].strip()
-            try:
-                size = int(size_line, 16)
-            except ValueError:
-                raise ProtocolError(f"bad chunk size {size_line[:20]!r}") from None
-            if size == 0:
-                while self.reader.readline(MAX_LINE) not in (b"\r\n", b"\n", b""):
-                    pass  # trailers
-                return b"".join(parts)
-            chunk = self.reader.read(size)
-            if len(chunk) != size:
-                raise ConnectionResetError("reply chunk ended early")
-            parts.append(chunk)
-            self.reader.readline(MAX_LINE)
-
-    def close(self) -> None:
-        self.reader.close()
-        self.sock.close()
-
-
-def _request_head(method: str, path: str, headers: Mapping[str, str],
+def _request_head(method: str, path: str, headers: Mapping[str, str] | None,
                   body: bytes | Readable | None) -> bytes:
-    lines = [f"{method} {path} HTTP/1.1\r\nHost: localhost\r\n"]
-    if body is not None and "Content-Length" not in headers:
+    head = f"{method} {path} HTTP/1.1\r\nHost: localhost\r\n"
+    if body is not None and (headers is None or "Content-Length" not in headers):
         if not isinstance(body, bytes):
             raise ValueError("a streamed body needs a Content-Length header")
-        lines.append(f"Content-Length: {len(body)}\r\n")
-    lines.extend(f"{name}: {value}\r\n" for name, value in headers.items())
-    lines.append("\r\n")
-    return "".join(lines).encode("latin-1")
+        head += f"Content-Length: {len(body)}\r\n"
+    if headers:
+        for name, value in headers.items():
+            head += f"{name}: {value}\r\n"
+    return (head + "\r\n").encode("latin-1")
 
 
 class Transport:
@@ -283,19 +146,21 @@ class Transport:
         self.socket_path = socket_path
         self.timeout = timeout
         self.where = where or socket_path
-        self._pid = os.getpid()
+        self._forks = _forks
         self._local = threading.local()
         #: Response body bytes received (for tests and benchmarks of ranged reads).
         self.bytes_received = 0
 
     def _idle(self) -> list[Connection]:
-        if os.getpid() != self._pid:  # forked: forget the parent's sockets
-            self._pid = os.getpid()
+        if self._forks != _forks:  # forked: forget the parent's sockets
+            self._forks = _forks
             self._local = threading.local()
-        idle = getattr(self._local, "idle", None)
-        if idle is None:
-            idle = self._local.idle = []
-        return idle
+        try:
+            return self._local.idle  # type: ignore[no-any-return]
+        except AttributeError:
+            idle: list[Connection] = []
+            self._local.idle = idle
+            return idle
 
     def _checkout(self) -> Connection:
         """An idle connection still fit for a request, else a new one."""
@@ -310,10 +175,11 @@ class Transport:
         except OSError as exc:  # nothing was sent: safe to report as unreachable
             raise self._failure("", exc) from exc
 
-    def _begin(self, method: str, head: bytes, body: bytes | Readable | None
-               ) -> tuple[Connection, int, dict[str, str], bool]:
-        """Send a request and read the reply's head: ``(conn, status, headers, must_close)``.
+    def _exchange(self, method: str, head: bytes, body: bytes | Readable | None,
+                  whole: bool) -> tuple[Connection, int, dict[str, str], bytes, bool]:
+        """Send a request, read the reply: ``(conn, status, headers, body, must_close)``.
 
+        ``whole``: the reply's body too (else ``b""``: the caller streams it).
         Only GET/HEAD are sent a second time, once, and only when the
         connection died before one byte of the reply came; any other request
         that lost its connection raises ``OutcomeUnknownError``. A sidecar that
@@ -327,8 +193,11 @@ class Transport:
                     broken = False
                 except (BrokenPipeError, ConnectionResetError):
                     broken = True  # the reply may still explain why (e.g. 413)
-                status, fields, must_close = conn.read_head()
-            except _Closed as exc:
+                if whole:
+                    status, fields, data, must_close = conn.reply(method == "HEAD")
+                else:
+                    (status, fields, must_close), data = conn.read_head(), b""
+            except Closed as exc:
                 conn.close()
                 if method in SAFE_METHODS and attempt == 0:
                     continue
@@ -336,7 +205,7 @@ class Transport:
             except (OSError, ProtocolError) as exc:
                 conn.close()
                 raise self._failure(method, exc) from exc
-            return conn, status, fields, must_close or broken
+            return conn, status, fields, data, must_close or broken
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _failure(self, method: str, exc: BaseException) -> OSError:
@@ -369,13 +238,8 @@ class Transport:
 
         A reply with status >= 400 raises unless listed in ``ok``.
         """
-        head = _request_head(method, path, headers or {}, body)
-        conn, status, fields, must_close = self._begin(method, head, body)
-        try:
-            data = conn.read_body(status, fields, method == "HEAD")
-        except (OSError, ProtocolError) as exc:
-            conn.close()
-            raise self._failure(method, exc) from exc
+        conn, status, fields, data, must_close = self._exchange(
+            method, _request_head(method, path, headers, body), body, True)
         if must_close or conn.at_eof:
             conn.close()
         else:
@@ -391,10 +255,10 @@ class Transport:
         The connection belongs to the returned stream until it is closed:
         back to the pool when the body was read to the end, dropped otherwise.
         """
-        conn, status, fields, must_close = self._begin(
-            "GET", _request_head("GET", path, headers, None), None)
+        conn, status, fields, _, must_close = self._exchange(
+            "GET", _request_head("GET", path, headers, None), None, False)
         length = fields.get("content-length", "")
-        if status >= 400 or not length.isdigit():
+        if status >= 400 or not (length.isascii() and length.isdigit()):
             try:
                 body = conn.read_body(status, fields, False)
             finally:
@@ -427,7 +291,7 @@ class BodyStream:
         """Fill up to ``len(view)`` bytes; 0 only at the end of the body."""
         if self._conn is None or self.remaining == 0:
             return 0
-        count = self._conn.reader.readinto(view[:min(len(view), self.remaining)])
+        count = self._conn.readinto(view[:min(len(view), self.remaining)])
         if not count:
             self.close()
             raise ConnectionResetError("reply body ended early")

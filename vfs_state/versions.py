@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextvars
 import random
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -31,12 +30,14 @@ class VersionStore:
 
     def __init__(self) -> None:
         self._seen: dict[tuple[str, str], str | None] = {}
-        self._lock = threading.Lock()
 
     def observe(self, store: str, key: str, version: str | None) -> None:
-        """Remember ``version`` (``ABSENT`` for a key seen missing)."""
-        with self._lock:
-            self._seen[(store, key)] = version
+        """Remember ``version`` (``ABSENT`` for a key seen missing).
+
+        One dict store, atomic on its own: no lock (every read and write
+        records one, so it is on the hot path).
+        """
+        self._seen[(store, key)] = version
 
     def lookup(self, store: str, key: str) -> object:
         """The remembered version, ``ABSENT``, or ``UNSEEN`` when never observed."""

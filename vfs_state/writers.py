@@ -15,7 +15,7 @@ import io
 import sys
 import tempfile
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from vfs_state._types import FileContext, Readable
 from vfs_state.client import SidecarClient
@@ -27,20 +27,10 @@ if TYPE_CHECKING:
 
 SPILL_SIZE = 4 * 1024 * 1024
 
-#: ``commit(spool, size)`` sends the finished content; raises on failure.
-Commit = Callable[[Readable, int], None]
+#: ``commit(content, size)`` sends the finished content; raises on failure.
+Commit = Callable[[Readable | bytes, int], None]
 #: turns a refused commit into the error the caller should see.
 Explain = Callable[[OSError], OSError]
-
-
-def spilled(spool: tempfile.SpooledTemporaryFile[bytes]) -> bool:
-    """Has ``spool`` moved from memory to a real file?
-
-    Private API: ``SpooledTemporaryFile._rolled`` (checked against CPython
-    3.11-3.13; no public equivalent). Read directly so a Python that drops it
-    fails here, loudly, and ``tests/test_client.py`` notices.
-    """
-    return bool(spool._rolled)  # type: ignore[attr-defined]
 
 
 class _Finalizable(io.RawIOBase):
@@ -72,26 +62,32 @@ class _Finalizable(io.RawIOBase):
 
 
 class SpooledFile(_Finalizable):
-    """Buffered write mode: a ``SpooledTemporaryFile`` (RAM to 4 MiB, then disk).
+    """Buffered write mode: the content in memory up to 4 MiB, then in a temporary file.
 
     Seek, tell, truncate and reading back work as on a local file. ``close()``
     commits with one PUT carrying ``Content-Length`` when anything changed
     (or always, for ``w``/``x`` modes, which create the file). ``fileno()``
-    moves the spool to disk and shares its descriptor.
+    moves the content to disk and shares its descriptor. The spool is a
+    ``BytesIO`` until it grows past ``SPILL_SIZE`` (what
+    ``tempfile.SpooledTemporaryFile`` does, without its Python-level wrapper
+    around every call: most files written are small).
     """
 
     def __init__(self, commit: Commit, *, context: FileContext, readable: bool,
                  append: bool = False, initial: Readable | bytes | None = None,
                  dirty: bool = True) -> None:
-        super().__init__()
         self._commit = commit
-        self._spool = tempfile.SpooledTemporaryFile(max_size=SPILL_SIZE)
+        self._spool: BinaryIO = io.BytesIO()
+        self._rolled = False
         if isinstance(initial, bytes):
             self._spool.write(initial)
         elif initial is not None:
             while chunk := initial.read(1 << 20):
                 self._spool.write(chunk)
-        self._spool.seek(0, io.SEEK_END if append else io.SEEK_SET)
+                self._check_size()
+        if initial is not None:
+            self._check_size()
+            self._spool.seek(0, io.SEEK_END if append else io.SEEK_SET)
         self._readable = readable
         self._append = append
         self._dirty = dirty
@@ -103,7 +99,20 @@ class SpooledFile(_Finalizable):
     @property
     def rolled_to_disk(self) -> bool:
         """True once the content spilled past the in-memory limit."""
-        return spilled(self._spool)
+        return self._rolled
+
+    def _check_size(self) -> None:
+        if not self._rolled and self._spool.tell() > SPILL_SIZE:
+            self._roll()
+
+    def _roll(self) -> None:
+        """Move the content to a temporary file, keeping the position."""
+        memory = self._spool
+        disk = tempfile.TemporaryFile(prefix="vfs-state-spool-")
+        disk.write(memory.getvalue())  # type: ignore[attr-defined]
+        disk.seek(memory.tell())
+        self._spool, self._rolled = disk, True
+        memory.close()
 
     def readable(self) -> bool:
         return self._readable
@@ -121,7 +130,9 @@ class SpooledFile(_Finalizable):
         """
         self._checkClosed()
         self._dirty = True
-        descriptor = self._spool.fileno()  # rolls the spool over to a real file
+        if not self._rolled:
+            self._roll()
+        descriptor = self._spool.fileno()
         self._spool.flush()
         if self._shared is None:
             self._shared = descriptor
@@ -133,7 +144,7 @@ class SpooledFile(_Finalizable):
         self._checkClosed()
         if not self._readable:
             raise io.UnsupportedOperation("not readable")
-        return self._spool.readinto(buffer)
+        return self._spool.readinto(buffer)  # type: ignore[attr-defined, no-any-return]
 
     def write(self, data: Any) -> int:
         self._checkClosed()
@@ -141,8 +152,11 @@ class SpooledFile(_Finalizable):
             self._spool.seek(0, io.SEEK_END)
         self._dirty = True
         written = self._spool.write(data)
-        if self._shared is not None:
-            self._spool.flush()
+        if self._rolled:
+            if self._shared is not None:
+                self._spool.flush()
+        elif self._spool.tell() > SPILL_SIZE:
+            self._roll()
         return written
 
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
@@ -161,6 +175,7 @@ class SpooledFile(_Finalizable):
         end = self._spool.seek(0, io.SEEK_END)
         if size > end:  # growing pads with zeros, as on a local file (BytesIO won't)
             self._spool.write(bytes(size - end))
+            self._check_size()
         else:
             self._spool.truncate(size)
         self._spool.seek(position)
@@ -177,9 +192,14 @@ class SpooledFile(_Finalizable):
             late = hooks.released(self._shared)
         try:
             if self._dirty:
-                size = self._spool.seek(0, io.SEEK_END)
-                self._spool.seek(0)
-                self._commit(self._spool, size)
+                spool = self._spool
+                if not self._rolled:  # one bytes: sent with the request head
+                    content = spool.getvalue()  # type: ignore[attr-defined]
+                    self._commit(content, len(content))
+                else:
+                    size = spool.seek(0, io.SEEK_END)
+                    spool.seek(0)
+                    self._commit(spool, size)
         except BaseException as exc:
             self._report_lost(exc)
             raise

@@ -23,11 +23,15 @@ from typing import IO, Any
 
 from vfs_state._types import FileContext
 from vfs_state.shim import fd_files
-from vfs_state.shim.errors import converted, oserror
+from vfs_state.shim.errors import oserror, translated
 from vfs_state.shim.probe import kind
 from vfs_state.shim.router import MountTable, Target, routed
 
 _NEWLINES = (None, "", "\n", "\r", "\r\n")
+#: ``mode`` -> (parsed, ``fs`` mode, ``FileIO`` mode) for modes already checked
+#: with no encoding, errors or newline given (the common call): parsing costs
+#: more than the rest of the shim's part of a small read.
+_PLAIN_MODES: dict[str, tuple[OpenMode, str, str]] = {}
 
 
 @dataclass(frozen=True)
@@ -104,7 +108,18 @@ def open_target(target: Target, mode: str = "r", buffering: int = -1,
                 newline: str | None = None, closefd: bool = True,
                 opener: Callable[..., int] | None = None) -> IO[Any]:
     """``open()`` for a path inside a mount."""
-    parsed = parse_mode(mode, buffering, encoding, errors, newline)
+    checked = None
+    if encoding is None and errors is None and newline is None and type(buffering) is int:
+        checked = _PLAIN_MODES.get(mode) if type(mode) is str else None
+        if checked is not None and buffering == 0 and not checked[0].binary:
+            raise ValueError("can't have unbuffered text I/O")
+    if checked is None:
+        parsed = parse_mode(mode, buffering, encoding, errors, newline)
+        checked = (parsed, parsed.fs_mode, parsed.raw_mode)
+        if (encoding is None and errors is None and newline is None and type(buffering) is int
+                and len(_PLAIN_MODES) < 64):
+            _PLAIN_MODES[mode] = checked
+    parsed, fs_mode, raw_mode = checked
     if not closefd:
         raise ValueError("Cannot use closefd=False with file name")
     if opener is not None:  # tempfile.NamedTemporaryFile: its opener calls os.open
@@ -121,11 +136,16 @@ def open_target(target: Target, mode: str = "r", buffering: int = -1,
     if target.dir_only:
         _check_trailing_slash(target, parsed)
     size = -1 if buffering == 1 else buffering
-    context = FileContext(target.filename, parsed.raw_mode, target.where(),
+    context = FileContext(target.filename, raw_mode, target.where(),
                           fd_files.FileHooks(target))
-    with converted(target):
-        binary = target.fs.openbin(target.fs_path, parsed.fs_mode, size, create_parents=True,
+    try:
+        binary = target.fs.openbin(target.fs_path, fs_mode, size, create_parents=True,
                                    context=context)
+    except Exception as exc:
+        error = translated(exc, target)
+        if error is exc:
+            raise
+        raise error from None
     if parsed.binary:
         return binary
     try:

@@ -15,7 +15,7 @@ from typing import Any
 
 from vfs_state.shim import fd_files
 from vfs_state.shim.direntry import MountScandirIterator, scan
-from vfs_state.shim.errors import converted, oserror, refused
+from vfs_state.shim.errors import converted, oserror, refused, translated
 from vfs_state.shim.open_adapter import open_target
 from vfs_state.shim.probe import kind
 from vfs_state.shim.router import MountTable, Target, routed, routed_default
@@ -31,11 +31,17 @@ def no_dir_fd(target: Target, dir_fd: int | None, operation: str) -> None:
 def stat(target: Target, *, dir_fd: int | None = None,
          follow_symlinks: bool = True) -> os.stat_result:
     """``os.stat``/``os.lstat``: one HEAD (recorded as observed, for CAS)."""
-    no_dir_fd(target, dir_fd, "stat")
+    if dir_fd is not None:
+        no_dir_fd(target, dir_fd, "stat")
     if not target.key:
         return make_stat(target.mount, "", True)
-    with converted(target):
+    try:
         info = target.fs.getinfo(target.fs_path)
+    except Exception as exc:
+        error = translated(exc, target)
+        if error is exc:
+            raise
+        raise error from None
     if target.dir_only and not info.is_dir:
         raise oserror(errno.ENOTDIR, target.filename)
     return stat_from_info(target.mount, target.key, info.raw)

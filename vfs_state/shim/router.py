@@ -173,8 +173,12 @@ def _match(entries: Entries, path: str, filename: str | bytes, is_bytes: bool) -
                 return Target(mount, lazy.fs or lazy.get(), "", filename, is_bytes, False)
             if path[size] == "/":
                 key = path[size + 1:]
-                return _target(mount, lazy.fs or lazy.get(), key.rstrip("/"), filename,
-                               is_bytes, key.endswith("/"))
+                if "\0" in key:
+                    raise ValueError("embedded null byte")
+                if key[-1:] == "/":
+                    return Target(mount, lazy.fs or lazy.get(), key.rstrip("/"), filename,
+                                  is_bytes, True)
+                return Target(mount, lazy.fs or lazy.get(), key, filename, is_bytes, False)
     return None
 
 
@@ -198,13 +202,6 @@ def _resolve_slow(entries: Entries, path: str, filename: str | bytes,
     if target is not None and dir_only:
         target.dir_only = True
     return target
-
-
-def _target(mount: Mount, fs: StateFS, key: str, filename: str | bytes, is_bytes: bool,
-            dir_only: bool) -> Target:
-    if "\0" in key:
-        raise ValueError("embedded null byte")
-    return Target(mount, fs, key, filename, is_bytes, dir_only)
 
 
 def _relative_to_fd(target: Target, kwargs: dict[str, Any]) -> bool:

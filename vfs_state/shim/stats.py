@@ -32,14 +32,28 @@ def _hash(*parts: str) -> int:
     return int.from_bytes(digest, "big") >> 1  # positive, fits st_ino / st_dev
 
 
+#: numbers already hashed, by (mount name, socket[, key]): a stat asks for both
+_NUMBERS: dict[tuple[str, ...], int] = {}
+
+
 def inode(mount: Mount, key: str) -> int:
     """A stable inode number for ``key`` on ``mount``."""
-    return _hash(mount.name, mount.socket, key)
+    parts = (mount.name, mount.socket, key)
+    number = _NUMBERS.get(parts)
+    if number is None:
+        if len(_NUMBERS) >= 4096:
+            _NUMBERS.clear()
+        number = _NUMBERS[parts] = _hash(*parts)
+    return number
 
 
 def device(mount: Mount) -> int:
     """A stable device number per mount (``os.path.ismount`` sees the boundary)."""
-    return _hash(mount.name, mount.socket) & 0xFFFFFFFF
+    parts = (mount.name, mount.socket)
+    number = _NUMBERS.get(parts)
+    if number is None:
+        number = _NUMBERS[parts] = _hash(*parts) & 0xFFFFFFFF
+    return number
 
 
 def make_stat(mount: Mount, key: str, is_dir: bool, size: int = 0,
