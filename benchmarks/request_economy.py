@@ -114,17 +114,22 @@ def measure(kind: str, large: int | None = None) -> list[dict[str, Any]]:
     return rows
 
 
-def run(ctx: Any = None) -> dict[str, Any]:
-    from benchmarks.common import table
+COLUMNS = ["connector", "operation", "sidecar requests", "sidecar bytes", "backend requests",
+           "backend bytes"]
 
+
+def run(ctx: Any = None) -> dict[str, Any]:
     rows = []
     for kind in KINDS:
         rows.extend(measure(kind))
-    columns = ["connector", "operation", "sidecar requests", "sidecar bytes",
-               "backend requests", "backend bytes"]
-    print(table("Request economy: requests and bytes per operation", columns,
-                [[r[c] for c in columns] for r in rows]))
     return {"rows": rows}
+
+
+def report(result: dict[str, Any]) -> None:
+    from benchmarks.common import table
+
+    table("Request economy: requests and bytes per operation", COLUMNS,
+          [[r[c] for c in COLUMNS] for r in result["rows"]])
 
 
 if __name__ == "__main__":
@@ -136,4 +141,4 @@ if __name__ == "__main__":
                 print(row["connector"], row["operation"], row["backend requests"],
                       row["backend bytes"], *row["detail"], sep="\n  ")
     else:
-        run()
+        report(run())
