@@ -24,7 +24,7 @@ from benchmarks.common import Context, GiB, KiB, MiB, Options, log, machine, wri
 #: Run order: cheap and latency-sensitive first, memory- and fill-heavy last.
 BENCHMARKS = ("shim_tax", "small_objects", "transport_layers", "concurrency", "cas",
               "ranged_read", "large_objects", "listing", "profile", "experiments",
-              "request_economy", "startup", "hot_path", "sidecar_layers")
+              "request_economy", "startup", "hot_path", "sidecar_layers", "client_layers")
 
 
 def parse_size(text: str) -> int:

@@ -1,4 +1,4 @@
-"""Where a small operation's client CPU goes, layer by layer (1 KiB on a Redis sidecar).
+"""Where a small operation's client CPU goes, layer by layer (1 KiB; Redis sidecar by default).
 
 Two tables, for reading the client side of ``hot_path``:
 
@@ -13,7 +13,7 @@ Two tables, for reading the client side of ``hot_path``:
   them). Runs on any commit with the same public calls, so before and after
   compare directly.
 
-``python -m benchmarks.client_layers [--calls 2000] [--rounds 5]``
+``python -m benchmarks.client_layers [--calls 2000] [--rounds 5] [--connector local-buffered-cas]``
 """
 from __future__ import annotations
 
@@ -116,9 +116,9 @@ def bytecodes(call: Callable[[], object], n: int = 200) -> dict[str, float]:
     return {layer: count / n for layer, count in counts.items()}
 
 
-def measure(ctx: Context, n: int, rounds: int) -> dict[str, Any]:
+def measure(ctx: Context, n: int, rounds: int, connector: str = CONNECTOR) -> dict[str, Any]:
     from vfs_state.mounts import Mount
-    sidecar = ctx.pool.sidecar(CONNECTOR)
+    sidecar = ctx.pool.sidecar(connector)
     mount_path = "/vfs-bench-layers"
     mount = Mount(name="layers", path=mount_path, socket=sidecar.socket_path)
     cpu: dict[str, list[float]] = {}
@@ -161,10 +161,11 @@ def main(argv: list[str] | None = None) -> int:
                                      description=__doc__)
     parser.add_argument("--calls", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--connector", default=CONNECTOR)
     args = parser.parse_args(argv)
     ctx = Context(Options())
     try:
-        report(measure(ctx, args.calls, args.rounds))
+        report(measure(ctx, args.calls, args.rounds, args.connector))
     finally:
         ctx.close()
     return 0

@@ -17,7 +17,7 @@ from benchmarks.common import NA, RESULTS_DIR, capture_tables, fmt, read_json, t
 
 ORDER = ("small_objects", "transport_layers", "concurrency", "large_objects", "ranged_read",
          "listing", "cas", "shim_tax", "profile", "experiments", "startup", "hot_path",
-         "sidecar_layers", "request_economy")
+         "sidecar_layers", "client_layers", "request_economy")
 
 
 Values = dict[str, tuple[str, float | None]]  # budget -> (limit, measured)

@@ -107,10 +107,7 @@ class StateFS(FS):
         try:
             yield
         except OSError as exc:
-            converted = to_fs_error(exc, path)
-            if converted is None:
-                raise
-            raise converted from exc
+            raise _fs_error(exc, path)  # noqa: B904 - chained (or re-raised) by _fs_error
 
     @staticmethod
     def _info(name: str, stat: Stat) -> Info:
@@ -169,10 +166,7 @@ class StateFS(FS):
                 return info
             attributes = self._attributes(key) if stat.is_file else {}
         except OSError as exc:  # as ``_errors``, inline: every stat passes here
-            converted = to_fs_error(exc, path)
-            if converted is None:
-                raise
-            raise converted from exc
+            raise _fs_error(exc, path)  # noqa: B904 - chained (or re-raised) by _fs_error
         return Info({**info.raw, "vfs": {**info.raw["vfs"], "attributes": attributes}})
 
     def _attributes(self, key: str) -> dict[str, str]:
@@ -292,10 +286,7 @@ class StateFS(FS):
             else:
                 return self._open_reader(key, path, context, buffering)  # type: ignore[return-value]
         except OSError as exc:
-            converted = to_fs_error(exc, path)
-            if converted is None:
-                raise
-            raise converted from exc
+            raise _fs_error(exc, path)  # noqa: B904 - chained (or re-raised) by _fs_error
         return _buffer(raw, buffering)  # type: ignore[return-value]
 
     def readbytes(self, path: str) -> bytes:
@@ -306,10 +297,7 @@ class StateFS(FS):
         try:
             stat, head = self._read_first(key, path)
         except OSError as exc:
-            converted = to_fs_error(exc, path)
-            if converted is None:
-                raise
-            raise converted from exc
+            raise _fs_error(exc, path)  # noqa: B904 - chained (or re-raised) by _fs_error
         if len(head) >= stat.size:
             return head
         with RangeReader(self.client, key, stat, head,
@@ -630,6 +618,17 @@ class StateFS(FS):
         if not self.isclosed():
             self.client.close()
         super().close()
+
+
+def _fs_error(exc: OSError, path: str) -> Exception:
+    """The ``fs`` error for ``exc`` on ``path``, chained to it; ``exc`` itself for
+    what stays a built-in (CAS conflicts, outages: ``to_fs_error``)."""
+    converted = to_fs_error(exc, path)
+    if converted is None:
+        return exc
+    converted.__cause__ = exc
+    converted.__suppress_context__ = True
+    return converted
 
 
 class _BinMode:
