@@ -418,11 +418,8 @@ class RedisBackend(Backend):
 
     def list_page(self, prefix: str, delimiter: str | None, start_after: str | None,
              max_keys: int) -> ListPage:
-        base = prefix[:prefix.rfind("/") + 1]
-        name_start = prefix[len(base):]
         recursive = delimiter is None
-        high = b"[" + name_start.encode() + b"\xff" if name_start else b"+"
-        low = _lower_bound(base, name_start, start_after, recursive)
+        base, low, high = _range(prefix, start_after, recursive)
         if low is None:
             return ListPage()
         if recursive:
@@ -444,10 +441,7 @@ class RedisBackend(Backend):
         """One listing script that also reads each value's length, version and time."""
         if delimiter is None:
             return super().list_details(prefix, delimiter, start_after, max_keys)
-        base = prefix[:prefix.rfind("/") + 1]
-        name_start = prefix[len(base):]
-        high = b"[" + name_start.encode() + b"\xff" if name_start else b"+"
-        low = _lower_bound(base, name_start, start_after, False)
+        base, low, high = _range(prefix, start_after, False)
         if low is None:
             return ListPage()
         entries = self._entries(base, low, high, max_keys + 1, details=True)
@@ -471,10 +465,7 @@ class RedisBackend(Backend):
         """One script whose reply is one string: the names, split in one call."""
         if details:
             return super().list_names(prefix, start_after, max_keys, details)
-        base = prefix[:prefix.rfind("/") + 1]
-        name_start = prefix[len(base):]
-        high = b"[" + name_start.encode() + b"\xff" if name_start else b"+"
-        low = _lower_bound(base, name_start, start_after, False)
+        base, low, high = _range(prefix, start_after, False)
         if low is None:
             return NamePage()
         raw = self._run("names", [], [base, low, high, max_keys + 1])
@@ -550,6 +541,18 @@ def _read_head(body: Readable) -> tuple[bytes, bytes]:
     """The first ``CHUNK`` bytes and, if the body goes on, the next chunk."""
     head = bytes(read_up_to(body, CHUNK))
     return head, body.read(CHUNK) if len(head) == CHUNK else b""
+
+
+def _range(prefix: str, start_after: str | None,
+           recursive: bool) -> tuple[str, bytes | None, bytes]:
+    """``(directory, ZRANGEBYLEX min, max)`` for a listing of ``prefix``; min None: empty.
+
+    ``prefix`` is a directory (``a/``) plus the start of a name (``a/x``).
+    """
+    base = prefix[:prefix.rfind("/") + 1]
+    name_start = prefix[len(base):]
+    high = b"[" + name_start.encode() + b"\xff" if name_start else b"+"
+    return base, _lower_bound(base, name_start, start_after, recursive), high
 
 
 def _lower_bound(base: str, name_start: str, start_after: str | None,
