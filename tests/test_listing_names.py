@@ -140,3 +140,20 @@ def test_pages_cut_in_merged_order_a_key_before_an_equal_prefix():
     assert trimmed(page, "d/", 3) == (["d/a", "d/c"], ["d/b/"], "d/c")  # own marker dropped
     assert trimmed(page, "d/", 2) == (["d/a"], ["d/b/"], "d/b/")
     assert trimmed(ListPage(keys=["d/a"]), "d/", 5) == (["d/a"], [], None)
+
+
+def test_the_client_follows_the_cursor_across_small_pages(local_sidecar):
+    """``list_names`` and ``list_details`` walk every page: each entry once, in order."""
+    from vfs_state.client import SidecarClient
+
+    client = SidecarClient(local_sidecar.socket_path)
+    base = f"paged-{uuid.uuid4().hex[:8]}/"
+    for i in range(25):
+        client.write(f"{base}f{i:02d}", b"x", 1, conditions={})
+    client.make_marker(f"{base}sub/")
+    pages = list(client.list_names(base, page_size=7))
+    assert len(pages) == 4
+    assert [f for page in pages for f in page[0]] == [f"f{i:02d}" for i in range(25)]
+    assert [d for page in pages for d in page[1]] == ["sub"]
+    keys = [k for page in client.list_details(base, "/", page_size=7) for k in page[0]]
+    assert keys == [f"{base}f{i:02d}" for i in range(25)]

@@ -272,21 +272,13 @@ class SidecarClient:
         A sidecar that predates listing details answers without them: the
         map is then empty and callers stat the keys they need.
         """
-        cursor: str | None = None
-        while True:
-            query = {"prefix": prefix, "max_keys": str(page_size)}
-            if delimiter:
-                query["delimiter"] = delimiter
-            if cursor:
-                query["start_after"] = cursor
-            if details:
-                query["details"] = "1"
-            reply = self.transport.request("GET", "/keys/?" + urlencode(query), key=prefix)
-            data = json.loads(reply.body)
+        query = {"prefix": prefix, "max_keys": str(page_size)}
+        if delimiter:
+            query["delimiter"] = delimiter
+        if details:
+            query["details"] = "1"
+        for data in self._pages(query, prefix):
             yield data.get("keys", []), data.get("prefixes", []), _listed(data.get("details"))
-            cursor = data.get("next")
-            if not cursor:
-                return
 
     def list_names(self, directory: str, details: bool = False,
                    page_size: int = LIST_PAGE) -> Iterator[NamedPage]:
@@ -296,23 +288,26 @@ class SidecarClient:
         sends names relative to it, so no step per entry is needed on either
         side; one that predates ``names`` sends full keys, cut here.
         """
-        cursor: str | None = None
-        while True:
-            query = {"prefix": directory, "delimiter": "/", "max_keys": str(page_size),
-                     "names": "1"}
-            if cursor:
-                query["start_after"] = cursor
-            if details:
-                query["details"] = "1"
-            reply = self.transport.request("GET", "/keys/?" + urlencode(query), key=directory)
-            data = json.loads(reply.body)
+        query = {"prefix": directory, "delimiter": "/", "max_keys": str(page_size),
+                 "names": "1"}
+        if details:
+            query["details"] = "1"
+        for data in self._pages(query, directory):
             if "files" in data:
                 yield data["files"], data.get("dirs", []), _listed(data.get("details"))
             else:
                 yield _by_name(directory, data)
+
+    def _pages(self, query: dict[str, str], prefix: str) -> Iterator[dict[str, Any]]:
+        """Every page of one listing, each decoded, following ``next`` as the cursor."""
+        while True:
+            reply = self.transport.request("GET", "/keys/?" + urlencode(query), key=prefix)
+            data = json.loads(reply.body)
+            yield data
             cursor = data.get("next")
             if not cursor:
                 return
+            query = {**query, "start_after": cursor}
 
     # -- attributes ---------------------------------------------------------------
 
