@@ -23,6 +23,17 @@ settings.register_profile("deep", max_examples=300, stateful_step_count=60, dead
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Drop the tests a module's ``ci_profile_keeps(nodeid)`` leaves out of the CI profile."""
+    kept, dropped = [], []
+    for item in items:
+        keeps = getattr(getattr(item, "module", None), "ci_profile_keeps", None)
+        (dropped if keeps is not None and not keeps(item.nodeid) else kept).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
+
+
 @pytest.fixture(scope="session")
 def local_sidecar():
     """A ``local-buffered-cas`` sidecar on a private directory."""
