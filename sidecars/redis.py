@@ -133,34 +133,41 @@ if kind ~= 'none' and kind ~= 'string' then
   return abort('CONFLICT', 'key holds a Redis ' .. kind)
 end
 if ARGV[2] == '1' and kind ~= 'none' then return abort('PRECONDITION', 'key exists') end
-if ARGV[1] ~= '' and (kind == 'none' or version(meta) ~= ARGV[1]) then
+-- a value with a version is ours: its first write checked the tree and linked it, and
+-- every script keeps that true (no directory of its name, no value at a parent)
+local stored = kind == 'string' and redis.call('HGET', meta, 'v')
+if ARGV[1] ~= '' and (kind == 'none' or (stored or '0') ~= ARGV[1]) then
   return abort('PRECONDITION', 'stored version differs from If-Match')
 end
-if string.sub(key, -1) == '/' then
-  if redis.call('EXISTS', string.sub(key, 1, -2)) == 1 then
-    return abort('CONFLICT', 'a value has this name')
+if not stored then
+  if string.sub(key, -1) == '/' then
+    if redis.call('EXISTS', string.sub(key, 1, -2)) == 1 then
+      return abort('CONFLICT', 'a value has this name')
+    end
+  elseif alive(key .. '/') then
+    return abort('ISDIR', 'a directory has this name')
   end
-elseif alive(key .. '/') then
-  return abort('ISDIR', 'a directory has this name')
-end
-local parent = split(key)
-while #parent > #ARGV[4] do  -- STATE_PREFIX's own parents are not ours to police
-  if redis.call('EXISTS', string.sub(parent, 1, -2)) == 1 then
-    return abort('CONFLICT', 'a parent is a value: ' .. string.sub(parent, 1, -2))
+  local parent = split(key)
+  while #parent > #ARGV[4] do  -- STATE_PREFIX's own parents are not ours to police
+    if redis.call('EXISTS', string.sub(parent, 1, -2)) == 1 then
+      return abort('CONFLICT', 'a parent is a value: ' .. string.sub(parent, 1, -2))
+    end
+    parent = split(parent)
   end
-  parent = split(parent)
 end
 local pttl = redis.call('PTTL', key)  -- a rewrite keeps the key's TTL
 if staged then redis.call('RENAME', staged, key) else redis.call('SET', key, ARGV[3]) end
 local v = redis.call('INCR', SEQ)
 local now = redis.call('TIME')
 local mtime = now[1] .. '.' .. string.format('%06d', tonumber(now[2]))
--- HSET answers 0 when both fields were there: a value of ours, linked when first written
-local new_fields = redis.call('HSET', meta, 'v', v, 't', mtime)
-for _, k in ipairs({key, meta}) do
-  if pttl > 0 then redis.call('PEXPIRE', k, pttl) else redis.call('PERSIST', k) end
+redis.call('HSET', meta, 'v', v, 't', mtime)
+if pttl > 0 then
+  redis.call('PEXPIRE', key, pttl); redis.call('PEXPIRE', meta, pttl)
+else
+  if staged then redis.call('PERSIST', key) end  -- SET drops a TTL; RENAME keeps the staging one
+  redis.call('PERSIST', meta)
 end
-if kind == 'none' or new_fields > 0 then link(key) end
+if not stored then link(key) end
 return {v, mtime, redis.call('STRLEN', key)}
 """
 

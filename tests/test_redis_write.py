@@ -17,7 +17,7 @@ import pytest
 import redis
 
 from sidecars.errors import BackendUnavailable, Conflict, NotFound, PreconditionFailed
-from sidecars.redis import SEQ, RedisBackend
+from sidecars.redis import CHUNK, META, SEQ, RedisBackend
 from tests.harness.economy import RedisMonitor
 from tests.harness.redis_server import RedisServer
 
@@ -179,3 +179,17 @@ def test_overwrites_stay_listed_and_foreign_values_get_linked(backend, raw):
     page = backend.list_page("l/l/", "/", None, 100)
     assert page.keys == ["l/l/a", "l/l/b", "l/l/c"]
     assert backend.list_page("l/", "/", None, 100).prefixes == ["l/l/"]
+
+
+def test_rewrites_keep_or_drop_the_ttl_small_and_staged(backend, raw):
+    big = b"b" * (CHUNK + 10)  # staged in a temporary key with a TTL of its own
+    for data in (b"small", big):
+        _put(backend, "t/plain", data)
+        assert raw.pttl("t/plain") == -1 and raw.pttl(META + "t/plain") == -1
+        _put(backend, "t/plain", data)
+        assert raw.pttl("t/plain") == -1 and raw.pttl(META + "t/plain") == -1
+        backend.set_attr("t/plain", "ttl", "100")
+        _put(backend, "t/plain", data)
+        assert 0 < raw.pttl("t/plain") <= 100_000 and 0 < raw.pttl(META + "t/plain") <= 100_000
+        backend.set_attr("t/plain", "ttl", "-1")
+        assert raw.get("t/plain") == data
