@@ -148,11 +148,15 @@ class Connections:
         except redis.exceptions.ResponseError:
             self._idle.append(link)  # a whole error reply was read
             raise
-        except redis.exceptions.ConnectionError:
+        except redis.exceptions.ConnectionError as exc:
             conn.disconnect()
-            if not resend:
-                raise
-            return self.call(packed, False)
+            if resend:
+                return self.call(packed, False)
+            if isinstance(exc, redis.exceptions.BusyLoadingError):
+                raise  # an answer: the server is loading, nothing ran
+            raise redis.exceptions.ConnectionError(
+                f"{exc} (the command was sent: it may or may not have run; not sent again)"
+            ) from exc
         except BaseException:
             conn.disconnect()
             raise
