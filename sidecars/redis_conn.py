@@ -26,6 +26,13 @@ from typing import Any
 
 import redis
 
+try:
+    import hiredis
+except ImportError:  # pragma: no cover - the ``redis`` extra installs it
+    hiredis = None  # type: ignore[assignment]
+
+_RECV_SIZE = 1 << 16
+
 
 def command(*parts: bytes) -> bytes:
     """One command in RESP: an array of bulk strings."""
@@ -60,16 +67,78 @@ class Script:
             return connections.call(packed, self._resend)
 
 
-class _Link:
-    """A connection made by redis-py's pool, and a poll set on its socket."""
+#: error replies redis-py gives their own classes, and that this module or the
+#: caller's translation tells apart; any other is a ``ResponseError``
+_ERRORS: dict[str, type[redis.exceptions.RedisError]] = {
+    "NOSCRIPT": redis.exceptions.NoScriptError, "READONLY": redis.exceptions.ReadOnlyError,
+    "OOM": redis.exceptions.OutOfMemoryError, "LOADING": redis.exceptions.BusyLoadingError,
+    "EXECABORT": redis.exceptions.ExecAbortError}
 
-    __slots__ = ("conn", "poll")
+
+def _reply_error(text: str) -> Exception:
+    error = _ERRORS.get(text.partition(" ")[0], redis.exceptions.ResponseError)
+    return error(text)
+
+
+class _Link:
+    """A connection made by redis-py's pool (URL, auth, database, TLS, handshake),
+    then spoken to directly: one ``sendall``, replies parsed by a hiredis reader
+    of its own (redis-py's ``read_response`` costs more per reply than the parse).
+    """
+
+    __slots__ = ("conn", "sock", "poll", "reader")
 
     def __init__(self, conn: Any) -> None:
         conn.connect()
         self.conn = conn
+        self.sock = conn._sock
         self.poll = select.poll()
-        self.poll.register(conn._sock, select.POLLIN)
+        self.poll.register(self.sock, select.POLLIN)
+        self.reader = None if hiredis is None else hiredis.Reader(
+            protocolError=redis.exceptions.InvalidResponse, replyError=_reply_error)
+
+    def exchange(self, packed: bytes, count: int) -> list[Any]:
+        """Send ``packed``; its ``count`` replies, an error reply as an exception object.
+
+        A lost connection raises redis-py's ``ConnectionError``, a slow one its
+        ``TimeoutError``; the caller closes the connection.
+        """
+        reader = self.reader
+        if reader is None:
+            return self._exchange_by_redis_py(packed, count)
+        sock = self.sock
+        replies: list[Any] = []
+        try:
+            sock.sendall(packed)
+            while len(replies) < count:
+                reply = reader.gets()
+                if reply is False:
+                    data = sock.recv(_RECV_SIZE)
+                    if not data:
+                        raise redis.exceptions.ConnectionError("connection closed by the server")
+                    reader.feed(data)
+                elif type(reply) is not _PUSH:  # RESP3 pushes answer nothing we sent
+                    replies.append(reply)
+        except TimeoutError:  # the socket timeout (builtin; redis-py has its own)
+            raise redis.exceptions.TimeoutError("timed out talking to redis") from None
+        except OSError as exc:
+            raise redis.exceptions.ConnectionError(f"lost the connection to redis: {exc}") from None
+        return replies
+
+    def _exchange_by_redis_py(self, packed: bytes, count: int) -> list[Any]:
+        """``exchange`` without hiredis: redis-py's own parser."""
+        conn = self.conn
+        conn.send_packed_command([packed], check_health=False)
+        replies: list[Any] = []
+        for _ in range(count):
+            try:
+                replies.append(conn.read_response(disconnect_on_error=False))
+            except redis.exceptions.ResponseError as exc:
+                replies.append(exc)
+        return replies
+
+
+_PUSH = getattr(hiredis, "PushNotification", None)
 
 
 class Connections:
@@ -111,26 +180,26 @@ class Connections:
         """Send ``count`` packed commands ending in ``EXEC`` in one write; ``EXEC``'s replies.
 
         A read is safe to send again, once, when the connection was lost
-        (an idle socket the server closed).
+        (an idle socket the server closed); the second try skips the other
+        idle connections the server closed too (a restart closes them all).
         """
         for attempt in (0, 1):
-            link = self._take()
-            conn = link.conn
+            link = self._take_checked() if attempt else self._take()
             try:
-                conn.send_packed_command([packed], check_health=False)
-                for _ in range(count - 1):
-                    conn.read_response()  # OK, then QUEUED for each command
-                replies = conn.read_response()
+                replies = link.exchange(packed, count)  # OK, QUEUED for each command, EXEC's
             except redis.exceptions.ConnectionError:
-                conn.disconnect()
+                link.conn.disconnect()
                 if attempt:
                     raise
                 continue
             except BaseException:
-                conn.disconnect()
+                link.conn.disconnect()
                 raise
-            self._idle.append(link)
-            return list(replies)
+            self._idle.append(link)  # every reply was read, errors too
+            for reply in replies:
+                if isinstance(reply, Exception):
+                    raise reply
+            return list(replies[-1])
         raise AssertionError("unreachable")  # pragma: no cover
 
     def call(self, packed: bytes, resend: bool = False) -> Any:
@@ -141,15 +210,10 @@ class Connections:
         sending propagates (the command may have run).
         """
         link = self._take() if resend else self._take_checked()
-        conn = link.conn
         try:
-            conn.send_packed_command([packed], check_health=False)
-            reply = conn.read_response()
-        except redis.exceptions.ResponseError:
-            self._idle.append(link)  # a whole error reply was read
-            raise
+            reply = link.exchange(packed, 1)[0]
         except redis.exceptions.ConnectionError as exc:
-            conn.disconnect()
+            link.conn.disconnect()
             if resend:
                 return self.call(packed, False)
             if isinstance(exc, redis.exceptions.BusyLoadingError):
@@ -158,9 +222,11 @@ class Connections:
                 f"{exc} (the command was sent: it may or may not have run; not sent again)"
             ) from exc
         except BaseException:
-            conn.disconnect()
+            link.conn.disconnect()
             raise
-        self._idle.append(link)
+        self._idle.append(link)  # the whole reply was read, an error reply too
+        if isinstance(reply, Exception):
+            raise reply
         return reply
 
     def close(self) -> None:

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 import pytest
 import redis
 
+from sidecars import redis_conn
 from sidecars.errors import BackendUnavailable, Conflict, NotFound, PreconditionFailed
 from sidecars.redis import CHUNK, META, SEQ, RedisBackend
 from tests.harness.economy import RedisMonitor
@@ -28,8 +29,12 @@ def server() -> Iterator[RedisServer]:
         yield srv
 
 
-@pytest.fixture
-def backend(server: RedisServer) -> Iterator[RedisBackend]:
+@pytest.fixture(params=["hiredis", "redis-py parser"])
+def backend(request: pytest.FixtureRequest, server: RedisServer,
+            monkeypatch: pytest.MonkeyPatch) -> Iterator[RedisBackend]:
+    """Replies parsed by the stack's own hiredis reader, or by redis-py's (no hiredis)."""
+    if request.param != "hiredis":
+        monkeypatch.setattr(redis_conn, "hiredis", None)
     b = RedisBackend(server.url)
     yield b
     b.close()
@@ -53,6 +58,20 @@ def _seq(raw: redis.Redis) -> int:
 
 def _kill_others(raw: redis.Redis) -> None:
     raw.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
+
+
+def test_reads_and_stats_on_either_parser(backend, raw):
+    version = _put(backend, "p/k", b"0123456789")
+    body = backend.read("p/k", 2, 3)
+    assert b"".join(body.chunks) == b"234" and body.info.version == version
+    assert backend.stat("p/k").size == 10  # type: ignore[union-attr]
+    assert backend.stat("p/missing") is None
+    with pytest.raises(PreconditionFailed):
+        backend.read("p/k", if_match="no-such-version")
+    raw.hset("p/hash", "f", "1")
+    with pytest.raises(NotFound):
+        backend.read("p/hash")
+    assert backend.list_page("p/", "/", None, 10).keys == ["p/k"]
 
 
 def test_a_write_is_one_evalsha(server, backend, raw):
