@@ -5,9 +5,10 @@ redis-py's pool bookkeeping (locks, a readiness ``select``, metrics and
 events on every checkout, a ``Retry`` wrapper) cost more Python than the
 exchange itself (docs/performance.md). So the commands are encoded here
 (RESP framing is a few lines) and sent on a connection taken from
-``Connections``, a plain stack; redis-py still makes each connection (URL,
-auth, database, TLS) and parses replies (its hiredis reader, its error
-classes).
+``Connections``, a plain stack. redis-py still makes each connection (URL,
+auth, database, TLS, its handshake); replies are parsed by a hiredis reader
+of the connection's own, with redis-py's error classes (redis-py's parser
+when hiredis is absent).
 
 What may be sent again is decided here. A read (``transaction``, or a
 read-only script) is resent once when its connection turns out dead. A
