@@ -35,14 +35,14 @@ def read_snapshot(connections: Connections, key: str, meta: str, start: int, cou
     ``count`` 0 reads no bytes (a stat). Redis errors propagate to the
     caller's translation.
     """
-    encoded = key.encode()
-    commands = [_MULTI, _command(b"TYPE", encoded), _command(b"HMGET", meta.encode(), b"v", b"t"),
-                _command(b"STRLEN", encoded)]
+    k, m = key.encode(), meta.encode()
     if count > 0:  # GETRANGE k 0 -1 would be the whole value
-        commands.append(_command(b"GETRANGE", encoded, b"%d" % start,
-                                 b"%d" % (start + count - 1)))
-    commands.append(_EXEC)
-    replies = connections.transaction(b"".join(commands), len(commands))
+        first, last = b"%d" % start, b"%d" % (start + count - 1)
+        packed = _READ % (len(k), k, len(m), m, len(k), k, len(k), k,
+                          len(first), first, len(last), last)
+        replies = connections.transaction(packed, 6)
+    else:
+        replies = connections.transaction(_STAT % (len(k), k, len(m), m, len(k), k), 5)
     if replies[0] != b"string":  # absent, or not a value of ours
         raise NotFound("no such key")
     for reply in replies:
@@ -61,4 +61,11 @@ def read_snapshot(connections: Connections, key: str, meta: str, start: int, cou
     return version, raw_mtime.decode() if raw_mtime else "", size, data
 
 
+# MULTI, TYPE k, HMGET meta v t, STRLEN k, [GETRANGE k first last,] EXEC in RESP, one
+# format each: building them command by command cost more than the rest of a read
 _MULTI, _EXEC = _command(b"MULTI"), _command(b"EXEC")
+_HEAD = (_MULTI + b"*2\r\n$4\r\nTYPE\r\n$%d\r\n%s\r\n"
+         b"*4\r\n$5\r\nHMGET\r\n$%d\r\n%s\r\n$1\r\nv\r\n$1\r\nt\r\n"
+         b"*2\r\n$6\r\nSTRLEN\r\n$%d\r\n%s\r\n")
+_STAT = _HEAD + _EXEC
+_READ = _HEAD + b"*4\r\n$8\r\nGETRANGE\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n" + _EXEC
