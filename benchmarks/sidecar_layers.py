@@ -5,9 +5,10 @@ environ, in a tight loop, and divides this process's CPU time by the calls;
 rows are interleaved over ``--rounds`` so load from other work hits them
 alike. Layers, from nothing to a whole Redis read: a bare WSGI callable,
 stock Flask with one view, the sidecar's ``SidecarFlask``, the sidecar app
-with and without its metrics middleware, then the Redis backend alone and
-redis-py's own ``GET`` for scale. What is left of a request's sidecar CPU
-(``hot_path``) after these is the HTTP server: parsing, environ, writing.
+with and without its metrics middleware, then the Redis backend alone
+(read, stat, write) and redis-py's own ``GET`` and ``SET`` for scale. What
+is left of a request's sidecar CPU (``hot_path``) after these is the HTTP
+server: parsing, environ, writing.
 
 ``python -m benchmarks.sidecar_layers [--calls 3000] [--rounds 3]``; part of
 ``python -m benchmarks`` as ``sidecar_layers``.
@@ -103,7 +104,10 @@ def _apps(redis_url: str, metrics_dir: str) -> tuple[dict[str, Callable[[], obje
         "sidecar app PUT 1 KiB": serve(app, "PUT", "/keys/" + KEY, payload),
         "Redis backend read 1 KiB": lambda: b"".join(backend.read(KEY).chunks),
         "Redis backend stat": lambda: backend.stat(KEY),
+        "Redis backend write 1 KiB": lambda: backend.write(KEY, io.BytesIO(payload),
+                                                           len(payload)),
         "redis-py GET (for scale)": lambda: direct.get("direct/a.json"),
+        "redis-py SET 1 KiB (for scale)": lambda: direct.set("direct/a.json", payload),
     }
 
     def close() -> None:

@@ -45,7 +45,8 @@ from sidecars.errors import (
 )
 from sidecars.keys import RESERVED_PREFIX, normalise_prefix
 from sidecars.per_process import PerProcess
-from sidecars.redis_read import Connections, Snapshot, read_snapshot
+from sidecars.redis_conn import Connections, Script
+from sidecars.redis_read import Snapshot, read_snapshot
 from sidecars.streams import Readable, iter_stream, read_up_to
 
 NS = RESERVED_PREFIX + ":"
@@ -132,22 +133,27 @@ if kind ~= 'none' and kind ~= 'string' then
   return abort('CONFLICT', 'key holds a Redis ' .. kind)
 end
 if ARGV[2] == '1' and kind ~= 'none' then return abort('PRECONDITION', 'key exists') end
-if ARGV[1] ~= '' and (kind == 'none' or version(meta) ~= ARGV[1]) then
+-- a value with a version is ours: its first write checked the tree and linked it, and
+-- every script keeps that true (no directory of its name, no value at a parent)
+local stored = kind == 'string' and redis.call('HGET', meta, 'v')
+if ARGV[1] ~= '' and (kind == 'none' or (stored or '0') ~= ARGV[1]) then
   return abort('PRECONDITION', 'stored version differs from If-Match')
 end
-if string.sub(key, -1) == '/' then
-  if redis.call('EXISTS', string.sub(key, 1, -2)) == 1 then
-    return abort('CONFLICT', 'a value has this name')
+if not stored then
+  if string.sub(key, -1) == '/' then
+    if redis.call('EXISTS', string.sub(key, 1, -2)) == 1 then
+      return abort('CONFLICT', 'a value has this name')
+    end
+  elseif alive(key .. '/') then
+    return abort('ISDIR', 'a directory has this name')
   end
-elseif alive(key .. '/') then
-  return abort('ISDIR', 'a directory has this name')
-end
-local parent = split(key)
-while #parent > #ARGV[4] do  -- STATE_PREFIX's own parents are not ours to police
-  if redis.call('EXISTS', string.sub(parent, 1, -2)) == 1 then
-    return abort('CONFLICT', 'a parent is a value: ' .. string.sub(parent, 1, -2))
+  local parent = split(key)
+  while #parent > #ARGV[4] do  -- STATE_PREFIX's own parents are not ours to police
+    if redis.call('EXISTS', string.sub(parent, 1, -2)) == 1 then
+      return abort('CONFLICT', 'a parent is a value: ' .. string.sub(parent, 1, -2))
+    end
+    parent = split(parent)
   end
-  parent = split(parent)
 end
 local pttl = redis.call('PTTL', key)  -- a rewrite keeps the key's TTL
 if staged then redis.call('RENAME', staged, key) else redis.call('SET', key, ARGV[3]) end
@@ -155,10 +161,13 @@ local v = redis.call('INCR', SEQ)
 local now = redis.call('TIME')
 local mtime = now[1] .. '.' .. string.format('%06d', tonumber(now[2]))
 redis.call('HSET', meta, 'v', v, 't', mtime)
-for _, k in ipairs({key, meta}) do
-  if pttl > 0 then redis.call('PEXPIRE', k, pttl) else redis.call('PERSIST', k) end
+if pttl > 0 then
+  redis.call('PEXPIRE', key, pttl); redis.call('PEXPIRE', meta, pttl)
+else
+  if staged then redis.call('PERSIST', key) end  -- SET drops a TTL; RENAME keeps the staging one
+  redis.call('PERSIST', meta)
 end
-link(key)
+if not stored then link(key) end
 return {v, mtime, redis.call('STRLEN', key)}
 """
 
@@ -252,6 +261,8 @@ _NAMES = _NAMES.replace("@BATCH@", str(LIST_BATCH))
 _LIB = _LIB.replace("@INDEX@", INDEX).replace("@META@", META).replace("@SEQ@", SEQ)
 _SCRIPTS = {"write": _WRITE, "delete": _DELETE, "stat": _STAT,
             "list": _LIST, "names": _NAMES, "is_dir": _IS_DIR, "ttl": _TTL}
+#: scripts that change nothing but stale index entries: safe to send again
+_READ_ONLY = frozenset({"stat", "list", "names", "is_dir"})
 
 
 class _IsADirectory(Conflict):
@@ -267,26 +278,35 @@ _SCRIPT_ERRORS: dict[str, type[SidecarError]] = {
 
 @contextmanager
 def _translated() -> Iterator[None]:
-    """Redis client errors to the statuses the core answers with."""
+    """Redis client errors to the statuses the core answers with (``_translation``)."""
     try:
         yield
-    except redis.exceptions.TimeoutError as exc:
-        raise BackendTimeout(f"redis timed out: {exc}") from None
-    except redis.exceptions.ConnectionError as exc:  # includes LOADING
-        raise BackendUnavailable(f"redis unavailable: {exc}") from None
-    except (redis.exceptions.ReadOnlyError, redis.exceptions.OutOfMemoryError) as exc:
-        raise BackendUnavailable(f"redis refused the write: {exc}") from None
-    except redis.exceptions.ResponseError as exc:
+    except redis.exceptions.RedisError as exc:
+        error = _translation(exc)
+        if error is exc:
+            raise
+        raise error from None
+
+
+def _translation(exc: redis.exceptions.RedisError) -> Exception:
+    """The ``SidecarError`` for a Redis client error; ``exc`` itself when none fits."""
+    if isinstance(exc, redis.exceptions.TimeoutError):
+        return BackendTimeout(f"redis timed out: {exc}")
+    if isinstance(exc, redis.exceptions.ConnectionError):  # includes LOADING
+        return BackendUnavailable(f"redis unavailable: {exc}")
+    if isinstance(exc, (redis.exceptions.ReadOnlyError, redis.exceptions.OutOfMemoryError)):
+        return BackendUnavailable(f"redis refused the write: {exc}")
+    if isinstance(exc, redis.exceptions.ResponseError):
         code, _, text = str(exc).partition(" ")
         if code == "VFS_RANGE":
-            raise RangeNotSatisfiable(int(text)) from None
+            return RangeNotSatisfiable(int(text))
         if code == "VFS_NOTEMPTY":
-            raise Conflict(text, code="directory_not_empty") from None
+            return Conflict(text, code="directory_not_empty")
         if code in _SCRIPT_ERRORS:
-            raise _SCRIPT_ERRORS[code](text) from None
+            return _SCRIPT_ERRORS[code](text)
         if "maximum allowed size" in str(exc):
-            raise PayloadTooLarge(f"redis: {exc}") from None
-        raise
+            return PayloadTooLarge(f"redis: {exc}")
+    return exc
 
 
 MAX_TTL_SECONDS = 100 * 365 * 86400  # Redis refuses expiry times past ~2**63 ms
@@ -294,11 +314,11 @@ MAX_TTL_SECONDS = 100 * 365 * 86400  # Redis refuses expiry times past ~2**63 ms
 
 @dataclass(frozen=True)
 class _Connection:
-    """One process's client (a connection pool) and the scripts registered on it."""
+    """One process's client (a connection pool), its connection stack and the scripts."""
 
-    client: redis.Redis
-    scripts: dict[str, Any]
-    reads: Connections  # reads and stats, without the pool's per-call bookkeeping
+    client: redis.Redis  # staging of large values, ping
+    scripts: dict[str, Script]
+    reads: Connections  # reads, stats and scripts, without the pool's per-call bookkeeping
 
 
 class RedisBackend(Backend):
@@ -322,23 +342,30 @@ class RedisBackend(Backend):
     def _connect(self) -> _Connection:
         """A pool for this process (sockets must not be shared across fork).
 
-        One immediate retry on a connection error covers a socket the server
-        closed while idle; timeouts are not retried (a write may have landed).
+        Nothing is sent twice by redis-py: no ``Retry`` (an ``APPEND``
+        resent after a lost reply would stage its bytes twice); the pool
+        checks an idle connection for a close before using it, and
+        ``Connections`` decides what its exchanges may resend (``redis_conn``).
         """
         pool = redis.ConnectionPool.from_url(
             self.url, socket_timeout=self.timeout, socket_connect_timeout=self.timeout,
-            retry=Retry(NoBackoff(), 1, supported_errors=(redis.exceptions.ConnectionError,)))
+            retry=Retry(NoBackoff(), 0))
         client = redis.Redis(connection_pool=pool)
-        return _Connection(client, {name: client.register_script(_LIB + src)
-                                    for name, src in _SCRIPTS.items()}, Connections(pool))
+        scripts = {name: Script(_LIB + src, name in _READ_ONLY) for name, src in _SCRIPTS.items()}
+        return _Connection(client, scripts, Connections(pool))
 
     def _redis(self) -> redis.Redis:
         return self._connection.get().client
 
     def _run(self, script: str, keys: list[str], args: list[Any]) -> Any:
         connection = self._connection.get()
-        with _translated():
-            return connection.scripts[script](keys=keys, args=args, client=connection.client)
+        try:
+            return connection.scripts[script](connection.reads, keys, args)
+        except redis.exceptions.RedisError as exc:
+            error = _translation(exc)
+            if error is exc:
+                raise
+            raise error from None
 
     # -- Backend ------------------------------------------------------------
 
@@ -367,8 +394,13 @@ class RedisBackend(Backend):
               pinned: str | None) -> Snapshot:
         """One transaction of plain commands, no script (``redis_read``)."""
         reads = self._connection.get().reads
-        with _translated():
+        try:
             return read_snapshot(reads, keys[0], keys[1], start, count, if_match, pinned)
+        except redis.exceptions.RedisError as exc:
+            error = _translation(exc)
+            if error is exc:
+                raise
+            raise error from None
 
     def _chunks(self, keys: list[str], version: str, start: int, total: int,
                 first: bytes) -> Iterator[bytes]:

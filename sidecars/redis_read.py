@@ -11,19 +11,16 @@ costs little either way, and a large one is read in 1 MiB chunks. A stat is
 the same transaction without ``GETRANGE``.
 
 This is the hottest path of the Redis sidecar, so the transaction is encoded
-here (the RESP framing is a few lines) and sent on a connection taken from
-``Connections``, a plain stack, instead of redis-py's pool, whose
-bookkeeping (locks, a readiness ``select`` and metrics on every checkout)
-cost more than the exchange itself (docs/performance.md).
+here and sent on a connection taken from ``redis_conn.Connections``, a
+plain stack, instead of redis-py's pool, whose bookkeeping (locks, a
+readiness ``select`` and metrics on every checkout) cost more than the
+exchange itself (docs/performance.md).
 """
 from __future__ import annotations
 
-from collections import deque
-from typing import Any
-
-import redis
-
 from sidecars.errors import NotFound, PreconditionFailed, RangeNotSatisfiable
+from sidecars.redis_conn import Connections
+from sidecars.redis_conn import command as _command
 
 #: What a read returns: version, mtime (seconds as text, "" unknown), size, bytes.
 Snapshot = tuple[str, str, int, bytes]
@@ -38,14 +35,14 @@ def read_snapshot(connections: Connections, key: str, meta: str, start: int, cou
     ``count`` 0 reads no bytes (a stat). Redis errors propagate to the
     caller's translation.
     """
-    encoded = key.encode()
-    commands = [_MULTI, _command(b"TYPE", encoded), _command(b"HMGET", meta.encode(), b"v", b"t"),
-                _command(b"STRLEN", encoded)]
+    k, m = key.encode(), meta.encode()
     if count > 0:  # GETRANGE k 0 -1 would be the whole value
-        commands.append(_command(b"GETRANGE", encoded, b"%d" % start,
-                                 b"%d" % (start + count - 1)))
-    commands.append(_EXEC)
-    replies = connections.transaction(b"".join(commands), len(commands))
+        first, last = b"%d" % start, b"%d" % (start + count - 1)
+        packed = _READ % (len(k), k, len(m), m, len(k), k, len(k), k,
+                          len(first), first, len(last), last)
+        replies = connections.transaction(packed, 6)
+    else:
+        replies = connections.transaction(_STAT % (len(k), k, len(m), m, len(k), k), 5)
     if replies[0] != b"string":  # absent, or not a value of ours
         raise NotFound("no such key")
     for reply in replies:
@@ -64,55 +61,11 @@ def read_snapshot(connections: Connections, key: str, meta: str, start: int, cou
     return version, raw_mtime.decode() if raw_mtime else "", size, data
 
 
-def _command(*parts: bytes) -> bytes:
-    """One command in RESP: an array of bulk strings."""
-    return b"*%d\r\n" % len(parts) + b"".join(b"$%d\r\n%s\r\n" % (len(p), p) for p in parts)
-
-
+# MULTI, TYPE k, HMGET meta v t, STRLEN k, [GETRANGE k first last,] EXEC in RESP, one
+# format each: building them command by command cost more than the rest of a read
 _MULTI, _EXEC = _command(b"MULTI"), _command(b"EXEC")
-
-
-class Connections:
-    """Idle connections of one process, on a stack; made by redis-py's pool.
-
-    ``deque.append`` and ``pop`` are atomic, so worker threads share the
-    stack without a lock. A connection goes back only after a complete
-    exchange; one that failed or answered out of turn is closed instead,
-    so a connection on the stack never holds unread replies.
-    """
-
-    def __init__(self, pool: redis.ConnectionPool) -> None:
-        self._pool = pool
-        self._idle: deque[Any] = deque()
-
-    def transaction(self, packed: bytes, count: int) -> list[Any]:
-        """Send ``count`` packed commands ending in ``EXEC`` in one write; ``EXEC``'s replies.
-
-        A read is safe to send again, once, when the connection was lost
-        (an idle socket the server closed).
-        """
-        for attempt in (0, 1):
-            try:
-                conn = self._idle.pop()
-            except IndexError:
-                conn = self._pool.make_connection()
-            try:
-                conn.send_packed_command([packed], check_health=False)
-                for _ in range(count - 1):
-                    conn.read_response()  # OK, then QUEUED for each command
-                replies = conn.read_response()
-            except redis.exceptions.ConnectionError:
-                conn.disconnect()
-                if attempt:
-                    raise
-                continue
-            except BaseException:
-                conn.disconnect()
-                raise
-            self._idle.append(conn)
-            return list(replies)
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    def close(self) -> None:
-        while self._idle:
-            self._idle.pop().disconnect()
+_HEAD = (_MULTI + b"*2\r\n$4\r\nTYPE\r\n$%d\r\n%s\r\n"
+         b"*4\r\n$5\r\nHMGET\r\n$%d\r\n%s\r\n$1\r\nv\r\n$1\r\nt\r\n"
+         b"*2\r\n$6\r\nSTRLEN\r\n$%d\r\n%s\r\n")
+_STAT = _HEAD + _EXEC
+_READ = _HEAD + b"*4\r\n$8\r\nGETRANGE\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n" + _EXEC

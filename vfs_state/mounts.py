@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import posixpath
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from vfs_state.protocol import WRITE_MODES
 
@@ -34,6 +34,8 @@ class Mount:
     path: str
     write_mode: str = "buffered"
     socket: str = ""
+    #: how messages name the mount, made once (every open carries it)
+    label: str = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not _NAME.match(self.name):
@@ -55,6 +57,7 @@ class Mount:
         if not self.socket:
             directory = os.environ.get(SOCKET_DIR_ENV) or DEFAULT_SOCKET_DIR
             object.__setattr__(self, "socket", os.path.join(directory, f"{self.name}.sock"))
+        object.__setattr__(self, "label", f"mount {self.name!r} at {self.path}")
 
 
 def parse_mounts(text: str) -> list[Mount]:

@@ -277,10 +277,27 @@ class StateFS(FS):
             raise errors.FileExpected(path)
         context = options.get("context") or FileContext(path, parsed.platform,
                                                         self.client.where)
+        return self._open(key, path, parsed, buffering, context,
+                          options.get("create_parents", False))
+
+    def open_key(self, key: str, mode: str, buffering: int, context: FileContext) -> BinaryIO:
+        """``openbin("/" + key, mode, buffering, create_parents=True, context=context)``
+        for a caller that has already normalised ``key`` (the shim's router): the
+        same file and errors, without checking the path again.
+        """
+        parsed = _BIN_MODES.get(mode)
+        if parsed is None:
+            parsed = _bin_mode(mode)
+        if not key or self._closed:  # the root, or what validatepath refuses
+            return self.openbin("/" + key, mode, buffering, create_parents=True,
+                                context=context)
+        return self._open(key, "/" + key, parsed, buffering, context, True)
+
+    def _open(self, key: str, path: str, parsed: _BinMode, buffering: int,
+              context: FileContext, create_parents: bool) -> BinaryIO:
         try:
             if parsed.create:
-                raw = self._open_writer(key, path, parsed, context,
-                                        options.get("create_parents", False))
+                raw = self._open_writer(key, path, parsed, context, create_parents)
             elif parsed.writing:  # r+
                 raw = self._open_update(key, path, context)
             else:
@@ -388,14 +405,12 @@ class StateFS(FS):
 
         ``None`` means "whatever the caller has observed by the time of close".
         """
-        explain = self._explainer(key, context)
-
         def commit(spool: Readable | bytes, size: int) -> None:
             try:
                 self.client.write(key, spool, size,
                                   None if conditions is None else dict(conditions))
             except OSError as exc:
-                error = explain(exc)
+                error = self._explainer(key, context)(exc)
                 if error is exc:
                     raise
                 raise error from exc

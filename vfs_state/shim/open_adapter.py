@@ -1,7 +1,8 @@
 """``open`` / ``io.open`` on mounts: the builtin's checks, defaults and io stack.
 
 Arguments are validated as the builtin does (same exception types), then
-``StateFS.openbin(..., create_parents=True)`` gives the raw binary file and
+``StateFS.open_key`` (``openbin(..., create_parents=True)`` for a key the
+router has normalised) gives the raw binary file and
 the usual ``io`` layers go on top: ``BufferedReader/Writer/Random`` and a
 ``TextIOWrapper`` built with the *builtin's* defaults (locale encoding,
 ``newline=None``), not pyfilesystem2's (utf-8, ``newline=""``). ``name`` is
@@ -28,6 +29,7 @@ from vfs_state.shim.probe import kind
 from vfs_state.shim.router import MountTable, Target, routed
 
 _NEWLINES = (None, "", "\n", "\r", "\r\n")
+_new_context = tuple.__new__  # a ``FileContext`` without its Python-level ``__new__``
 #: ``mode`` -> (parsed, ``fs`` mode, ``FileIO`` mode) for modes already checked
 #: with no encoding, errors or newline given (the common call): parsing costs
 #: more than the rest of the shim's part of a small read.
@@ -136,11 +138,10 @@ def open_target(target: Target, mode: str = "r", buffering: int = -1,
     if target.dir_only:
         _check_trailing_slash(target, parsed)
     size = -1 if buffering == 1 else buffering
-    context = FileContext(target.filename, raw_mode, target.where(),
-                          fd_files.FileHooks(target))
+    context = _new_context(FileContext, (target.filename, raw_mode, target.mount.label,
+                                         fd_files.FileHooks(target)))
     try:
-        binary = target.fs.openbin(target.fs_path, fs_mode, size, create_parents=True,
-                                   context=context)
+        binary = target.fs.open_key(target.key, fs_mode, size, context)
     except Exception as exc:
         error = translated(exc, target)
         if error is exc:

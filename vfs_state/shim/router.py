@@ -65,7 +65,7 @@ class Target:
 
     def where(self) -> str:
         """How error messages name the mount."""
-        return f"mount {self.mount.name!r} at {self.mount.path}"
+        return self.mount.label
 
     def __repr__(self) -> str:
         return f"Target({self.mount.name!r}, {self.key!r})"
