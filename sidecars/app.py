@@ -32,6 +32,7 @@ from sidecars.errors import (
     SidecarError,
 )
 from sidecars.lean_flask import SidecarFlask
+from sidecars.lean_response import SidecarResponse
 from sidecars.streams import read_at_most
 from vfs_state import __version__
 
@@ -138,11 +139,14 @@ def _etag(version: str) -> str:
     return f'"{version}"'
 
 
-def _info_headers(info: ObjectInfo) -> dict[str, str]:
-    headers = {"ETag": _etag(info.version), "X-Is-File": "true", "Accept-Ranges": "bytes"}
+def _info_headers(info: ObjectInfo, length: int) -> list[tuple[str, str]]:
+    """A file's reply headers, in the order clients have always seen them."""
+    headers = [("ETag", f'"{info.version}"'), ("X-Is-File", "true"),
+               ("Accept-Ranges", "bytes")]
     if info.modified is not None:
-        headers["Last-Modified"] = _http_date(int(info.modified))
-    headers["Content-Type"] = info.content_type or "application/octet-stream"
+        headers.append(("Last-Modified", _http_date(int(info.modified))))
+    headers.append(("Content-Type", info.content_type or "application/octet-stream"))
+    headers.append(("Content-Length", str(length)))
     return headers
 
 
@@ -197,14 +201,12 @@ class _Core:
     def _head(self, store_key: str) -> Response:
         info = None if store_key.endswith("/") else self.backend.stat(store_key)
         if info is not None:
-            response = Response(status=200, headers=_info_headers(info))
-            response.headers["Content-Length"] = str(info.size)
-            return response
+            return SidecarResponse.of(200, _info_headers(info, info.size))
         if store_key.rstrip("/") + "/" != self.prefix and not self.backend.is_dir(store_key):
             raise NotFound(f"no such key: {self._user_key(store_key)}")
-        response = Response(status=200, headers={"X-Is-File": "false"})
-        response.headers["Content-Length"] = "0"
-        return response
+        return SidecarResponse.of(200, [("X-Is-File", "false"),
+                                        ("Content-Type", SidecarResponse.default_content_type),
+                                        ("Content-Length", "0")])
 
     def _marker(self, store_key: str, method: str) -> Response:
         """Directory markers: ``PUT key/`` creates, ``DELETE key/`` removes."""
@@ -214,29 +216,31 @@ class _Core:
                 raise Conflict(f"{self._user_key(store_key[:-1])!r} is a file",
                                code="file_exists")
             info = self.backend.write(store_key, body, 0)
-            return Response(status=204, headers={"ETag": _etag(info.version)})
+            return SidecarResponse.of(204, [("ETag", _etag(info.version))])
         if method == "DELETE":
             self.backend.delete(store_key)
-            return Response(status=204)
+            return SidecarResponse.of(204, [])
         raise BadRequest("a directory marker has no body to read")
 
     def _get(self, store_key: str) -> Response:
-        start, length = parse_range(request.headers.get("Range"))
-        if_match = parse_if_match(request.headers.get("If-Match"))
+        environ = request.environ  # the headers straight from it: no Headers view
+        ranged = environ.get("HTTP_RANGE")
+        start, length = parse_range(ranged)
+        if_match = parse_if_match(environ.get("HTTP_IF_MATCH"))
         if if_match == NEVER_MATCHES:
             raise PreconditionFailed("If-Match is not a strong entity tag of this store")
         if start < 0:  # suffix range: the last -start bytes
             size = self._stat_or_404(store_key).size
             start, length = max(0, size + start), None
         body = self.backend.read(store_key, start, length, if_match=if_match)
-        headers = _info_headers(body.info)
-        headers["Content-Length"] = str(body.length)
+        info = body.info
+        headers = _info_headers(info, body.length)
         status = 200
-        if request.headers.get("Range") is not None and body.info.size > 0:
+        if ranged is not None and info.size > 0:
             status = 206
             end = body.start + body.length - 1
-            headers["Content-Range"] = f"bytes {body.start}-{end}/{body.info.size}"
-        return Response(_stream(body), status=status, headers=headers, direct_passthrough=True)
+            headers.append(("Content-Range", f"bytes {body.start}-{end}/{info.size}"))
+        return SidecarResponse.of(status, headers, _stream(body), passthrough=True)
 
     def _stat_or_404(self, store_key: str) -> ObjectInfo:
         info = self.backend.stat(store_key)
@@ -257,7 +261,7 @@ class _Core:
         info = self.backend.write(store_key, body, length, if_match=if_match,
                                   if_none_match=if_none_match)
         body.check_complete()
-        return Response(status=204, headers={"ETag": _etag(info.version)})
+        return SidecarResponse.of(204, [("ETag", _etag(info.version))])
 
     def _needs_dir_check(self) -> bool:
         """Whether a PUT must first look for a directory of the same name.
@@ -280,7 +284,7 @@ class _Core:
         if if_none_match:
             raise BadRequest("If-None-Match makes no sense on DELETE")
         self.backend.delete(store_key, if_match=if_match)
-        return Response(status=204)
+        return SidecarResponse.of(204, [])
 
     def list_view(self) -> Response:
         args = request.args
@@ -328,7 +332,8 @@ class _Core:
             result["next"] = page.next[len(self.prefix):]
         if details:
             result["details"] = {name: _listed(info) for name, info in page.infos.items()}
-        return Response(json.dumps(result), mimetype="application/json")
+        return SidecarResponse.of(200, [("Content-Type", "application/json")],
+                                  [json.dumps(result).encode()])
 
     def meta_view(self, key: str) -> Response:
         """Attributes, in the asya shape: ``{"attrs": [names]}``, ``{"value": v}``.
@@ -342,7 +347,7 @@ class _Core:
             if not attr:
                 raise BadRequest("PUT /meta needs ?attr=NAME")
             self._set_attr(store_key, keyrules.attr_name(attr), _attr_value())
-            return Response(status=204)
+            return SidecarResponse.of(204, [])
         attrs = self.backend.get_attrs(store_key)
         if not attr:
             return jsonify(attrs=sorted(attrs), values=attrs)
