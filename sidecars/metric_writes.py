@@ -11,7 +11,8 @@ fork is noticed by an ``os.register_at_fork`` hook instead of a ``getpid``
 system call per update.
 
 It uses the library's value objects (``_value``, ``_file``, ``_key``; a
-histogram's ``_sum``, ``_buckets``, ``_upper_bounds``). Where those are not
+histogram's ``_sum``, ``_buckets``, ``_upper_bounds``) and the file's slot
+positions and map (``_positions``, ``_m``; a slot is 16 bytes, two doubles). Where those are not
 there (single-process mode, or a release that renamed them) ``Counting``
 and ``Timing`` fall back to the public ``inc`` and ``observe``;
 tests/test_metrics.py checks that the direct path is the one in use and
@@ -24,6 +25,7 @@ changed by the library, under its lock.
 from __future__ import annotations
 
 import os
+import struct
 import threading
 from bisect import bisect_left
 from typing import Any
@@ -31,6 +33,7 @@ from typing import Any
 _lock = threading.Lock()
 _forked = False  # in a child of fork() until the library has moved to its own files
 Updates = list[tuple[Any, float]]
+_pack = struct.Struct("dd").pack  # a slot: the value and its timestamp (0.0 for these)
 
 
 def _after_fork() -> None:
@@ -46,7 +49,9 @@ os.register_at_fork(after_in_child=_after_fork)  # no getpid() per request
 def _direct(value: Any) -> bool:
     """Whether ``value`` is a multiprocess value this module can write itself."""
     file = getattr(value, "_file", None)
-    return (callable(getattr(file, "write_value", None)) and hasattr(value, "_key")
+    positions = getattr(file, "_positions", None)
+    return (isinstance(positions, dict) and hasattr(file, "_m")
+            and getattr(value, "_key", None) in positions
             and isinstance(getattr(value, "_value", None), float) and callable(value.get))
 
 
@@ -101,7 +106,10 @@ def write(updates: Updates) -> None:
         for value, amount in updates:
             total = value._value + amount
             value._value = total
-            value._file.write_value(value._key, total, 0.0)
+            # MmapedDict.write_value for a key it already holds, without two calls
+            file = value._file
+            position = file._positions[value._key]
+            file._m[position:position + 16] = _pack(total, 0.0)
 
 
 def _move(value: Any) -> None:
