@@ -25,13 +25,17 @@ from flask import signals as flask_signals
 from flask.globals import request_ctx
 from flask.json.provider import DefaultJSONProvider
 from flask.sessions import NullSession, SessionInterface
-from werkzeug.routing import MapAdapter
+from werkzeug.routing import BaseConverter, MapAdapter, Rule
 from werkzeug.sansio.response import Response as BaseResponse
 from werkzeug.utils import get_content_type
 
 from sidecars.lean_response import SidecarResponse
 
 _MISSING: Any = object()  # "argument not given": Flask's own default then applies
+#: matches remembered per app, and the longest path remembered (memory stays small)
+MATCH_CACHE_SIZE = 512
+MATCH_CACHE_PATH = 1024
+Matches = dict[tuple[str, str], tuple[Rule, dict[str, Any]]]
 #: ensure_sync results kept, per function: views and handlers are few and fixed
 _SYNC_CACHE_MAX = 256
 
@@ -97,6 +101,52 @@ def _content_type(mimetype: str) -> str:
     return found
 
 
+class CachedMatchAdapter(MapAdapter):
+    """A ``MapAdapter`` whose request match is remembered by path and method.
+
+    Matching is a function of the URL map, the path and the method, and
+    werkzeug's state machine spends 6-10 µs on a ``/keys/...`` path on the
+    benchmark machine; a handler reads, stats and writes the same few keys
+    again and again. Only what Flask asks of a request's adapter is
+    remembered: a match that succeeded (errors and redirects are worked
+    out anew each time), with a copy of its arguments handed out, and only
+    for maps whose converters turn text into values the same way every
+    time (werkzeug's own, and those that do not change ``to_python``).
+    """
+
+    matches: Matches
+
+    def match(self, path_info: str | None = None, method: str | None = None,
+              return_rule: bool = False, query_args: Any = None,
+              websocket: bool | None = None) -> tuple[Any, Any]:
+        if (not return_rule or path_info is not None or method is not None
+                or query_args is not None or websocket is not None):
+            return super().match(  # type: ignore[call-overload]
+                path_info, method, return_rule, query_args, websocket)
+        key = (self.path_info, self.default_method)
+        found = self.matches.get(key)
+        if found is not None:
+            return found[0], dict(found[1])
+        rule, arguments = super().match(return_rule=True)
+        if len(key[0]) <= MATCH_CACHE_PATH and _same_every_time(rule):
+            if len(self.matches) >= MATCH_CACHE_SIZE:
+                self.matches.clear()
+            self.matches[key] = (rule, dict(arguments))
+        return rule, arguments
+
+
+def _same_every_time(rule: Rule) -> bool:
+    """Whether the rule's converters are werkzeug's own or keep its ``to_python``.
+
+    (A function of the text alone; ``_converters`` is werkzeug's name for
+    a rule's converters, and a rule without it is not remembered.)
+    """
+    converters = getattr(rule, "_converters", None)
+    return isinstance(converters, dict) and all(
+        type(c).__module__ == BaseConverter.__module__
+        or type(c).to_python is BaseConverter.to_python for c in converters.values())
+
+
 class SidecarFlask(Flask):
     """Flask with ``NoSessions``, host-free routing, and no walk over empty hooks."""
 
@@ -106,8 +156,14 @@ class SidecarFlask(Flask):
     json_provider_class = SidecarJSONProvider
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
         self._sync: dict[Callable[..., Any], Callable[..., Any]] = {}
+        self._matches: Matches = {}
+        super().__init__(*args, **kwargs)
+
+    def add_url_rule(self, *args: Any, **kwargs: Any) -> None:
+        """Flask's; the remembered matches are forgotten (a new rule may change them)."""
+        super().add_url_rule(*args, **kwargs)
+        self._matches.clear()
 
     def create_url_adapter(self, request: Request | None) -> MapAdapter | None:
         """Bind the URL map to the request's path and method only.
@@ -116,13 +172,17 @@ class SidecarFlask(Flask):
         support host and subdomain matching; the sidecar routes on the path
         alone, and ``request.path`` is the decoded path Flask would match.
         The adapter is what ``url_map.bind("localhost", ...)`` returns,
-        made without re-encoding the constant server name each time.
+        made without re-encoding the constant server name each time, and
+        remembering its matches (``CachedMatchAdapter``).
         """
-        if request is None or self.url_map.host_matching:
+        url_map = self.url_map
+        if request is None or url_map.host_matching:
             return super().create_url_adapter(request)
-        return MapAdapter(self.url_map, "localhost", request.root_path or "/",
-                          self.url_map.default_subdomain, "http", request.path,
-                          request.method, request.environ.get("QUERY_STRING", ""))
+        adapter = CachedMatchAdapter(
+            url_map, "localhost", request.root_path or "/", url_map.default_subdomain, "http",
+            request.path, request.method, request.environ.get("QUERY_STRING", ""))
+        adapter.matches = self._matches
+        return adapter
 
     def ensure_sync(self, func: Callable[..., Any]) -> Callable[..., Any]:
         """Flask's answer, remembered: it inspects the function on every request."""

@@ -341,3 +341,61 @@ def test_the_sidecar_views_answer_alike_on_flasks_path(tmp_path: Any) -> None:
         assert a == b, request_
     statuses = [int(status[:3]) for status, _, _ in lean]
     assert statuses[:4] == [204, 200, 200, 206] and 416 in statuses and 412 in statuses
+
+
+# -- remembered matches ---------------------------------------------------------
+
+def test_remembered_matches_answer_as_werkzeug_does(tmp_path: Any) -> None:
+    """Each path twice (the second from the cache), on the sidecar's own URL map."""
+    paths = ["/keys/a", "/keys/a/", "/keys//a", "/keys/", "/keys", "/keys/%2Fa", "/keys/a%0Ab",
+             "/meta/a", "/meta/", "/healthz", "/healthz/", "/readyz", "/nowhere", "/keys/a b",
+             "/static/x", "/keys/é"]
+    lean = build_app(LocalBackend(str(tmp_path)))
+    stock = Flask("stock")
+    stock.url_map = lean.url_map  # the same rules, matched by werkzeug alone
+    for path in paths:
+        for method in ("GET", "PUT", "POST", "HEAD"):
+            for _ in range(2):
+                with lean.test_request_context(path, method=method) as ctx:
+                    got = (ctx.request.url_rule, ctx.request.view_args,
+                           type(ctx.request.routing_exception))
+                with stock.test_request_context(path, method=method) as ctx:
+                    want = (ctx.request.url_rule, ctx.request.view_args,
+                            type(ctx.request.routing_exception))
+                assert got == want, (path, method)
+    assert ("/keys/a", "GET") in lean._matches  # noqa: SLF001 - the second came from here
+
+
+def test_remembered_arguments_are_copies_and_new_rules_are_seen() -> None:
+    app = SidecarFlask("cache")
+
+    @app.url_value_preprocessor
+    def _consume(endpoint: str | None, values: dict[str, Any] | None) -> None:
+        if values is not None:
+            values.pop("name", None)  # Flask's documented way to take an argument
+
+    app.add_url_rule("/a/<name>", "a", lambda: "a")
+    assert call(app, environ("GET", "/a/x"))[2] == b"a"
+    assert call(app, environ("GET", "/a/x"))[2] == b"a"  # the remembered copy still has it
+    assert call(app, environ("GET", "/b"))[0].startswith("404")
+    app._got_first_request = False  # a test may add a rule later; Flask forbids it in use
+    app.add_url_rule("/b", "b", lambda: "b")
+    assert call(app, environ("GET", "/b"))[2] == b"b"
+
+
+def test_a_converter_of_its_own_is_matched_every_time() -> None:
+    from werkzeug.routing import BaseConverter
+
+    seen: list[str] = []
+
+    class Counting(BaseConverter):
+        def to_python(self, value: str) -> str:
+            seen.append(value)
+            return value
+
+    app = SidecarFlask("own")
+    app.url_map.converters["counting"] = Counting
+    app.add_url_rule("/c/<counting:v>", "c", lambda v: v)
+    for _ in range(3):
+        assert call(app, environ("GET", "/c/x"))[2] == b"x"
+    assert seen == ["x", "x", "x"]
