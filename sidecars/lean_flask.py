@@ -135,16 +135,25 @@ class CachedMatchAdapter(MapAdapter):
         return rule, arguments
 
 
+_verdicts: dict[int, tuple[Rule, bool]] = {}  # by id(rule); a Rule is not hashable
+
+
 def _same_every_time(rule: Rule) -> bool:
     """Whether the rule's converters are werkzeug's own or keep its ``to_python``.
 
     (A function of the text alone; ``_converters`` is werkzeug's name for
     a rule's converters, and a rule without it is not remembered.)
     """
+    known = _verdicts.get(id(rule))
+    if known is not None and known[0] is rule:
+        return known[1]
     converters = getattr(rule, "_converters", None)
-    return isinstance(converters, dict) and all(
+    verdict = isinstance(converters, dict) and all(
         type(c).__module__ == BaseConverter.__module__
         or type(c).to_python is BaseConverter.to_python for c in converters.values())
+    if len(_verdicts) < MATCH_CACHE_SIZE:
+        _verdicts[id(rule)] = (rule, verdict)
+    return verdict
 
 
 class SidecarFlask(Flask):
