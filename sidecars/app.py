@@ -107,7 +107,7 @@ def build_app(backend: Backend, *, consistency: str = "cas", prefix: str = "",
     app.add_url_rule("/keys/", "listing", core.list_view, methods=["GET"])
     app.add_url_rule("/keys", "listing_bare", core.list_view, methods=["GET"])
     app.add_url_rule("/meta/<key:key>", "meta", core.meta_view, methods=["GET", "PUT"])
-    app.add_url_rule("/healthz", "healthz", lambda: jsonify(status="ready"))
+    app.add_url_rule("/healthz", "healthz", _ready)
     app.add_url_rule("/readyz", "readyz", core.ready_view)
     return app
 
@@ -133,6 +133,12 @@ def _error(status: int, code: str, message: str) -> Response:
     response = jsonify(error=code, message=message)
     response.status_code = status
     return response
+
+
+def _ready() -> Response:
+    """``{"status": "ready"}`` as ``jsonify`` writes it, without encoding it each time."""
+    return SidecarResponse.of(200, [("Content-Type", "application/json")],
+                              [b'{"status":"ready"}\n'])
 
 
 def _etag(version: str) -> str:
@@ -368,7 +374,7 @@ class _Core:
 
     def ready_view(self) -> Response:
         self.backend.ping()
-        return jsonify(status="ready")
+        return _ready()
 
     def _user_key(self, store_key: str) -> str:
         return store_key[len(self.prefix):]

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from contextvars import ContextVar
 from typing import Any
 
 from flask import Flask, Request
@@ -30,6 +31,12 @@ from werkzeug.sansio.response import Response as BaseResponse
 from werkzeug.utils import get_content_type
 
 from sidecars.lean_response import SidecarResponse
+
+_current_request: ContextVar[Any] | None
+try:  # the current request context without a proxy (Flask 2.2-3.1); else the proxy
+    from flask.globals import _cv_request as _current_request
+except ImportError:  # pragma: no cover - a Flask without it takes the proxy
+    _current_request = None
 
 _MISSING: Any = object()  # "argument not given": Flask's own default then applies
 #: matches remembered per app, and the longest path remembered (memory stays small)
@@ -220,7 +227,8 @@ class SidecarFlask(Flask):
         ``request_finished`` receiver is there to run."""
         if (self.after_request_funcs or flask_signals.request_finished.receivers
                 or not isinstance(self.session_interface, NoSessions)
-                or getattr(request_ctx, "_after_request_functions", True)):
+                or getattr(_current_request.get() if _current_request is not None
+                           else request_ctx, "_after_request_functions", True)):
             return super().finalize_request(rv, from_error_handler)
         return self.make_response(rv)
 

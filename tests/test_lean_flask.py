@@ -263,6 +263,7 @@ def test_the_lean_path_is_taken(monkeypatch: pytest.MonkeyPatch) -> None:
     app = make_app(SidecarFlask)
     assert call(app, environ("GET", "/json"))[0] == "200 OK"
     assert lean_flask.request_ctx is flask.globals.request_ctx
+    assert lean_flask._current_request is not None  # noqa: SLF001 - no proxy per request
     with app.test_request_context():
         ctx = flask.globals.request_ctx._get_current_object()
         assert ctx._after_request_functions == []  # noqa: SLF001 - what finalize_request reads
