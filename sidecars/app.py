@@ -13,8 +13,9 @@ import os
 from collections.abc import Iterator
 from email.utils import formatdate
 from functools import lru_cache
+from typing import Any, cast
 
-from flask import Flask, Response, jsonify, request
+from flask import Flask, Request, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import PathConverter
 
@@ -135,6 +136,11 @@ def _error(status: int, code: str, message: str) -> Response:
     return response
 
 
+def _current_request() -> Request:
+    """The request itself, for views that read it often (each proxy read costs ~1 µs)."""
+    return cast(Request, cast(Any, request)._get_current_object())
+
+
 def _ready() -> Response:
     """``{"status": "ready"}`` as ``jsonify`` writes it, without encoding it each time."""
     return SidecarResponse.of(200, [("Content-Type", "application/json")],
@@ -178,9 +184,9 @@ class _Core:
     def _store_key(self, key: str) -> str:
         return self.prefix + keyrules.validate_key(key)
 
-    def _preconditions(self) -> tuple[str | None, bool]:
-        if_match = parse_if_match(request.headers.get("If-Match"))
-        if_none_match = parse_if_none_match(request.headers.get("If-None-Match"))
+    def _preconditions(self, environ: dict[str, Any]) -> tuple[str | None, bool]:
+        if_match = parse_if_match(environ.get("HTTP_IF_MATCH"))
+        if_none_match = parse_if_none_match(environ.get("HTTP_IF_NONE_MATCH"))
         if if_match is not None and if_none_match:
             raise BadRequest("If-Match and If-None-Match together")
         if not self.cas:
@@ -193,16 +199,17 @@ class _Core:
 
     def object_view(self, key: str) -> Response:
         store_key = self._store_key(key)
-        method = request.method
+        req = _current_request()
+        method = req.method
         if method == "HEAD":
             return self._head(store_key)
         if key.endswith("/"):
             return self._marker(store_key, method)
         if method == "GET":
-            return self._get(store_key)
+            return self._get(store_key, req.environ)
         if method == "PUT":
-            return self._put(store_key)
-        return self._delete(store_key)
+            return self._put(store_key, req)
+        return self._delete(store_key, req.environ)
 
     def _head(self, store_key: str) -> Response:
         info = None if store_key.endswith("/") else self.backend.stat(store_key)
@@ -228,8 +235,7 @@ class _Core:
             return SidecarResponse.of(204, [])
         raise BadRequest("a directory marker has no body to read")
 
-    def _get(self, store_key: str) -> Response:
-        environ = request.environ  # the headers straight from it: no Headers view
+    def _get(self, store_key: str, environ: dict[str, Any]) -> Response:
         ranged = environ.get("HTTP_RANGE")
         start, length = parse_range(ranged)
         if_match = parse_if_match(environ.get("HTTP_IF_MATCH"))
@@ -254,22 +260,22 @@ class _Core:
             raise NotFound(f"no such key: {self._user_key(store_key)}")
         return info
 
-    def _put(self, store_key: str) -> Response:
-        if_match, if_none_match = self._preconditions()
-        if self._needs_dir_check() and self.backend.is_dir(store_key):
+    def _put(self, store_key: str, req: Request) -> Response:
+        if_match, if_none_match = self._preconditions(req.environ)
+        if self._needs_dir_check(req.environ) and self.backend.is_dir(store_key):
             # Flat stores (S3, GCS, Redis, NATS KV) would let an object ``d`` sit
             # beside the prefix ``d/``. A pre-check: a directory created between
             # it and the write is not seen (docs/consistency.md).
             raise Conflict(f"{self._user_key(store_key)!r} is a directory",
                            code="is_a_directory")
-        length = request.content_length
-        body = RequestBody(request, limit=self.max_object_size)
+        length = req.content_length
+        body = RequestBody(req, limit=self.max_object_size)
         info = self.backend.write(store_key, body, length, if_match=if_match,
                                   if_none_match=if_none_match)
         body.check_complete()
         return SidecarResponse.of(204, [("ETag", _etag(info.version))])
 
-    def _needs_dir_check(self) -> bool:
+    def _needs_dir_check(self, environ: dict[str, Any]) -> bool:
         """Whether a PUT must first look for a directory of the same name.
 
         Not when the backend refuses the clash itself, and not when the
@@ -282,11 +288,11 @@ class _Core:
         """
         if self.backend.refuses_dir_clash:
             return False
-        seen = parse_if_match(request.headers.get("If-Match"))
+        seen = parse_if_match(environ.get("HTTP_IF_MATCH"))
         return seen is None or seen == NEVER_MATCHES
 
-    def _delete(self, store_key: str) -> Response:
-        if_match, if_none_match = self._preconditions()
+    def _delete(self, store_key: str, environ: dict[str, Any]) -> Response:
+        if_match, if_none_match = self._preconditions(environ)
         if if_none_match:
             raise BadRequest("If-None-Match makes no sense on DELETE")
         self.backend.delete(store_key, if_match=if_match)
