@@ -6,13 +6,20 @@ signal receivers. Flask still opens a (null) session, parses ``Host``,
 encodes the server name to IDNA to bind its URL map, and walks the empty
 hook lists and signals of every request (docs/performance.md has the cost).
 ``SidecarFlask`` overrides Flask's documented extension points
-(``session_interface``, ``response_class``, ``create_url_adapter``,
-``ensure_sync``, ``full_dispatch_request``, ``finalize_request``,
-``do_teardown_request``, ``do_teardown_appcontext``) to skip that work
-while there is nothing to do; the moment an app registers a hook or a
-signal receiver, each override hands over to Flask's own code. Routing,
-the request and application contexts, ``flask.request``, error handlers
-and the response object are Flask's.
+(``session_interface``, ``request_class``, ``response_class``,
+``json_provider_class``, ``create_url_adapter``, ``ensure_sync``,
+``full_dispatch_request``, ``finalize_request``, ``do_teardown_request``,
+``do_teardown_appcontext``) to skip that work while there is nothing to
+do; the moment an app registers a hook or a signal receiver, each override
+hands over to Flask's own code. URL matches are remembered
+(``CachedMatchAdapter``). The request and application contexts,
+``flask.request``, routing rules and error handlers are Flask's.
+
+Three of Flask's and werkzeug's private names are read: the request
+context variable (``flask.globals._cv_request``) and its
+``_after_request_functions``, and a rule's ``_converters``; each has a
+fallback to the public path, and tests/test_lean_flask.py fails if a
+release drops them.
 """
 from __future__ import annotations
 
