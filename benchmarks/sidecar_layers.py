@@ -5,10 +5,11 @@ environ, in a tight loop, and divides this process's CPU time by the calls;
 rows are interleaved over ``--rounds`` so load from other work hits them
 alike. Layers, from nothing to a whole Redis read: a bare WSGI callable,
 stock Flask with one view, the sidecar's ``SidecarFlask``, the sidecar app
-with and without its metrics middleware, then the Redis backend alone
-(read, stat, write) and redis-py's own ``GET`` and ``SET`` for scale. What
-is left of a request's sidecar CPU (``hot_path``) after these is the HTTP
-server: parsing, environ, writing.
+with and without its metrics middleware (and a GET over many keys in turn,
+so no URL match is remembered), then the Redis backend alone (read, stat,
+write) and redis-py's own ``GET`` and ``SET`` for scale. What is left of a
+request's sidecar CPU (``hot_path``) after these is the HTTP server:
+parsing, environ, writing.
 
 ``python -m benchmarks.sidecar_layers [--calls 3000] [--rounds 3]``; part of
 ``python -m benchmarks`` as ``sidecar_layers``.
@@ -29,6 +30,8 @@ from benchmarks.common import Context, KiB, Options, log, table
 
 NAME = "sidecar_layers"
 KEY = "layers/a.json"
+#: the GET row of many keys: more than a sidecar remembers URL matches for
+MANY_KEYS = 2048
 
 
 def environ(method: str = "GET", path: str = "/healthz", body: bytes = b"") -> dict[str, Any]:
@@ -89,6 +92,11 @@ def _apps(redis_url: str, metrics_dir: str) -> tuple[dict[str, Callable[[], obje
     backend = app.extensions["vfs_state"].backend
     payload = os.urandom(KiB)
     serve(app, "PUT", "/keys/" + KEY, payload)()
+    spread = [f"layers/many/{i}.json" for i in range(MANY_KEYS)]
+    for key in spread:
+        backend.write(key, io.BytesIO(payload), len(payload))
+    distinct = [serve(app, "GET", "/keys/" + key) for key in spread]
+    turn = iter(range(1 << 62))
     direct = __import__("redis").Redis.from_url(redis_url)
     direct.set("direct/a.json", payload)
     without_metrics = app.wsgi_app.app  # metrics.Instrumented wraps Flask's own wsgi_app
@@ -100,6 +108,8 @@ def _apps(redis_url: str, metrics_dir: str) -> tuple[dict[str, Callable[[], obje
         "sidecar app /healthz": serve(app),
         "sidecar app GET 1 KiB, no metrics": serve(without_metrics, "GET", "/keys/" + KEY),
         "sidecar app GET 1 KiB": serve(app, "GET", "/keys/" + KEY),
+        f"sidecar app GET 1 KiB, {MANY_KEYS} keys in turn":
+            lambda: distinct[next(turn) % MANY_KEYS](),
         "sidecar app HEAD": serve(app, "HEAD", "/keys/" + KEY),
         "sidecar app PUT 1 KiB": serve(app, "PUT", "/keys/" + KEY, payload),
         "Redis backend read 1 KiB": lambda: b"".join(backend.read(KEY).chunks),

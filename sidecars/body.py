@@ -16,7 +16,7 @@ class RequestBody:
 
     def __init__(self, request: Request, limit: int | None) -> None:
         length = request.content_length
-        chunked = "chunked" in request.headers.get("Transfer-Encoding", "").lower()
+        chunked = "chunked" in request.environ.get("HTTP_TRANSFER_ENCODING", "").lower()
         if length is None and not chunked and request.method == "PUT":
             length = 0  # no framing at all means an empty body
         if limit is not None and length is not None and length > limit:

@@ -36,6 +36,7 @@ from prometheus_client import multiprocess as _multiprocess
 from prometheus_client.registry import REGISTRY
 
 from sidecars.backend import Backend, ListPage, NamePage, ObjectBody, ObjectInfo
+from sidecars.metric_writes import Counting, Timing, Updates, write
 from sidecars.streams import Readable
 
 access_log = logging.getLogger("vfs_state.access")
@@ -106,7 +107,7 @@ def backend_retried(operation: str, attempts: int) -> None:
     BACKEND_RETRIES.labels(operation).inc(attempts)
 
 
-_operations: dict[str, Any] = {}
+_operations: dict[str, Timing] = {}
 
 
 class TimedBackend(Backend):
@@ -124,10 +125,12 @@ class TimedBackend(Backend):
             return call(*args, **kwargs)
         finally:
             elapsed = time.perf_counter() - started
-            child = _operations.get(operation)
-            if child is None:
-                child = _operations[operation] = BACKEND_SECONDS.labels(operation)
-            child.observe(elapsed)
+            timing = _operations.get(operation)
+            if timing is None:
+                timing = _operations[operation] = Timing(BACKEND_SECONDS.labels(operation))
+            updates: Updates = []
+            timing.add(updates, elapsed)
+            write(updates)
 
     def stat(self, key: str) -> ObjectInfo | None:
         return self._timed("stat", self.inner.stat, key)
@@ -228,18 +231,16 @@ class Instrumented:
 
     def measured(self, environ: dict[str, Any], start_response: Callable[..., Any],
                  app: Callable[..., Iterable[bytes]]) -> Iterable[bytes]:
-        record = _Record(environ, self.log_access)
-        environ["wsgi.input"] = record.input
-
-        def starting(status: str, headers: list[tuple[str, str]], *exc: Any) -> Any:
-            record.status = status.split(" ", 1)[0]
-            return start_response(status, headers, *exc)
-
+        record = _Record(environ, self.log_access, start_response)
         try:
-            return _Reply(app(environ, starting), record)
+            reply = app(environ, record.start_response)
         except BaseException:
             record.finish()
             raise
+        if type(reply) is list:  # the whole body is here: count it now, hand the list on
+            record.sent = sum(map(len, reply))
+            return _ListReply(reply, record)
+        return _Reply(reply, record)
 
     def _metrics(self, environ: dict[str, Any],
                  start_response: Callable[..., Any]) -> Iterable[bytes]:
@@ -252,59 +253,88 @@ class Instrumented:
         return self.measured(environ, start_response, serve)
 
 
-_children: dict[tuple[str, str, str], tuple[Any, Any, Any, Any]] = {}
+class _Series:
+    """The series one kind of request updates (``labels()`` costs a lock and a lookup)."""
+
+    __slots__ = ("requests", "seconds", "bytes_in", "bytes_out")
+
+    def __init__(self, route: str, method: str, status: str) -> None:
+        self.requests = Counting(REQUESTS.labels(route, method, status))
+        self.seconds = Timing(REQUEST_SECONDS.labels(route, method))
+        self.bytes_in = Counting(REQUEST_BYTES.labels(route))
+        self.bytes_out = Counting(RESPONSE_BYTES.labels(route))
 
 
-def _series(route: str, method: str, status: str) -> tuple[Any, Any, Any, Any]:
-    """The labelled children one request updates (``labels()`` costs a lock and a lookup)."""
+_children: dict[tuple[str, str, str], _Series] = {}
+_in_flight = Counting(IN_FLIGHT)
+
+
+def _series(route: str, method: str, status: str) -> _Series:
     key = (route, method, status)
     found = _children.get(key)
     if found is None:
-        found = _children[key] = (REQUESTS.labels(route, method, status),
-                                  REQUEST_SECONDS.labels(route, method),
-                                  REQUEST_BYTES.labels(route), RESPONSE_BYTES.labels(route))
+        found = _children[key] = _Series(route, method, status)
     return found
+
+
+def _has_body(environ: dict[str, Any]) -> bool:
+    """Whether the request's framing announces a body (else nothing can be read)."""
+    length = environ.get("CONTENT_LENGTH")
+    return bool(length and length != "0") or "HTTP_TRANSFER_ENCODING" in environ
 
 
 class _Record:
     """One request's figures, recorded once when its reply is closed."""
 
-    def __init__(self, environ: dict[str, Any], log_access: bool) -> None:
+    def __init__(self, environ: dict[str, Any], log_access: bool,
+                 start_response: Callable[..., Any]) -> None:
         self.environ = environ
         self.log_access = log_access
         self.route = route_of(environ.get("PATH_INFO", ""))
         method = environ.get("REQUEST_METHOD", "")
         self.method = method if method in METHODS else "other"  # clients choose it
-        self.input = _CountingInput(environ["wsgi.input"])
+        self.input: _CountingInput | None = None
+        if _has_body(environ):
+            self.input = environ["wsgi.input"] = _CountingInput(environ["wsgi.input"])
+        self._start_response = start_response
         self.status = "500"
         self.sent = 0
         self.started = time.perf_counter()
         self.done = False
         _calls.count = 0
-        IN_FLIGHT.inc()
+        updates: Updates = []
+        _in_flight.add(updates, 1.0)
+        write(updates)
+
+    def start_response(self, status: str, headers: list[tuple[str, str]], *exc: Any) -> Any:
+        self.status = status.split(" ", 1)[0]
+        return self._start_response(status, headers, *exc)
 
     def finish(self) -> None:
         if self.done:
             return
         self.done = True
         elapsed = time.perf_counter() - self.started
-        IN_FLIGHT.dec()
+        received = self.input.count if self.input is not None else 0
         series = _series(self.route, self.method, self.status)
-        series[0].inc()
-        series[1].observe(elapsed)
-        if self.input.count:
-            series[2].inc(self.input.count)
+        updates: Updates = []
+        _in_flight.add(updates, -1.0)
+        series.requests.add(updates)
+        series.seconds.add(updates, elapsed)
+        if received:
+            series.bytes_in.add(updates, received)
         if self.sent:
-            series[3].inc(self.sent)
+            series.bytes_out.add(updates, self.sent)
+        write(updates)
         if self.status == "412":
             PRECONDITION_FAILURES.labels(self.method).inc()
         if self.log_access:
-            self._log(elapsed)
+            self._log(elapsed, received)
 
-    def _log(self, elapsed: float) -> None:
+    def _log(self, elapsed: float, received: int) -> None:
         """One JSON line: never a header or a body, so never a credential or content."""
         line = {"method": self.method, "path": self.environ.get("PATH_INFO", ""),
-                "status": int(self.status), "bytes_in": self.input.count,
+                "status": int(self.status), "bytes_in": received,
                 "bytes_out": self.sent, "duration_ms": round(elapsed * 1000, 3),
                 "backend_calls": getattr(_calls, "count", 0)}
         query = self.environ.get("QUERY_STRING")
@@ -332,3 +362,14 @@ class _Reply:
                 close()
         finally:
             self.record.finish()
+
+
+class _ListReply(list[bytes]):
+    """A reply the app gave as a list: iterated as one, its bytes counted up front."""
+
+    def __init__(self, pieces: list[bytes], record: _Record) -> None:
+        super().__init__(pieces)
+        self.record = record
+
+    def close(self) -> None:
+        self.record.finish()

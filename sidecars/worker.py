@@ -70,42 +70,79 @@ class _HeadTimeout(TimeoutError):
 class _Connection:
     """A client socket as the parser reads it, with the timeouts and eviction state.
 
+    The socket stays non-blocking and the timeouts are kept here: a read or
+    write that can go ahead is one system call, and only one that would
+    block waits in ``poll``. (A Python socket with a timeout polls before
+    every ``recv`` and ``send``, and each ``settimeout`` is an ``ioctl``:
+    four calls more per keep-alive request.)
+
     ``waiting_since`` is set while the connection waits for a request (idle
     keep-alive, or a head still arriving) and ``None`` while one is handled:
     only waiting connections may be evicted.
     """
 
     def __init__(self, sock: socket.socket, head_deadline: float) -> None:
+        sock.setblocking(False)
         self.sock = sock
         self.head_deadline: float | None = head_deadline
+        self.timeout: float | None = None  # for body reads and replies, once the head is in
         self.head_bytes = 0
         self.body_timed_out = False
         self.evicted = False
         self.waiting_since: float | None = time.monotonic()
 
     def recv(self, size: int) -> bytes:
-        if self.head_deadline is not None:
-            remaining = self.head_deadline - time.monotonic()
-            if remaining <= 0:
-                raise _HeadTimeout("request head timeout")
-            self.sock.settimeout(remaining)
+        if self.head_deadline is not None and time.monotonic() >= self.head_deadline:
+            raise _HeadTimeout("request head timeout")
+        while True:
             try:
                 data = self.sock.recv(size)
-            except TimeoutError:
-                raise _HeadTimeout("request head timeout") from None
-            self.head_bytes += len(data)
+            except BlockingIOError:
+                self._wait(select.POLLIN)
+                continue
+            if self.head_deadline is not None:
+                self.head_bytes += len(data)
             return data
-        try:
-            return self.sock.recv(size)
-        except TimeoutError:
+
+    def sendall(self, data: bytes) -> None:
+        """All of ``data``, waiting at most ``timeout`` whenever the client reads none."""
+        view: bytes | memoryview = data
+        while True:
+            try:
+                sent = self.sock.send(view)
+            except BlockingIOError:
+                sent = 0
+            if sent == len(view):
+                return
+            view = memoryview(view)[sent:]
+            if not sent:
+                self._wait(select.POLLOUT)
+
+    def _wait(self, event: int) -> None:
+        """Until the socket is ready for ``event``; the head or body timeout if it is not."""
+        reading_head = self.head_deadline is not None and event == select.POLLIN
+        if reading_head:
+            remaining: float | None = self.head_deadline - time.monotonic()  # type: ignore[operator]
+        else:
+            remaining = self.timeout
+        poller = select.poll()
+        poller.register(self.sock, event)
+        if remaining is None:
+            poller.poll()
+            return
+        if remaining > 0 and poller.poll(remaining * 1000):
+            return
+        if reading_head:
+            raise _HeadTimeout("request head timeout")
+        if event == select.POLLIN:
             self.body_timed_out = True
-            raise
+        raise TimeoutError("timed out")
 
     def gettimeout(self) -> float | None:
-        return self.sock.gettimeout()
+        return self.timeout
 
     def settimeout(self, value: float | None) -> None:
-        self.sock.settimeout(value)
+        self.timeout = value
 
     def evict(self) -> None:
         """Wake the connection's thread (blocked in select or recv) and make it close."""
@@ -185,7 +222,6 @@ class ConnectionThreadWorker(base.Worker):
             if exc.errno in (errno.EAGAIN, errno.ECONNABORTED, errno.EWOULDBLOCK):
                 return
             raise
-        client.setblocking(True)
         util.close_on_exec(client)
         conn = _Connection(client, time.monotonic() + self.header_timeout)
         with self._open_lock:
@@ -235,7 +271,7 @@ class ConnectionThreadWorker(base.Worker):
                 req = reader.next_request()
                 if req is None or not self._begin_request(conn):
                     break  # the client closed the connection, or it was evicted
-                keep = self._handle_request(req, client, conn_environ, server)
+                keep = self._handle_request(req, conn, conn_environ, server)
                 if not keep or conn.body_timed_out:
                     break
                 conn.waiting_since = time.monotonic()
@@ -253,6 +289,7 @@ class ConnectionThreadWorker(base.Worker):
                 self.log.exception("Socket error processing request.")
         except Exception as exc:  # noqa: BLE001 - gunicorn turns it into a 400/500
             if not conn.evicted:
+                client.settimeout(self.body_timeout)  # gunicorn writes to the socket itself
                 self.handle_error(req, client, addr, exc)
         finally:
             util.close(client)
@@ -267,7 +304,7 @@ class ConnectionThreadWorker(base.Worker):
                 return False
             conn.waiting_since = None
         conn.head_deadline = None
-        conn.sock.settimeout(self.body_timeout)  # a body (or a reader) may pause this long
+        conn.timeout = self.body_timeout  # a body (or a reader) may pause this long
         return True
 
     @staticmethod
@@ -316,7 +353,7 @@ class ConnectionThreadWorker(base.Worker):
             if ready:
                 return True
 
-    def _handle_request(self, req: Request, client: socket.socket,
+    def _handle_request(self, req: Request, client: _Connection,
                         conn_environ: dict[str, Any], server: Any) -> bool:
         """Run the app for one request; True if the connection stays open."""
         environ: dict[str, Any] = {}

@@ -283,3 +283,65 @@ def test_importing_the_gunicorn_config_changes_no_environment():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          env=env, timeout=60, check=True).stdout.strip()
     assert out == "[]"
+
+
+DIRECT_WRITES = r'''
+import json, os, sys
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
+from sidecars import metrics
+from sidecars.metric_writes import Counting, Timing, write
+
+# the sidecar's own series take the direct path in multiprocess mode
+series = metrics._series("object", "GET", "200")
+assert None not in (series.requests.value, series.seconds.sum, metrics._in_flight.value)
+
+def made(prefix):
+    return (Counter(prefix + "_total", "c", ["a"]), Gauge(prefix + "_g", "g", ["a"],
+            multiprocess_mode="livesum"), Histogram(prefix + "_seconds", "h", ["a"],
+            buckets=metrics.BUCKETS))
+
+observations = [0.0001, 0.0005, 0.0007, 0.3, 7.0, 500.0, 0.0]
+direct, public = made("direct"), made("public")
+for label in ("x", "y"):
+    counter, gauge, hist = (Counting(direct[0].labels(label)), Counting(direct[1].labels(label)),
+                            Timing(direct[2].labels(label)))
+    for seconds in observations:
+        updates = []
+        counter.add(updates, 2.0)
+        gauge.add(updates, 1.0)
+        gauge.add(updates, -0.5)
+        hist.add(updates, seconds)
+        write(updates)
+        public[0].labels(label).inc(2.0)
+        public[1].labels(label).inc(1.0)
+        public[1].labels(label).dec(0.5)
+        public[2].labels(label).observe(seconds)
+if os.fork() == 0:  # a forked child writes its own file, as a gunicorn worker does
+    updates = []
+    Counting(direct[0].labels("x")).add(updates, 1.0)
+    write(updates)
+    public[0].labels("x").inc(1.0)
+    os._exit(0)
+os.wait()
+registry = CollectorRegistry()
+MultiProcessCollector(registry)
+text = generate_latest(registry).decode()
+print(json.dumps(text))
+'''
+
+
+def test_direct_metric_writes_read_back_as_the_librarys_own(tmp_path):
+    """``sidecars.metric_writes`` writes what ``inc``/``observe`` write, in a forked child too."""
+    import subprocess
+    import sys
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    out = subprocess.run([sys.executable, "-c", DIRECT_WRITES], env=env, check=True,
+                         capture_output=True, text=True).stdout
+    samples = _samples(json.loads(out))
+    direct = {(name.replace("direct", "", 1), labels): value
+              for (name, labels), value in samples.items() if name.startswith("direct")}
+    public = {(name.replace("public", "", 1), labels): value
+              for (name, labels), value in samples.items() if name.startswith("public")}
+    assert direct == public and len(direct) > 30
+    assert direct[("_total", (("a", "x"),))] == 15.0  # 7 x 2, and 1 from the child

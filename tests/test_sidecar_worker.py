@@ -193,6 +193,43 @@ def test_a_stalled_body_is_dropped_after_the_body_timeout_and_nothing_is_stored(
         assert not (tmp_path / "w" / "a").exists()
 
 
+def _put_big(path: str, body: bytes) -> None:
+    sock = _connect(path)
+    sock.sendall(b"PUT /keys/w/big HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n"
+                 % len(body) + body)
+    assert _read_replies(sock, 1)[0][0].startswith(b"HTTP/1.1 204")
+    sock.close()
+
+
+def test_a_large_reply_to_a_slow_reader_arrives_whole(tmp_path):
+    """The reply outgrows the socket buffer and waits for the reader, piece by piece."""
+    body = bytes(range(256)) * (16 * 1024)  # 4 MiB
+    with _slow_sidecar(tmp_path, connections=8, body_timeout=5) as sidecar:
+        _put_big(sidecar.socket_path, body)
+        sock = _connect(sidecar.socket_path)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.sendall(b"GET /keys/w/big HTTP/1.1\r\nHost: x\r\n\r\n")
+        time.sleep(0.5)  # the server fills the buffers and must wait
+        sock.sendall(HEALTH)  # pipelined: served once the big reply is out
+        (head, got), (health, _) = _read_replies(sock, 2)
+        assert head.startswith(b"HTTP/1.1 200") and got == body
+        assert health.startswith(b"HTTP/1.1 200")
+
+
+def test_a_reader_that_stops_reading_is_dropped_after_the_body_timeout(tmp_path):
+    body = b"x" * (8 * 1024 * 1024)
+    with _slow_sidecar(tmp_path, connections=8, body_timeout=1) as sidecar:
+        _put_big(sidecar.socket_path, body)
+        stuck = _connect(sidecar.socket_path)
+        stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        stuck.sendall(b"GET /keys/w/big HTTP/1.1\r\nHost: x\r\n\r\n")
+        time.sleep(3)  # reads nothing for longer than the body timeout
+        assert len(_dropped(stuck)) < len(body)  # cut off, not sent whole
+        normal = _connect(sidecar.socket_path)
+        normal.sendall(HEALTH)
+        assert _read_replies(normal, 1)[0][0].startswith(b"HTTP/1.1 200")
+
+
 def test_idle_keepalive_connections_at_the_cap_do_not_block_a_new_client(tmp_path):
     with _slow_sidecar(tmp_path, 2, 60, 60, "--keep-alive=75") as sidecar:
         idle = []
