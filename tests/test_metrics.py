@@ -186,13 +186,18 @@ def test_the_access_log_has_one_json_line_per_request(tmp_path):
         request(sidecar.socket_path, "PUT", key_url("dir/a b"), b"hello")
         request(sidecar.socket_path, "GET", key_url("dir/a b"))
         request(sidecar.socket_path, "GET", "/keys/?prefix=dir/")
-        deadline = time.monotonic() + 10  # written as each reply is closed
+        # Written as each reply is closed, after its last byte went out: with two
+        # workers, the next request's line can come first, so lines are matched, not ordered.
+        deadline = time.monotonic() + 10
         while True:
             lines = [line for line in _access_lines(sidecar) if line["path"] != "/healthz"]
             if len(lines) >= 3 or time.monotonic() > deadline:
                 break
             time.sleep(0.05)
-    put, get, listing = lines[-3:]
+    assert len(lines) == 3, lines
+    (put,) = [line for line in lines if line["method"] == "PUT"]
+    (get,) = [line for line in lines if line["method"] == "GET" and line["path"] != "/keys/"]
+    (listing,) = [line for line in lines if line["path"] == "/keys/"]
     assert put == {"method": "PUT", "path": "/keys/dir/a b", "status": 204, "bytes_in": 5,
                    "bytes_out": 0, "duration_ms": put["duration_ms"], "backend_calls": 1}
     assert isinstance(put["duration_ms"], float) and put["duration_ms"] > 0
