@@ -50,12 +50,14 @@ from sidecars.errors import (
     RangeNotSatisfiable,
     SidecarError,
 )
+from sidecars.http_environment import settle
 from sidecars.per_process import PerProcess
 from sidecars.streams import Readable, read_up_to
 
 CHUNK = 8 << 20          # upload part; resumable parts must be multiples of 256 KiB
 READ_CHUNK = 1 << 20     # bytes per yield when streaming a download
 CONNECT_TIMEOUT = 3.0
+GCS_ENDPOINT = "https://storage.googleapis.com"  # the library's default API endpoint
 OCTET = "application/octet-stream"
 SIGNED_URL_TTL = timedelta(hours=1)
 LIST_FIELDS = "items(name,size,generation,updated),prefixes,nextPageToken"
@@ -161,16 +163,18 @@ class GcsBackend(Backend):
         return self._clients.get().http
 
     def _new_clients(self) -> _Clients:
+        """The library's client on our session, whose environment is read once (``settle``)."""
         credentials: Credentials
-        if self.emulator_host:
-            credentials = AnonymousCredentials()
-            client = storage.Client(project=self.project or "local", credentials=credentials,
-                                    client_options={"api_endpoint": self.emulator_host})
-        else:
-            credentials = self._default_credentials()
-            client = storage.Client(project=self.project, credentials=credentials)
+        credentials = AnonymousCredentials() if self.emulator_host else self._default_credentials()
         http = AuthorizedSession(credentials)
         http.configure_mtls_channel()  # as the library's own session: only if configured
+        settle(http, self.emulator_host or GCS_ENDPOINT)
+        if self.emulator_host:
+            client = storage.Client(project=self.project or "local", credentials=credentials,
+                                    _http=http,
+                                    client_options={"api_endpoint": self.emulator_host})
+        else:
+            client = storage.Client(project=self.project, credentials=credentials, _http=http)
         return _Clients(client, http)
 
     def _default_credentials(self) -> Credentials:

@@ -24,6 +24,7 @@ from google.cloud import storage
 
 from sidecars.errors import BadRequest
 from sidecars.gcs import GcsBackend
+from tests.harness.counting_proxy import CountingProxy
 from tests.harness.fake_gcs import FakeGcsServer, create_bucket, sidecar_env
 from tests.harness.sidecar import Sidecar
 from tests.rawhttp import RawClient, key_url
@@ -452,3 +453,28 @@ def test_preconditions_send_no_pre_check_unless_configured(fake, workarounds: bo
     assert backend.stats == (2 if workarounds else 0)
     assert backend.stat("direct/precheck") is None
     backend.close()
+
+
+@pytest.mark.parametrize("bypass", [False, True])
+def test_proxy_variables_are_read_once_when_the_clients_are_made(fake, monkeypatch,
+                                                                 bypass: bool) -> None:
+    """``HTTP_PROXY`` and ``NO_PROXY`` are honoured, resolved for the endpoint
+    when a thread's clients are made (``sidecars.http_environment``); requests
+    do not walk the environment again, so a later change is not seen."""
+    proxy = CountingProxy.tcp(fake.port)
+    for name in ("http_proxy", "HTTP_PROXY", "no_proxy", "NO_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", proxy.endpoint)
+    if bypass:
+        monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    backend = GcsBackend(BUCKET, project="test", emulator_host=fake.url)
+    try:
+        backend.write("direct/proxied", io.BytesIO(b"via"), 3)
+        monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")  # discard port: nothing answers
+        assert b"".join(backend.read("direct/proxied").chunks) == b"via"
+        assert backend.stat("direct/proxied") is not None
+        counted = proxy.reset().total  # a write, a read (metadata and media), a stat
+        assert counted == 0 if bypass else counted >= 3
+    finally:
+        backend.close()
+        proxy.close()
