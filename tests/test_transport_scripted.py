@@ -318,7 +318,7 @@ def test_get_not_retried_once_part_of_the_reply_came(serve):
 
 
 def test_passthrough_upload_lost_after_the_last_chunk_raises(serve):
-    """The streaming upload (http.client) is never re-sent either."""
+    """The streaming upload is never re-sent either."""
     server = serve([("drop",)], [("reply", reply(412))])
     upload = ChunkedUpload(SidecarClient(server.path, timeout=5), "k", {},
                            context=FileContext("/m/k", "wb", "test"))
@@ -326,6 +326,45 @@ def test_passthrough_upload_lost_after_the_last_chunk_raises(serve):
     with pytest.raises(OutcomeUnknownError):
         upload.close()
     assert server.count("PUT") == 1
+
+
+def _upload(client: SidecarClient, data: bytes = b"data") -> None:
+    upload = ChunkedUpload(client, "k", {}, context=FileContext("/m/k", "wb", "test"))
+    upload.write(data)
+    upload.close()
+
+
+def test_passthrough_uploads_go_out_on_the_pooled_connection(serve):
+    """No new connection (a sidecar thread) per streamed upload; the chunks arrive whole."""
+    done = reply(204, b"", 'ETag: "1"')
+    server = serve([("reply", OK), ("reply", done), ("reply", done), ("reply", OK)])
+    client = SidecarClient(server.path, timeout=5)
+    client.transport.request("GET", "/keys/a")
+    _upload(client, b"small")
+    _upload(client, os.urandom(200_000))  # a chunk over SMALL_CHUNK: its own sends
+    client.transport.request("GET", "/keys/a")
+    assert server.arrivals == [(0, "GET", "/keys/a"), (0, "PUT", "/keys/k"),
+                               (0, "PUT", "/keys/k"), (0, "GET", "/keys/a")]
+
+
+def test_a_refused_passthrough_upload_does_not_give_its_connection_back(serve):
+    """A refusal may come before the sidecar read the whole body: that connection is done."""
+    server = serve([("reply", reply(412, b'{"error": "precondition_failed"}'))],
+                   [("reply", OK)])
+    client = SidecarClient(server.path, timeout=5)
+    with pytest.raises(OSError):
+        _upload(client)
+    client.transport.request("GET", "/keys/a")
+    assert server.arrivals == [(0, "PUT", "/keys/k"), (1, "GET", "/keys/a")]
+
+
+def test_a_passthrough_upload_skips_an_idle_connection_the_sidecar_closed(serve):
+    server = serve([("reply", OK)], [("reply", reply(204, b"", 'ETag: "1"'))])
+    client = SidecarClient(server.path, timeout=5)
+    client.transport.request("GET", "/keys/a")
+    assert server.closed[0].wait(5)
+    _upload(client)
+    assert server.arrivals == [(0, "GET", "/keys/a"), (1, "PUT", "/keys/k")]
 
 
 # -- a close (or stray bytes) between requests ------------------------------------------

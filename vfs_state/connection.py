@@ -117,7 +117,7 @@ class Connection:
         except BlockingIOError as exc:
             raise _timed_out(exc) from None
 
-    def send(self, head: bytes, body: bytes | Readable | None) -> None:
+    def send(self, head: bytes, body: bytes | memoryview | Readable | None) -> None:
         try:
             if body is None or (isinstance(body, bytes) and len(body) <= SMALL_BODY):
                 self.sock.sendall(head + body if body else head)

@@ -15,17 +15,16 @@ import io
 import sys
 import tempfile
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import Any, BinaryIO
 
 from vfs_state._types import FileContext, Readable
 from vfs_state.client import SidecarClient
+from vfs_state.connection import Closed
 from vfs_state.errors import error_for_status, unreachable
 from vfs_state.transport import OutcomeUnknownError, OutcomeUnknownTimeout, key_path
 
-if TYPE_CHECKING:
-    import http.client
-
 SPILL_SIZE = 4 * 1024 * 1024
+SMALL_CHUNK = 64 * 1024  # a passthrough chunk up to this size goes out in one send
 
 #: ``commit(content, size)`` sends the finished content; raises on failure.
 Commit = Callable[[Readable | bytes, int], None]
@@ -236,19 +235,8 @@ class ChunkedUpload(_Finalizable):
         self._explain = explain
         self.name = context.name
         self.mode = context.mode
-        from vfs_state.transport import UnixHTTPConnection  # http.client: not at start-up
-
-        transport = client.transport
-        self._conn = UnixHTTPConnection(transport.socket_path, transport.timeout)
-        try:
-            self._conn.putrequest("PUT", key_path("/keys/", key), skip_accept_encoding=True)
-            self._conn.putheader("Transfer-Encoding", "chunked")
-            for header, value in conditions.items():
-                self._conn.putheader(header, value)
-            self._conn.endheaders()
-        except OSError as exc:
-            self._conn.close()
-            raise unreachable(client.where, exc) from exc
+        self._transport = client.transport
+        self._conn = self._transport.start_upload(key_path("/keys/", key), conditions)
 
     def writable(self) -> bool:
         return True
@@ -264,9 +252,11 @@ class ChunkedUpload(_Finalizable):
         size = len(data)
         if size:
             try:
-                self._conn.send(b"%X\r\n" % size)
-                self._conn.send(data)
-                self._conn.send(b"\r\n")
+                if size <= SMALL_CHUNK:  # one send: size line, data, CRLF
+                    self._conn.send(b"%X\r\n" % size, bytes(data) + b"\r\n")
+                else:
+                    self._conn.send(b"%X\r\n" % size, memoryview(data).cast("B"))
+                    self._conn.send(b"\r\n", None)
             except OSError:
                 self._fail()
         return size
@@ -276,32 +266,30 @@ class ChunkedUpload(_Finalizable):
         self._verdict()
         raise OSError(errno.EIO, "sidecar ended the upload early", self.name)
 
-    def _verdict(self, complete: bool = False) -> http.client.HTTPResponse:
-        """Read the sidecar's reply, end the upload, raise if it refused.
+    def _verdict(self, complete: bool = False) -> dict[str, str]:
+        """Read the sidecar's reply, end the upload, raise if it refused; the reply's headers.
 
         ``complete``: the last chunk went out, so a lost reply leaves the
         outcome unknown (never re-sent). Before that, the sidecar discards an
         unfinished upload and the old object stays.
         """
-        import http.client  # loaded with the connection already
-
         try:
-            response = self._conn.getresponse()
-            body = response.read()
-        except (OSError, http.client.HTTPException) as exc:
-            self._abandon()
+            status, headers, body = self._transport.finish_upload(self._conn, complete)
+        except (OSError, Closed) as exc:
+            super().close()
             if complete:
                 raise _unknown(exc, self._client.where, self._key) from exc
             raise unreachable(self._client.where, exc) from exc
-        self._abandon()
-        if response.status >= 400:
-            error = error_for_status(response.status, body, self._key, self._client.where)
+        super().close()
+        if status >= 400:
+            error = error_for_status(status, body, self._key, self._client.where)
             if isinstance(error, OSError) and self._explain is not None:
                 error = self._explain(error)
             raise error
-        return response
+        return headers
 
     def _abandon(self) -> None:
+        """Close the connection without the last chunk: the sidecar discards the upload."""
         self._conn.close()
         super().close()
 
@@ -315,10 +303,10 @@ class ChunkedUpload(_Finalizable):
             return
         try:
             try:
-                self._conn.send(b"0\r\n\r\n")
+                self._conn.send(b"0\r\n\r\n", None)
             except OSError:
                 self._fail()
-            etag = self._verdict(complete=True).getheader("ETag")
+            etag = self._verdict(complete=True).get("etag")
         except BaseException as exc:
             self._report_lost(exc)
             raise
