@@ -9,8 +9,9 @@ request is written in one ``sendall`` and the reply parsed by hand
 (``vfs_state.connection``, the wire; this module pools connections and
 decides what may be sent again). Connections are pooled per thread and
 dropped after ``fork``, so a child never shares a socket with its parent.
-``UnixHTTPConnection`` (``http.client``) remains for the long-lived
-streaming upload of passthrough mode.
+Passthrough uploads stream their chunks on the same pooled connections
+(``start_upload``/``finish_upload``); ``UnixHTTPConnection``
+(``http.client``) remains for the CLI's probes and test helpers.
 
 A request is never sent twice if it may have changed state: an idle
 connection is checked for a close (or stray bytes) *before* it is reused,
