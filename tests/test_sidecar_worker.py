@@ -201,14 +201,20 @@ def _put_big(path: str, body: bytes) -> None:
     sock.close()
 
 
+def _asking_for_big(socket_path: str, body: bytes) -> socket.socket:
+    """``body`` stored as ``w/big``; a connection with a small receive buffer asking for it."""
+    _put_big(socket_path, body)
+    sock = _connect(socket_path)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.sendall(b"GET /keys/w/big HTTP/1.1\r\nHost: x\r\n\r\n")
+    return sock
+
+
 def test_a_large_reply_to_a_slow_reader_arrives_whole(tmp_path):
     """The reply outgrows the socket buffer and waits for the reader, piece by piece."""
     body = bytes(range(256)) * (16 * 1024)  # 4 MiB
     with _slow_sidecar(tmp_path, connections=8, body_timeout=5) as sidecar:
-        _put_big(sidecar.socket_path, body)
-        sock = _connect(sidecar.socket_path)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        sock.sendall(b"GET /keys/w/big HTTP/1.1\r\nHost: x\r\n\r\n")
+        sock = _asking_for_big(sidecar.socket_path, body)
         time.sleep(0.5)  # the server fills the buffers and must wait
         sock.sendall(HEALTH)  # pipelined: served once the big reply is out
         (head, got), (health, _) = _read_replies(sock, 2)
@@ -219,10 +225,7 @@ def test_a_large_reply_to_a_slow_reader_arrives_whole(tmp_path):
 def test_a_reader_that_stops_reading_is_dropped_after_the_body_timeout(tmp_path):
     body = b"x" * (8 * 1024 * 1024)
     with _slow_sidecar(tmp_path, connections=8, body_timeout=1) as sidecar:
-        _put_big(sidecar.socket_path, body)
-        stuck = _connect(sidecar.socket_path)
-        stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        stuck.sendall(b"GET /keys/w/big HTTP/1.1\r\nHost: x\r\n\r\n")
+        stuck = _asking_for_big(sidecar.socket_path, body)
         time.sleep(3)  # reads nothing for longer than the body timeout
         assert len(_dropped(stuck)) < len(body)  # cut off, not sent whole
         normal = _connect(sidecar.socket_path)
