@@ -13,7 +13,6 @@ every pattern, and ``VFS_STATE_DEEP=1`` runs all.
 """
 from __future__ import annotations
 
-import os
 import re
 import uuid
 
@@ -26,6 +25,7 @@ from fsspec.tests.abstract.open import AbstractOpenTests
 from fsspec.tests.abstract.pipe import AbstractPipeTests
 from fsspec.tests.abstract.put import AbstractPutTests
 
+from tests.profiles import DEEP
 from vfs_state import session
 from vfs_state.fsspec_fs import VfsStateFileSystem
 
@@ -35,7 +35,6 @@ fsspec.register_implementation("vfsstate", VfsStateFileSystem, clobber=True)
 
 #: The abstract suites run on these sidecars: a file tree, an object store, a key-value store.
 ABSTRACT_CONNECTORS = ("local-buffered-cas", "s3-buffered-cas", "redis-buffered-cas")
-DEEP = os.environ.get("VFS_STATE_DEEP") == "1" or os.environ.get("HYPOTHESIS_PROFILE") == "deep"
 _S3_GLOB_CASE = re.compile(
     r"test_(copy|get|put)_glob_edge_cases\[s3-buffered-cas-.*-expected(\d+)\]$")
 _SHIFT = {"copy": 0, "get": 1, "put": 2}  # each suite samples other patterns

@@ -29,9 +29,9 @@ from hypothesis import strategies as st
 
 from tests.connectors import ALL_CONNECTORS
 from tests.harness.sidecar import healthy
+from tests.profiles import DEEP
 from tests.rawhttp import RawClient
 
-DEEP = os.environ.get("VFS_STATE_DEEP") == "1" or os.environ.get("HYPOTHESIS_PROFILE") == "deep"
 EXAMPLES = int(os.environ.get("VFS_STATE_FUZZ_EXAMPLES", 2500 if DEEP else 25))
 SENTINEL = "sentinel/value.bin"
 SENTINEL_DATA = b"do not touch \x00\xff"
