@@ -15,6 +15,16 @@ from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 
+_pid = os.getpid()  # this process's; kept by the fork hook below, not asked per call
+
+
+def _after_fork() -> None:
+    global _pid
+    _pid = os.getpid()
+
+
+os.register_at_fork(after_in_child=_after_fork)
+
 
 class PerProcess(Generic[T]):
     """One ``factory()`` result per process (or per thread of a process).
@@ -33,13 +43,13 @@ class PerProcess(Generic[T]):
         self._built: list[tuple[int, T]] = []  # (pid, value) of the current generation
 
     def get(self) -> T:
-        key = (os.getpid(), self._generation)
+        key = (_pid, self._generation)  # a getpid() system call saved on every request
         entry = getattr(self._slot, "entry", None)
         if entry is not None and entry[0] == key:
             return entry[1]
         with self._lock:
             entry = getattr(self._slot, "entry", None)
-            key = (os.getpid(), self._generation)
+            key = (_pid, self._generation)
             if entry is None or entry[0] != key:
                 entry = (key, self._factory())
                 self._slot.entry = entry

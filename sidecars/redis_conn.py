@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import hashlib
 import select
+import socket
+import struct
 from collections import deque
 from typing import Any
 
@@ -97,6 +99,8 @@ class _Link:
         self.poll.register(self.sock, select.POLLIN)
         self.reader = None if hiredis is None else hiredis.Reader(
             protocolError=redis.exceptions.InvalidResponse, replyError=_reply_error)
+        if self.reader is not None:
+            _kernel_timeouts(self.sock)
 
     def exchange(self, packed: bytes, count: int) -> list[Any]:
         """Send ``packed``; its ``count`` replies, an error reply as an exception object.
@@ -120,7 +124,7 @@ class _Link:
                     reader.feed(data)
                 elif type(reply) is not _PUSH:  # RESP3 pushes answer nothing we sent
                     replies.append(reply)
-        except TimeoutError:  # the socket timeout (builtin; redis-py has its own)
+        except (TimeoutError, BlockingIOError):  # the socket's timeout, Python's or the kernel's
             raise redis.exceptions.TimeoutError("timed out talking to redis") from None
         except OSError as exc:
             raise redis.exceptions.ConnectionError(f"lost the connection to redis: {exc}") from None
@@ -140,6 +144,25 @@ class _Link:
 
 
 _PUSH = getattr(hiredis, "PushNotification", None)
+
+
+def _kernel_timeouts(sock: Any) -> None:
+    """Let the kernel keep a plain socket's timeout, so a send or receive is one system call.
+
+    A Python socket with a timeout polls before every ``send`` and ``recv``:
+    two system calls more per exchange. A blocking socket with
+    ``SO_SNDTIMEO``/``SO_RCVTIMEO`` waits in the call itself and fails with
+    ``EAGAIN`` (``BlockingIOError``) when the time is up, which ``exchange``
+    reports as redis-py's ``TimeoutError``. TLS sockets keep Python's timeout.
+    """
+    timeout = sock.gettimeout()
+    if type(sock) is not socket.socket or not timeout:
+        return
+    seconds = int(timeout)
+    timeval = struct.pack("ll", seconds, int((timeout - seconds) * 1e6))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval)
+    sock.settimeout(None)
 
 
 class Connections:

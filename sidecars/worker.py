@@ -31,6 +31,7 @@ import errno
 import os
 import select
 import socket
+import struct
 import threading
 import time
 from datetime import timedelta
@@ -41,7 +42,7 @@ from gunicorn.http.errors import NoMoreData
 from gunicorn.workers import base
 
 from sidecars import settings, uploads
-from sidecars.http_request import Limits, Request, RequestReader
+from sidecars.http_request import HEAD_RECV, Limits, Request, RequestReader
 from sidecars.http_response import Response
 from sidecars.wsgi_environ import connection_environ, request_environ, worker_environ
 
@@ -59,6 +60,8 @@ ABORT_RESERVE_SECONDS = 2.0
 #: A connection waits at least this long for a request before a newcomer may
 #: evict it: time for a new client to send its head, or a served one its next.
 EVICT_GRACE_SECONDS = 0.5
+#: ``SO_RCVTIMEO`` of client sockets: ``POLL_SECONDS`` as a ``struct timeval``.
+_IDLE_TICK = struct.pack("ll", int(POLL_SECONDS), int(POLL_SECONDS % 1 * 1e6))
 REQUEST_TIMEOUT_REPLY = (b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n"
                          b"Content-Length: 0\r\n\r\n")
 
@@ -70,11 +73,13 @@ class _HeadTimeout(TimeoutError):
 class _Connection:
     """A client socket as the parser reads it, with the timeouts and eviction state.
 
-    The socket stays non-blocking and the timeouts are kept here: a read or
-    write that can go ahead is one system call, and only one that would
+    The timeouts are kept here, not in the socket: a read or write that can
+    go ahead is one system call (``MSG_DONTWAIT``), and only one that would
     block waits in ``poll``. (A Python socket with a timeout polls before
     every ``recv`` and ``send``, and each ``settimeout`` is an ``ioctl``:
-    four calls more per keep-alive request.)
+    four calls more per keep-alive request.) Between requests the thread
+    waits in a blocking ``recv`` that the kernel ends every ``POLL_SECONDS``
+    (``wait_idle``).
 
     ``waiting_since`` is set while the connection waits for a request (idle
     keep-alive, or a head still arriving) and ``None`` while one is handled:
@@ -82,8 +87,10 @@ class _Connection:
     """
 
     def __init__(self, sock: socket.socket, head_deadline: float) -> None:
-        sock.setblocking(False)
+        sock.setblocking(True)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _IDLE_TICK)
         self.sock = sock
+        self.pending: bytes | None = None  # the first bytes of a request, taken by ``wait_idle``
         self.head_deadline: float | None = head_deadline
         self.timeout: float | None = None  # for body reads and replies, once the head is in
         self.head_bytes = 0
@@ -92,11 +99,18 @@ class _Connection:
         self.waiting_since: float | None = time.monotonic()
 
     def recv(self, size: int) -> bytes:
+        pending = self.pending
+        if pending is not None:
+            data, rest = pending[:size], pending[size:]
+            self.pending = rest or None
+            if self.head_deadline is not None:
+                self.head_bytes += len(data)
+            return data
         if self.head_deadline is not None and time.monotonic() >= self.head_deadline:
             raise _HeadTimeout("request head timeout")
         while True:
             try:
-                data = self.sock.recv(size)
+                data = self.sock.recv(size, socket.MSG_DONTWAIT)
             except BlockingIOError:
                 self._wait(select.POLLIN)
                 continue
@@ -109,7 +123,7 @@ class _Connection:
         view: bytes | memoryview = data
         while True:
             try:
-                sent = self.sock.send(view)
+                sent = self.sock.send(view, socket.MSG_DONTWAIT)
             except BlockingIOError:
                 sent = 0
             if sent == len(view):
@@ -137,6 +151,20 @@ class _Connection:
         if event == select.POLLIN:
             self.body_timed_out = True
         raise TimeoutError("timed out")
+
+    def wait_idle(self, size: int) -> bool | None:
+        """Wait in ``recv`` itself for the next request, at most ``POLL_SECONDS``.
+
+        True once bytes (or the client's close) arrived, kept for ``recv``;
+        None if the kernel's ``SO_RCVTIMEO`` ended the wait first. Waiting
+        in the read saves the ``select`` before it: one system call per
+        kept-alive request.
+        """
+        try:
+            self.pending = self.sock.recv(size)
+        except BlockingIOError:
+            return None
+        return True
 
     def gettimeout(self) -> float | None:
         return self.timeout
@@ -328,7 +356,7 @@ class ConnectionThreadWorker(base.Worker):
             started = True  # already read ahead with the previous request
         else:
             idle = conn.head_deadline if first else time.monotonic() + self.keepalive
-            started = self._wait_readable(conn.sock, idle or 0.0)
+            started = self._wait_readable(conn, idle or 0.0)
         if started and not first:
             with self._open_lock:
                 if conn.evicted:
@@ -337,7 +365,7 @@ class ConnectionThreadWorker(base.Worker):
             conn.head_deadline = time.monotonic() + self.header_timeout
         return started and not conn.evicted
 
-    def _wait_readable(self, client: socket.socket, idle_deadline: float) -> bool:
+    def _wait_readable(self, conn: _Connection, idle_deadline: float) -> bool:
         while True:
             deadline = idle_deadline
             if not self.alive:
@@ -347,7 +375,11 @@ class ConnectionThreadWorker(base.Worker):
             if remaining <= 0:
                 return False
             try:
-                ready, _, _ = select.select([client], [], [], min(remaining, POLL_SECONDS))
+                if remaining >= POLL_SECONDS:  # the kernel's tick ends it before the deadline
+                    if conn.wait_idle(HEAD_RECV):
+                        return True
+                    continue
+                ready, _, _ = select.select([conn.sock], [], [], remaining)
             except (OSError, ValueError):  # the socket is gone
                 return False
             if ready:

@@ -6,11 +6,14 @@ server's ``MONITOR`` feed shows what each read sent.
 from __future__ import annotations
 
 import io
+import os
+import signal
+import time
 
 import pytest
 import redis
 
-from sidecars.errors import NotFound, PreconditionFailed, RangeNotSatisfiable
+from sidecars.errors import BackendTimeout, NotFound, PreconditionFailed, RangeNotSatisfiable
 from sidecars.redis import CHUNK, RedisBackend
 from tests.harness.economy import RedisMonitor
 from tests.harness.redis_server import RedisServer
@@ -126,3 +129,24 @@ def test_a_failed_exchange_never_returns_its_connection(server, backend):
     with pytest.raises(NotFound):
         backend.read("r/hash2")
     assert [_read(backend, k) for k in ("r/e", "r/f", "r/e")] == [b"e", b"f", b"e"]
+
+
+def test_a_server_that_stops_answering_times_out_and_the_next_read_works():
+    """The socket timeout (kept by the kernel on plain sockets) still bounds an exchange."""
+    with RedisServer() as srv:
+        backend = RedisBackend(srv.url, timeout=0.5)
+        try:
+            _put(backend, "t/a", b"a")
+            assert _read(backend, "t/a") == b"a"  # a connection is now idle on the stack
+            os.kill(srv.proc.pid, signal.SIGSTOP)
+            try:
+                started = time.monotonic()
+                with pytest.raises(BackendTimeout):
+                    _read(backend, "t/a")
+                waited = time.monotonic() - started
+            finally:
+                os.kill(srv.proc.pid, signal.SIGCONT)
+            assert 0.4 < waited < 5, waited
+            assert _read(backend, "t/a") == b"a"
+        finally:
+            backend.close()
