@@ -127,6 +127,22 @@ def test_mounts_as_string_list_or_environment(monkeypatch):
         shim.install([("not", "a mount")])  # type: ignore[list-item]
 
 
+def test_mount_is_a_frozen_value():
+    # a plain class since the start-up work (no dataclass): same semantics as before
+    import copy
+    import pickle
+
+    mount = Mount("m", "/vfs-basic-value/", socket="/x.sock")
+    same = Mount("m", "/vfs-basic-value", "buffered", "/x.sock")
+    assert mount == same and hash(mount) == hash(same) and mount != Mount("n", "/vfs-basic-value")
+    assert repr(mount) == ("Mount(name='m', path='/vfs-basic-value', write_mode='buffered', "
+                           "socket='/x.sock')")
+    assert mount.label == "mount 'm' at /vfs-basic-value"
+    assert pickle.loads(pickle.dumps(mount)) == mount == copy.copy(mount)
+    with pytest.raises(AttributeError):
+        mount.path = "/elsewhere"  # type: ignore[misc]
+
+
 def test_aliases_bound_before_install_are_rebound_and_restored():
     module = types.ModuleType("vfs_alias_probe")
     module.__file__ = "<probe>"

@@ -4,6 +4,9 @@ The hook verifies the mounts and that ``fs`` imports (fail-closed), but
 ``pkg_resources``, ``fs.base``, ``StateFS`` and ``http.client`` wait for the
 first use of a mount; that first use still works, and ``fs``'s opener
 registry still finds entry points through the deferred ``pkg_resources``.
+Nor does the shim import ``dataclasses``, ``hashlib``, ``tempfile``, ``mmap``
+or ``fcntl`` itself: the patches of the last three are applied when the
+program imports them. ``shutil`` is the exception, for its safe ``rmtree``.
 """
 from __future__ import annotations
 
@@ -12,7 +15,11 @@ import sys
 
 from tests.test_activation import ROOT, _env
 
-HEAVY = ("pkg_resources", "fs.base", "vfs_state.statefs", "http.client", "email.parser")
+HEAVY = ("pkg_resources", "fs.base", "vfs_state.statefs", "http.client", "email.parser",
+         # the shim's own imports, deferred to the first use that needs them
+         "dataclasses", "inspect", "ast", "hashlib", "tempfile", "random",
+         "importlib.abc", "importlib.resources", "mmap", "fcntl")
+LATE = {"mmap.mmap", "fcntl.flock", "fcntl.lockf", "fcntl.fcntl"}
 
 
 def _run(code: str, mounts: str | None = "meta:/state/meta") -> str:
@@ -59,3 +66,35 @@ def test_import_fs_leaves_no_stand_in_behind():
             "type(pkg_resources).__name__)")
     assert _run(code, None) == "True module"
 
+
+_LATE_CODE = """
+from vfs_state import shim
+def late():
+    owners = ("mmap", "fcntl", "_TemporaryFileCloser")
+    return " ".join(sorted(f"{o.owner.__name__}.{o.attribute}" for o in shim.patched()
+                           if getattr(o.owner, "__name__", None) in owners)) or "-"
+print(late())
+import tempfile
+from mmap import mmap
+from fcntl import flock
+print(late())
+print(flock is not flock.__wrapped__)
+shim.uninstall()
+import fcntl, mmap as mmap_module
+print(fcntl.flock is flock.__wrapped__, mmap_module.mmap is mmap.__base__, late())
+"""
+
+
+def test_modules_imported_after_start_are_patched_when_imported():
+    lines = _run(_LATE_CODE).splitlines()
+    assert lines[0] == "-", lines  # none imported yet, none patched
+    names = set(lines[1].split())
+    assert LATE <= names, lines
+    assert {n.split(".")[0] for n in names - LATE} == {"_TemporaryFileCloser"}, lines
+    assert lines[2:] == ["True", "True True -"], lines
+
+
+def test_shutil_keeps_its_symlink_safe_rmtree():
+    # imported after os.open is patched, shutil would pick the unsafe path-based rmtree
+    code = "import shutil; print(shutil.rmtree.avoids_symlink_attacks)"
+    assert _run(code) == _run(code, None) == "True"

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
+from types import ModuleType
 
 from vfs_state.mounts import Mount, mounts_from_env, parse_mounts, validate_mounts
 from vfs_state.shim import (
+    fd_files,
     guard,
     open_adapter,
     os_adapter,
@@ -32,9 +34,19 @@ from vfs_state.shim.router import MountTable, Target
 ADAPTERS = (open_adapter.patches, os_adapter.patches, path_adapter.patches, rename.patches,
             xattr_adapter.patches, refusals.patches, pathlib_adapter.patches,
             shutil_adapter.patches)
+#: Adapters of modules start-up does not import: applied when the program imports
+#: them (at install if it has already), through the library hook.
+LATE_ADAPTERS = fd_files.LATE_PATCHES
 
 _table = MountTable()
-_patcher = Patcher(ADAPTERS, _table)
+_patcher = Patcher(ADAPTERS, _table, LATE_ADAPTERS)
+
+
+def _patch_late(module: ModuleType, table: MountTable) -> list[tuple[object, str, object]]:
+    """The library hook's adapter for ``LATE_ADAPTERS``: the patcher keeps (and
+    restores) what it changes, so the hook has nothing to restore."""
+    _patcher.imported(module.__name__)
+    return []
 
 Mounts = str | Sequence[Mount] | None
 
@@ -65,7 +77,8 @@ def install(mounts: Mounts = None) -> list[Mount]:
     guard.sync([m.path for m in parsed])  # native code gets ENOTDIR under a mount path
     _table.load(parsed)
     _patcher.install()
-    library_hook.install(_table)  # pyarrow/polars/numpy, patched when imported
+    # pyarrow/polars/numpy and LATE_ADAPTERS: patched when imported
+    library_hook.install(_table, dict.fromkeys(LATE_ADAPTERS, _patch_late))
     return parsed
 
 
@@ -125,4 +138,4 @@ def installed(mounts: Mounts = None) -> Iterator[list[Mount]]:
 
 
 __all__ = ["install", "uninstall", "installed", "is_installed", "active_mounts", "patched",
-           "resolve", "local_copy", "Mount", "ADAPTERS"]
+           "resolve", "local_copy", "Mount", "ADAPTERS", "LATE_ADAPTERS"]

@@ -42,6 +42,8 @@ def rebind(mapping: Mapping[int, tuple[object, object]]) -> list[tuple[ModuleTyp
     """
     changed: list[tuple[ModuleType, str, object]] = []
     for module, namespace in _scannable():
+        if mapping.keys().isdisjoint(map(id, list(namespace.values()))):
+            continue  # most modules (a C-level check: this runs at every start)
         hits = [(attr, value) for attr, value in list(namespace.items())
                 if id(value) in mapping and mapping[id(value)][0] is value]
         for attr, value in hits:

@@ -21,21 +21,22 @@ still open when its file is committed is an error (its later writes
 could not be stored); locks (``fcntl``) on a copy are refused, since they
 would not exclude other processes. Local descriptors pay one check of an
 (empty) dictionary. See docs/shim.md, "File descriptors".
+
+Start-up budget: ``hashlib``, ``tempfile``, ``mmap`` and ``fcntl`` are
+imported where a mount descriptor needs them, not here; the patches of the
+last three are applied when the program imports them (``LATE_PATCHES``,
+see ``shim.patcher``).
 """
 from __future__ import annotations
 
 import atexit
 import errno
-import fcntl
 import functools
-import hashlib
 import io
-import mmap
 import os
 import shutil
 import stat as stat_module
 import sys
-import tempfile
 import threading
 import weakref
 from collections.abc import Callable
@@ -53,8 +54,14 @@ _NOT_PASSED = (os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
 _DIR_FDS = "a directory on a mount has no descriptor (a commit is durable: no fsync needed)"
 
 
+def _sha256() -> Any:
+    import hashlib  # loads OpenSSL: only for descriptors on mounts, not at start-up
+
+    return hashlib.sha256()
+
+
 def _digest_fd(fd: int) -> str:
-    digest = hashlib.sha256()
+    digest = _sha256()
     offset = 0
     while chunk := os.pread(fd, _CHUNK, offset):
         digest.update(chunk)
@@ -163,6 +170,8 @@ def open_fd(target: Target, flags: int, mode: int = 0o777, *,
         raise refused(target, "os.open(dir_fd=...)")
     if flags & getattr(os, "O_TMPFILE", 0) == getattr(os, "O_TMPFILE", -1):
         raise refused(target, "os.open(O_TMPFILE)", errno.EOPNOTSUPP)
+    import tempfile  # not at start-up (it imports random)
+
     writable = _writable(flags)
     found = _check(target, flags, writable)
     directory = tempfile.mkdtemp(prefix="vfs-state-fd-")
@@ -171,7 +180,7 @@ def open_fd(target: Target, flags: int, mode: int = 0o777, *,
         if found is None:
             _create(target)  # stored empty now: the unchanged copy needs no commit
             open(path, "wb").close()
-            digest: str | None = hashlib.sha256().hexdigest()
+            digest: str | None = _sha256().hexdigest()
         elif flags & os.O_TRUNC and writable:
             open(path, "wb").close()
             digest = None  # truncated: always written back
@@ -315,13 +324,15 @@ def _unlink_late(method: Callable[..., Any]) -> Callable[..., Any]:
     return replacement
 
 
-def _tempfile_patches() -> dict[tuple[str, str], Callable[..., Any]]:
+def tempfile_patches(table: MountTable) -> dict[tuple[str, str], Callable[..., Any]]:
     """``NamedTemporaryFile`` deletes with an ``os.unlink`` held in a default argument.
 
     Private API: ``tempfile._TemporaryFileCloser.close`` (3.11) or ``.cleanup``
     (3.12, 3.13) with an ``unlink=_os.unlink`` parameter; checked by
     ``tests/test_shim_fds.py``; skipped when the shape differs.
     """
+    import tempfile  # imported already: the patcher calls this once it is
+
     closer = getattr(tempfile, "_TemporaryFileCloser", None)
     result: dict[tuple[str, str], Callable[..., Any]] = {}
     for name in ("close", "cleanup"):
@@ -339,6 +350,8 @@ MAPS: dict[int, weakref.WeakSet[Any]] = {}
 
 def _writable_map(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
     """Would ``mmap.mmap(fd, *args, **kwargs)`` write back to the file?"""
+    import mmap  # imported already (this runs inside ``mmap.mmap``), bound here for the names
+
     names = ("length", "flags", "prot", "access", "offset")
     given = {**dict(zip(names, args, strict=False)), **kwargs}
     access = given.get("access", mmap.ACCESS_DEFAULT)
@@ -382,8 +395,7 @@ def outlived(target: Target) -> OSError:
 _LOCKS = ("a lock on a mount file would lock only this process's local copy, so it "
           "could not exclude other processes; use compare-and-set instead "
           "(vfs_state.retry_on_conflict)")
-_LOCKING_COMMANDS = {getattr(fcntl, name) for name in ("F_SETLK", "F_SETLKW", "F_OFD_SETLK",
-                                                         "F_OFD_SETLKW") if hasattr(fcntl, name)}
+_LOCKING_COMMANDS = ("F_SETLK", "F_SETLKW", "F_OFD_SETLK", "F_OFD_SETLKW")
 
 
 def make_lock(real: Callable[..., Any], name: str) -> Callable[..., Any]:
@@ -392,13 +404,19 @@ def make_lock(real: Callable[..., Any], name: str) -> Callable[..., Any]:
     ``filelock`` and friends then say the file system has no locks, instead
     of two processes both "holding" a lock on their own copies.
     """
+    import fcntl  # imported already: the patcher calls this once it is
+
+    commands = {getattr(fcntl, command) for command in _LOCKING_COMMANDS
+                if hasattr(fcntl, command)}
+    unlock = fcntl.LOCK_UN
+
     @functools.wraps(real)
     def lock(fd: Any, operation: Any, *args: Any, **kwargs: Any) -> Any:
         number = fd if type(fd) is int else _fileno(fd)  # may materialise a mount file
         if REGISTRY:
             backing = registered(number)
-            unlocking = operation == fcntl.LOCK_UN if name != "fcntl" else False
-            locking = name != "fcntl" or operation in _LOCKING_COMMANDS
+            unlocking = operation == unlock if name != "fcntl" else False
+            locking = name != "fcntl" or operation in commands
             if backing is not None and locking and not unlocking:
                 raise refused(backing.target, f"fcntl.{name}()", errno.ENOSYS, _LOCKS)
         return real(fd, operation, *args, **kwargs)
@@ -406,6 +424,7 @@ def make_lock(real: Callable[..., Any], name: str) -> Callable[..., Any]:
 
 
 def patches(table: MountTable) -> dict[tuple[str, str], Callable[..., Any]]:
+    """``os.open/close/fsync/fdatasync/fstat`` (part of ``os_adapter.patches``)."""
     result: dict[tuple[str, str], Callable[..., Any]] = {
         ("os", "open"): routed(table, os.open, open_fd),
         ("os", "close"): make_close(os.close),
@@ -414,8 +433,21 @@ def patches(table: MountTable) -> dict[tuple[str, str], Callable[..., Any]]:
     }
     if hasattr(os, "fdatasync"):
         result[("os", "fdatasync")] = make_fsync(os.fdatasync)
-    result[("mmap", "mmap")] = make_mmap(mmap.mmap)
-    for name in ("flock", "lockf", "fcntl"):
-        result[("fcntl", name)] = make_lock(getattr(fcntl, name), name)
-    result.update(_tempfile_patches())
     return result
+
+
+def mmap_patches(table: MountTable) -> dict[tuple[str, str], Callable[..., Any]]:
+    import mmap  # imported already: the patcher calls this once it is
+
+    return {("mmap", "mmap"): make_mmap(mmap.mmap)}
+
+
+def fcntl_patches(table: MountTable) -> dict[tuple[str, str], Callable[..., Any]]:
+    import fcntl  # imported already: the patcher calls this once it is
+
+    return {("fcntl", name): make_lock(getattr(fcntl, name), name)
+            for name in ("flock", "lockf", "fcntl")}
+
+
+#: Patches of modules a process need not import: applied when it imports them.
+LATE_PATCHES = {"mmap": mmap_patches, "fcntl": fcntl_patches, "tempfile": tempfile_patches}

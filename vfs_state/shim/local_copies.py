@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -43,6 +42,8 @@ def _upload(target: Target, source: str, expect: object) -> None:
 @contextmanager
 def copy_of(target: Target, mode: str) -> Iterator[str]:
     """The temp-file round trip for one key or one directory (see ``local_copy``)."""
+    import tempfile  # not at start-up (it imports random)
+
     found = kind(target)
     directory = tempfile.mkdtemp(prefix="vfs-local-copy-")
     path = os.path.join(directory, os.path.basename(target.key) or "root")

@@ -14,10 +14,8 @@ synced). Empty local directories are not stored.
 from __future__ import annotations
 
 import errno
-import hashlib
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from vfs_state.shim.errors import converted, oserror
 from vfs_state.shim.router import Target
@@ -27,6 +25,8 @@ _CHUNK = 1 << 20
 
 def digest(path: str) -> str:
     """sha256 of a local file."""
+    import hashlib  # loads OpenSSL: for local copies only, not at start-up
+
     hashed = hashlib.sha256()
     with open(path, "rb") as handle:
         while chunk := handle.read(_CHUNK):
@@ -34,11 +34,13 @@ def digest(path: str) -> str:
     return hashed.hexdigest()
 
 
-@dataclass
 class Snapshot:
     """What the tree was on entry: relative name -> (version, digest)."""
 
-    seen: dict[str, tuple[str | None, str]] = field(default_factory=dict)
+    __slots__ = ("seen",)
+
+    def __init__(self) -> None:
+        self.seen: dict[str, tuple[str | None, str]] = {}
 
 
 def download_tree(target: Target, root: str,

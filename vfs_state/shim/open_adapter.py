@@ -19,8 +19,7 @@ import io
 import os
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import IO, Any
+from typing import IO, Any, NamedTuple
 
 from vfs_state._types import FileContext
 from vfs_state.shim import fd_files
@@ -36,9 +35,11 @@ _new_context = tuple.__new__  # a ``FileContext`` without its Python-level ``__n
 _PLAIN_MODES: dict[str, tuple[OpenMode, str, str]] = {}
 
 
-@dataclass(frozen=True)
-class OpenMode:
-    """A parsed ``open`` mode: one of r/w/x/a, update (+), binary or text."""
+class OpenMode(NamedTuple):
+    """A parsed ``open`` mode: one of r/w/x/a, update (+), binary or text.
+
+    (A tuple, not a dataclass: ``dataclasses`` costs start-up time.)
+    """
 
     kind: str
     plus: bool

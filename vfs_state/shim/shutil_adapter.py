@@ -11,12 +11,19 @@ falls back to ``copyfileobj``). Three functions need help:
   store: onto a mount they only check that the destination exists; from a
   mount onto the local disk they copy times and mode but not the backend's
   attributes (those describe the stored object, not the file).
+
+``shutil`` is imported at start-up, before ``os`` is patched, although
+start-up defers most imports: at import it decides whether ``rmtree`` may
+take its symlink-attack-safe fd-based route, by finding ``os.open`` and
+friends in ``os.supports_dir_fd``; imported after the patch, it would find
+the replacements there instead, and use the unsafe path-based route for
+local trees too (``rmtree.avoids_symlink_attacks`` false).
 """
 from __future__ import annotations
 
 import functools
 import os
-import shutil
+import shutil  # before the shim patches ``os``: see below
 import stat as stat_module
 import sys
 from collections.abc import Callable

@@ -12,7 +12,6 @@ work; see docs/coverage.md.
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import stat as stat_module
 import time
@@ -27,6 +26,8 @@ BLOCK_SIZE = 4096
 
 
 def _hash(*parts: str) -> int:
+    import hashlib  # loads OpenSSL: on the first stat of a mount, not at start-up
+
     digest = hashlib.blake2b("\0".join(parts).encode("utf-8", "surrogateescape"),
                              digest_size=8).digest()
     return int.from_bytes(digest, "big") >> 1  # positive, fits st_ino / st_dev

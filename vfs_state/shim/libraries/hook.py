@@ -1,20 +1,22 @@
 """The shim's one import hook: "when module X is imported, run adapter Y".
 
 Every library the shim adapts without importing it registers here: the
-native refusals (``shim.native``: sqlite3, duckdb, joblib) and the library
-adapters (pyarrow, pandas, polars, numpy). A finder in ``sys.meta_path``
-wraps the loader of each watched module so its adapter runs right after the
-module body; a module already imported is adapted at install. Nothing is
-imported by the shim itself (start-up budget). ``uninstall`` removes the
-finder and restores every binding, in reverse order.
+native refusals (``shim.native``: sqlite3, duckdb, joblib), the library
+adapters (pyarrow, pandas, polars, numpy) and, passed in by the shim, the
+patcher's late patches (``tempfile``, ``mmap``, ``fcntl``). A finder in
+``sys.meta_path`` wraps the loader of each watched module so its adapter
+runs right after the module body; a module already imported is adapted at
+install. Nothing is imported by the shim itself (start-up budget; for the
+same reason the finder and loader are duck-typed, not ``importlib.abc``
+subclasses: that module imports ``importlib.resources``). ``uninstall``
+removes the finder and restores every binding, in reverse order.
 """
 from __future__ import annotations
 
-import importlib.abc
 import importlib.util
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from types import ModuleType
 from typing import Any
 
@@ -45,7 +47,9 @@ def _adapters() -> dict[str, Adapter]:
     return registry
 
 
-class _Loader(importlib.abc.Loader):
+class _Loader:
+    """The watched module's own loader, with its adapter run after the module body."""
+
     def __init__(self, inner: Any, apply: Callable[[ModuleType], None]) -> None:
         self._inner = inner
         self._apply = apply
@@ -61,7 +65,9 @@ class _Loader(importlib.abc.Loader):
         self._apply(module)
 
 
-class _Finder(importlib.abc.MetaPathFinder):
+class _Finder:
+    """A ``sys.meta_path`` finder (``find_spec`` is all the import system asks of one)."""
+
     def __init__(self, watched: dict[str, Adapter], table: MountTable) -> None:
         self.watched = watched
         self.table = table
@@ -77,7 +83,8 @@ class _Finder(importlib.abc.MetaPathFinder):
             self._busy.name = None
         if spec is None or spec.loader is None:
             return None
-        spec.loader = _Loader(spec.loader, lambda module: _apply(fullname, module))
+        wrapped = _Loader(spec.loader, lambda module: _apply(fullname, module))
+        spec.loader = wrapped  # type: ignore[assignment]  # a Loader by duck typing
         return spec
 
 
@@ -87,13 +94,13 @@ def _apply(name: str, module: ModuleType) -> None:
             _saved.extend(_finder.watched[name](module, _finder.table))
 
 
-def install(table: MountTable) -> None:
-    """Watch the libraries; patch the ones already imported."""
+def install(table: MountTable, more: Mapping[str, Adapter] | None = None) -> None:
+    """Watch the libraries (and the modules of ``more``); patch the ones already imported."""
     global _finder
     with _lock:
         if _finder is not None:
             return
-        _finder = _Finder(_adapters(), table)
+        _finder = _Finder({**_adapters(), **(more or {})}, table)
         sys.meta_path.insert(0, _finder)
         for name in _finder.watched:
             module = sys.modules.get(name)
