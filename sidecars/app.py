@@ -268,9 +268,8 @@ class _Core:
             # it and the write is not seen (docs/consistency.md).
             raise Conflict(f"{self._user_key(store_key)!r} is a directory",
                            code="is_a_directory")
-        length = req.content_length
         body = RequestBody(req, limit=self.max_object_size)
-        info = self.backend.write(store_key, body, length, if_match=if_match,
+        info = self.backend.write(store_key, body, body.length, if_match=if_match,
                                   if_none_match=if_none_match)
         body.check_complete()
         return SidecarResponse.of(204, [("ETag", _etag(info.version))])
