@@ -23,11 +23,12 @@ from __future__ import annotations
 import hashlib
 import select
 import socket
-import struct
 from collections import deque
 from typing import Any
 
 import redis
+
+from vfs_state.connection import kernel_timeouts
 
 try:
     import hiredis
@@ -147,22 +148,14 @@ _PUSH = getattr(hiredis, "PushNotification", None)
 
 
 def _kernel_timeouts(sock: Any) -> None:
-    """Let the kernel keep a plain socket's timeout, so a send or receive is one system call.
+    """The client's ``kernel_timeouts`` on plain sockets: one system call per send or receive.
 
-    A Python socket with a timeout polls before every ``send`` and ``recv``:
-    two system calls more per exchange. A blocking socket with
-    ``SO_SNDTIMEO``/``SO_RCVTIMEO`` waits in the call itself and fails with
-    ``EAGAIN`` (``BlockingIOError``) when the time is up, which ``exchange``
-    reports as redis-py's ``TimeoutError``. TLS sockets keep Python's timeout.
+    A timed-out call fails with ``EAGAIN`` (``BlockingIOError``), which
+    ``exchange`` reports as redis-py's ``TimeoutError``. TLS sockets keep
+    Python's timeout (their reads would fail as ``SSLWantReadError``).
     """
-    timeout = sock.gettimeout()
-    if type(sock) is not socket.socket or not timeout:
-        return
-    seconds = int(timeout)
-    timeval = struct.pack("ll", seconds, int((timeout - seconds) * 1e6))
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval)
-    sock.settimeout(None)
+    if type(sock) is socket.socket:
+        kernel_timeouts(sock, sock.gettimeout())
 
 
 class Connections:

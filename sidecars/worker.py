@@ -31,7 +31,6 @@ import errno
 import os
 import select
 import socket
-import struct
 import threading
 import time
 from datetime import timedelta
@@ -45,6 +44,7 @@ from sidecars import settings, uploads
 from sidecars.http_request import HEAD_RECV, Limits, Request, RequestReader
 from sidecars.http_response import Response
 from sidecars.wsgi_environ import connection_environ, request_environ, worker_environ
+from vfs_state.connection import kernel_timeouts
 
 #: How often idle connection threads and the accept loop look at ``alive``.
 POLL_SECONDS = 1.0
@@ -60,8 +60,6 @@ ABORT_RESERVE_SECONDS = 2.0
 #: A connection waits at least this long for a request before a newcomer may
 #: evict it: time for a new client to send its head, or a served one its next.
 EVICT_GRACE_SECONDS = 0.5
-#: ``SO_RCVTIMEO`` of client sockets: ``POLL_SECONDS`` as a ``struct timeval``.
-_IDLE_TICK = struct.pack("ll", int(POLL_SECONDS), int(POLL_SECONDS % 1 * 1e6))
 REQUEST_TIMEOUT_REPLY = (b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n"
                          b"Content-Length: 0\r\n\r\n")
 
@@ -87,8 +85,7 @@ class _Connection:
     """
 
     def __init__(self, sock: socket.socket, head_deadline: float) -> None:
-        sock.setblocking(True)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _IDLE_TICK)
+        kernel_timeouts(sock, POLL_SECONDS)  # blocking; an idle ``recv`` ends every tick
         self.sock = sock
         self.pending: bytes | None = None  # the first bytes of a request, taken by ``wait_idle``
         self.head_deadline: float | None = head_deadline

@@ -52,7 +52,7 @@ def connect(socket_path: str, timeout: float) -> socket.socket:
     return sock
 
 
-def kernel_timeouts(sock: socket.socket, timeout: float) -> None:
+def kernel_timeouts(sock: socket.socket, timeout: float | None) -> None:
     """Make ``sock`` blocking, its ``timeout`` kept by the kernel (``SO_RCVTIMEO``).
 
     A Python socket with a timeout calls ``poll`` before every ``recv`` and
