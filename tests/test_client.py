@@ -1,6 +1,7 @@
 """The client core through a real gunicorn sidecar: ranges, writers, CAS rules."""
 from __future__ import annotations
 
+import array
 import errno
 import io
 import multiprocessing
@@ -347,3 +348,14 @@ def test_passthrough_stale_write_raises_on_close_and_keeps_value(local_sidecar):
         with pytest.raises(FileExistsError):
             f.close()
     assert b.readbytes(key) == b"v2"
+
+
+def test_unbuffered_passthrough_write_counts_bytes_not_items(local_sidecar):
+    """A typed buffer (4-byte ints) is framed by its byte size, as a local file writes it."""
+    statefs = StateFS(local_sidecar.socket_path, write_mode="passthrough")
+    key = f"typed-{uuid.uuid4().hex}.bin"
+    small, large = array.array("i", range(3)), array.array("i", range(40_000))
+    with statefs.openbin(key, "w", buffering=0) as f:
+        assert f.write(small) == small.itemsize * len(small)
+        assert f.write(large) == large.itemsize * len(large)
+    assert statefs.readbytes(key) == small.tobytes() + large.tobytes()

@@ -249,13 +249,14 @@ class ChunkedUpload(_Finalizable):
 
     def write(self, data: Any) -> int:
         self._checkClosed()
-        size = len(data)
+        view = memoryview(data).cast("B")  # bytes, whatever the buffer's item size
+        size = view.nbytes
         if size:
             try:
-                if size <= SMALL_CHUNK:  # one send: size line, data, CRLF
-                    self._conn.send(b"%X\r\n" % size, bytes(data) + b"\r\n")
+                if size <= SMALL_CHUNK:  # one send and one copy: size line, data, CRLF
+                    self._conn.send(b"".join((b"%X\r\n" % size, view, b"\r\n")), None)
                 else:
-                    self._conn.send(b"%X\r\n" % size, memoryview(data).cast("B"))
+                    self._conn.send(b"%X\r\n" % size, view)
                     self._conn.send(b"\r\n", None)
             except OSError:
                 self._fail()
