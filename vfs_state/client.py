@@ -203,6 +203,40 @@ class SidecarClient:
             current_store().observe(self.store_id, key, stat.version)
         return stat, reply.body
 
+    def read_from(self, key: str, start: int, length: int | None) -> tuple[Stat, bytes] | None:
+        """A lazy reader's first request: ``length`` bytes from ``start`` (or all of
+        them from there), with the size and version, recorded as an observation.
+
+        None when ``start`` lies past the end (nothing to read, nothing
+        observed); raises ``FileNotFoundError`` (recorded as absent).
+        """
+        end = "" if length is None else str(start + length - 1)
+        headers = {"Range": f"bytes={start}-{end}"} if start or length is not None else None
+        try:
+            reply = self.transport.request("GET", key_path("/keys/", key), headers, key=key,
+                                           ok=(416,))
+        except FileNotFoundError:
+            self.observe(key, ABSENT)
+            raise
+        if reply.status == 416:
+            return None
+        return self._observed(key, reply, _total_size(reply)), reply.body
+
+    def stream_whole(self, key: str) -> tuple[Stat, BodyStream]:
+        """A lazy reader's first request when it reads on from 0: the whole object
+        as one streamed GET, with the size and version (recorded)."""
+        try:
+            stream = self.transport.stream(key_path("/keys/", key), {}, key=key)
+        except FileNotFoundError:
+            self.observe(key, ABSENT)
+            raise
+        return self._observed(key, Reply(200, stream.headers, b""), stream.remaining), stream
+
+    def _observed(self, key: str, reply: Reply, size: int) -> Stat:
+        stat = Stat(True, size, reply.etag(), _modified(reply), reply.headers.get("content-type"))
+        current_store().observe(self.store_id, key, stat.version)
+        return stat
+
     def read_range(self, key: str, start: int, length: int, version: str | None) -> bytes:
         """Bytes ``[start, start+length)`` of the version opened (412 if it changed)."""
         headers = _pinned_range(f"bytes={start}-{start + length - 1}", version)

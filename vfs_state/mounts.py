@@ -1,9 +1,12 @@
 """Mount configuration: ``NAME:/ABS/PATH:opt=val,opt=val`` entries, ``;``-separated.
 
 Read from ``VFS_STATE_MOUNTS`` (or, for compatibility, ``ASYA_STATE_PROXY_MOUNTS``).
-Options: ``write=buffered|passthrough`` and ``socket=/path.sock`` (default
+Options: ``write=buffered|passthrough``, ``socket=/path.sock`` (default
 ``$VFS_STATE_SOCKET_DIR/NAME.sock``, the directory defaulting to
-``/var/run/asya/state``). A malformed entry raises ``ValueError`` naming it.
+``/var/run/asya/state``) and ``open=checked|lazy`` (default checked: ``open``
+for reading asks the store at once, and raises as the builtin does; lazy
+leaves that request, and a missing file's error, to the first read).
+A malformed entry raises ``ValueError`` naming it.
 """
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ SOCKET_DIR_ENV = "VFS_STATE_SOCKET_DIR"
 # Set by ``vfs-state run``: the start-up hook appends its pid there once active.
 ACTIVATION_FILE_ENV = "VFS_STATE_ACTIVATION_FILE"
 DEFAULT_SOCKET_DIR = "/var/run/asya/state"
+OPEN_MODES = ("checked", "lazy")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 # ',' '=' ';' and whitespace in a path almost always mean a mistyped option list
 # (``meta:/state/meta,socket=/x.sock``); accepting them would leave the intended
@@ -33,17 +37,19 @@ class Mount:
     quarter of the start-up cost of a process with the mounts set.
     """
 
-    __slots__ = ("name", "path", "write_mode", "socket", "label")
+    __slots__ = ("name", "path", "write_mode", "socket", "open_mode", "label")
 
     name: str
     path: str
     write_mode: str
     socket: str
+    #: "checked" or "lazy" (``OPEN_MODES``): when a read's first request is sent
+    open_mode: str
     #: how messages name the mount, made once (every open carries it)
     label: str
 
     def __init__(self, name: str, path: str, write_mode: str = "buffered",
-                 socket: str = "") -> None:
+                 socket: str = "", open_mode: str = "checked") -> None:
         if not _NAME.match(name):
             raise ValueError(f"mount name {name!r} must be letters, digits, '_', '-', '.'")
         if not path.startswith("/"):
@@ -59,6 +65,9 @@ class Mount:
         if write_mode not in WRITE_MODES:
             raise ValueError(f"mount {name!r}: write must be one of {WRITE_MODES}, "
                              f"not {write_mode!r}")
+        if open_mode not in OPEN_MODES:
+            raise ValueError(f"mount {name!r}: open must be one of {OPEN_MODES}, "
+                             f"not {open_mode!r}")
         if not socket:
             directory = os.environ.get(SOCKET_DIR_ENV) or DEFAULT_SOCKET_DIR
             socket = os.path.join(directory, f"{name}.sock")
@@ -67,10 +76,11 @@ class Mount:
         init(self, "path", path)
         init(self, "write_mode", write_mode)
         init(self, "socket", socket)
+        init(self, "open_mode", open_mode)
         init(self, "label", f"mount {name!r} at {path}")
 
-    def _fields(self) -> tuple[str, str, str, str]:
-        return (self.name, self.path, self.write_mode, self.socket)
+    def _fields(self) -> tuple[str, str, str, str, str]:
+        return (self.name, self.path, self.write_mode, self.socket, self.open_mode)
 
     def __eq__(self, other: object) -> bool:
         if other.__class__ is not self.__class__:
@@ -82,7 +92,8 @@ class Mount:
 
     def __repr__(self) -> str:
         return (f"Mount(name={self.name!r}, path={self.path!r}, "
-                f"write_mode={self.write_mode!r}, socket={self.socket!r})")
+                f"write_mode={self.write_mode!r}, socket={self.socket!r}"
+                + (f", open_mode={self.open_mode!r})" if self.open_mode != "checked" else ")"))
 
     def __setattr__(self, attribute: str, value: object) -> None:
         raise AttributeError(f"Mount is immutable: cannot set {attribute!r}")
@@ -90,7 +101,7 @@ class Mount:
     def __delattr__(self, attribute: str) -> None:
         raise AttributeError(f"Mount is immutable: cannot delete {attribute!r}")
 
-    def __reduce__(self) -> tuple[type[Mount], tuple[str, str, str, str]]:
+    def __reduce__(self) -> tuple[type[Mount], tuple[str, str, str, str, str]]:
         return Mount, self._fields()  # pickle and copy: rebuilt through __init__
 
 
@@ -135,13 +146,13 @@ def _parse_entry(entry: str) -> Mount:
             key, value = key.strip(), value.strip()
             if not eq or not key or not value:
                 raise ValueError(f"option {item!r} is not opt=val")
-            if key not in ("write", "socket"):
-                raise ValueError(f"unknown option {key!r} (known: write, socket)")
+            if key not in ("write", "socket", "open"):
+                raise ValueError(f"unknown option {key!r} (known: write, socket, open)")
             if key in options:
                 raise ValueError(f"option {key!r} given twice")
             options[key] = value
     return Mount(name=name, path=path, write_mode=options.get("write", "buffered"),
-                 socket=options.get("socket", ""))
+                 socket=options.get("socket", ""), open_mode=options.get("open", "checked"))
 
 
 def mounts_from_env(environ: dict[str, str] | None = None) -> list[Mount]:
@@ -156,4 +167,6 @@ def mounts_from_env(environ: dict[str, str] | None = None) -> list[Mount]:
 
 def format_mounts(mounts: list[Mount]) -> str:
     """The inverse of ``parse_mounts`` (for passing mounts to a child process)."""
-    return ";".join(f"{m.name}:{m.path}:write={m.write_mode},socket={m.socket}" for m in mounts)
+    return ";".join(f"{m.name}:{m.path}:write={m.write_mode},socket={m.socket}"
+                    + ("" if m.open_mode == "checked" else f",open={m.open_mode}")
+                    for m in mounts)

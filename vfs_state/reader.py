@@ -11,6 +11,12 @@ object replaced mid-read fails loudly instead of mixing two versions.
 ``fileno()`` hands out a real descriptor on a local copy of that version
 (one full read), for ``mmap`` and C code, when the opener asked for it.
 
+A *lazy* open (``StateFS(lazy_open=True)``, mount option ``open=lazy``)
+makes no request at all: the first read fetches the block where it starts,
+or, reading on from 0 more than a block, the whole object as one stream,
+and either brings the size and version. A missing file then raises
+``FileNotFoundError`` at that first read, not at ``open``.
+
 Most files are small: the first block is the whole object, and no request
 can follow. ``WholeFile`` serves those from memory (``BytesIO``, in C), with
 the same read-only, local-file behaviour and none of the ranged machinery.
@@ -39,25 +45,33 @@ class RangeReader(io.RawIOBase):
 
     # where a file starts: class defaults, so opening sets only what varies
     _pos = 0
+    _size = -1  # unknown until a lazy open's first request
+    _version: str | None = None
+    _block = b""
     _block_start = 0
     _stream: BodyStream | None = None
     _stream_pos = 0
     _fd: int | None = None
 
-    def __init__(self, client: SidecarClient, key: str, stat: Stat, head: bytes,
+    def __init__(self, client: SidecarClient, key: str, stat: Stat | None, head: bytes,
                  context: FileContext | None = None) -> None:
+        """``stat`` and ``head`` as the open's GET gave them; ``None`` and ``b""``
+        for a lazy open, which leaves the first request to the first read."""
         # (io.RawIOBase.__init__ does nothing: not called)
         self._client = client
         self._key = key
-        self._size = stat.size
-        self._version = stat.version
-        self._block = head
+        if stat is not None:
+            self._size = stat.size
+            self._version = stat.version
+            self._block = head
         self._context = context
         self.name = key if context is None else context.name
         self.mode = "rb" if context is None else context.mode
 
     @property
     def size(self) -> int:
+        if self._size < 0:
+            self._learn_size()
         return self._size
 
     def readable(self) -> bool:
@@ -72,6 +86,8 @@ class RangeReader(io.RawIOBase):
 
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
         self._checkClosed()
+        if whence == io.SEEK_END and self._size < 0:
+            self._learn_size()
         self._pos = _seek_target(self._pos, self._size, offset, whence, self.name)
         return self._pos
 
@@ -90,6 +106,8 @@ class RangeReader(io.RawIOBase):
     def readinto(self, buffer: memoryview | bytearray) -> int:  # type: ignore[override]
         self._checkClosed()
         view = memoryview(buffer).cast("B")
+        if self._size < 0:
+            return self._first_read(view)
         wanted = min(len(view), self._size - self._pos)
         if wanted <= 0:
             return 0
@@ -107,6 +125,40 @@ class RangeReader(io.RawIOBase):
             view[:count] = self._block[:count]
         self._pos += count
         return count
+
+    def _first_read(self, view: memoryview) -> int:
+        """A lazy open's first request, then the read from what it brought."""
+        try:
+            if self._pos == 0 and len(view) > MIN_BLOCK:  # likely reading on: one GET
+                stat, self._stream = self._client.stream_whole(self._key)
+                self._stream_pos = 0
+                self._block_start = 0
+            else:
+                found = self._client.read_from(self._key, self._pos, max(len(view), MIN_BLOCK))
+                if found is None:  # starts past the end: only the size is needed
+                    self._learn_size()
+                    return 0
+                stat, self._block = found
+                self._block_start = self._pos
+        except FileNotFoundError:
+            raise self._missing() from None
+        self._size, self._version = stat.size, stat.version
+        return self.readinto(view)
+
+    def _learn_size(self) -> None:
+        """A lazy open's size and version without data (``seek`` from the end, ``size``)."""
+        stat = self._client.stat(self._key)
+        if stat is None or not stat.is_file:
+            raise self._missing(stat)
+        self._size, self._version = stat.size, stat.version
+
+    def _missing(self, stat: Stat | None = None) -> OSError:
+        """What a lazy open would have raised at ``open``: no such file, or a directory."""
+        if stat is None:
+            stat = self._client.stat(self._key, observe=False)
+        if stat is not None and not stat.is_file:
+            return IsADirectoryError(errno.EISDIR, "Is a directory", self.name)
+        return FileNotFoundError(errno.ENOENT, "No such file or directory", self.name)
 
     def _streaming_here(self) -> bool:
         return self._stream is not None and self._stream_pos == self._pos
@@ -136,6 +188,18 @@ class RangeReader(io.RawIOBase):
         was cached), since ``readall`` must return ``bytes``.
         """
         self._checkClosed()
+        if self._size < 0:  # a lazy open read whole: one GET from here
+            try:
+                found = self._client.read_from(self._key, self._pos, None)
+            except FileNotFoundError:
+                raise self._missing() from None
+            if found is None:
+                self._learn_size()
+                return b""
+            stat, rest = found
+            self._size, self._version = stat.size, stat.version
+            self._pos += len(rest)
+            return rest
         block = self._block
         if self._pos == self._block_start and len(block) == self._size - self._pos \
                 and self._stream is None:  # the usual small file: all came with the open

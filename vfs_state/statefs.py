@@ -64,12 +64,15 @@ class StateFS(FS):
     """
 
     def __init__(self, socket_path: str, write_mode: str = "buffered", *,
-                 name: str | None = None, timeout: float = 60.0) -> None:
+                 name: str | None = None, timeout: float = 60.0,
+                 lazy_open: bool = False) -> None:
         if write_mode not in WRITE_MODES:
             raise ValueError(f"write_mode must be one of {WRITE_MODES}, not {write_mode!r}")
         super().__init__()
         self.socket_path = socket_path
         self.write_mode = write_mode
+        #: opening for reading sends nothing; a missing file raises at the first read
+        self.lazy_open = lazy_open
         self.client = SidecarClient(socket_path, timeout=timeout, name=name)
         self._meta = {
             "case_insensitive": False,
@@ -337,11 +340,15 @@ class StateFS(FS):
     def _open_reader(self, key: str, path: str, context: FileContext,
                      buffering: int) -> io.IOBase:
         """A ``BufferedReader`` over the whole file in memory when the first block held
-        it all (no more requests), else over a ranged reader; unbuffered: the raw file."""
+        it all (no more requests), else over a ranged reader; unbuffered: the raw file.
+        A lazy open leaves every request, and the missing file's error, to the reader."""
+        size = buffering if buffering > 1 else io.DEFAULT_BUFFER_SIZE
+        if self.lazy_open:
+            lazy = RangeReader(self.client, key, None, b"", context)
+            return lazy if buffering == 0 else io.BufferedReader(lazy, size)
         stat, head = self._read_first(key, path)
         if buffering == 0:
             return RangeReader(self.client, key, stat, head, context)
-        size = buffering if buffering > 1 else io.DEFAULT_BUFFER_SIZE
         if len(head) >= stat.size:
             return io.BufferedReader(whole_file(head, key, context), size)  # type: ignore[arg-type]
         return io.BufferedReader(RangeReader(self.client, key, stat, head, context), size)

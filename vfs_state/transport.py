@@ -267,7 +267,7 @@ class Transport:
             if status >= 400:
                 raise error_for_status(status, body, key, self.where)
             raise ProtocolError("a streamed reply needs a Content-Length")
-        return BodyStream(self, conn, int(length), must_close)
+        return BodyStream(self, conn, int(length), must_close, fields)
 
     def start_upload(self, path: str, headers: Mapping[str, str]) -> Connection:
         """A pooled connection with a chunked ``PUT``'s head sent; the caller sends the chunks.
@@ -322,8 +322,9 @@ class BodyStream:
     """The body of a ``Transport.stream`` reply, read incrementally."""
 
     def __init__(self, transport: Transport, conn: Connection, length: int,
-                 must_close: bool) -> None:
+                 must_close: bool, headers: dict[str, str]) -> None:
         self._transport = transport
+        self.headers = headers  # the reply's (lower-cased names)
         self._conn: Connection | None = conn
         self.remaining = length
         self._must_close = must_close

@@ -94,7 +94,8 @@ class LazyFS:
             with _build_lock:
                 if self.fs is None:
                     m = self.mount
-                    self.fs = StateFS(m.socket, m.write_mode, name=m.name)
+                    self.fs = StateFS(m.socket, m.write_mode, name=m.name,
+                                      lazy_open=m.open_mode == "lazy")
                 fs = self.fs
         return fs
 

@@ -51,9 +51,14 @@ never_matching = st.sampled_from(NEVER_MATCHING)
 
 @dataclass
 class Client:
-    """One independent writer: a StateFS plus its own version memory."""
+    """One independent writer: a StateFS plus its own version memory.
+
+    ``lazy`` is the same sidecar opened with ``lazy_open``: what it reads
+    guards the client's writes as ``fs``'s reads do (one store per socket).
+    """
 
     fs: StateFS
+    lazy: StateFS
     store: VersionStore = field(default_factory=VersionStore)
     seen: dict[str, object] = field(default_factory=dict)  # key -> model version / ABSENT
 
@@ -72,7 +77,8 @@ class StoreMachine(RuleBasedStateMachine):
         self.root = f"conf-{uuid.uuid4().hex[:12]}/"
         self.model: dict[str, tuple[bytes, int]] = {}  # key -> (content, version)
         self.clock = 0
-        self.clients = [Client(StateFS(self.socket_path, self.write_mode))
+        self.clients = [Client(StateFS(self.socket_path, self.write_mode),
+                               StateFS(self.socket_path, self.write_mode, lazy_open=True))
                         for _ in range(CLIENTS)]
         self.raw = RawClient(self.socket_path)
 
@@ -195,6 +201,28 @@ class StoreMachine(RuleBasedStateMachine):
         assert data == expected, f"read {key!r}: got {data!r}, model has {expected!r}"
         self._observe(client, key)
 
+    @rule(c=clients, key=keys, lazy=st.booleans(), offset=st.integers(0, 80),
+          size=st.none() | st.integers(0, 80))
+    def read_opened(self, c: int, key: str, lazy: bool, offset: int, size: int | None) -> None:
+        """``open``, ``seek``, ``read``; a lazy open reports a missing file at the read."""
+        client = self.clients[c]
+        fs = client.lazy if lazy else client.fs
+        with session(client.store):
+            try:
+                with fs.openbin(self._path(key), "rb") as f:
+                    f.seek(offset)
+                    data = f.read() if size is None else f.read(size)
+            except (errors.ResourceNotFound, FileNotFoundError):
+                data = None
+        if lazy and size == 0:  # a read of nothing sends nothing, and so observes nothing
+            assert data == b""
+            return
+        expected = self.model[key][0] if key in self.model else None
+        if expected is not None:
+            expected = expected[offset:] if size is None else expected[offset:offset + size]
+        assert data == expected, f"read {key!r} at {offset}: got {data!r}, model {expected!r}"
+        self._observe(client, key)
+
     @rule(c=clients, key=keys)
     def stat(self, c: int, key: str) -> None:
         client = self.clients[c]
@@ -266,6 +294,7 @@ class StoreMachine(RuleBasedStateMachine):
     def teardown(self) -> None:
         for client in self.clients:
             client.fs.close()
+            client.lazy.close()
 
 
 def machine_for(socket_path: str, cas: bool, write_mode: str = "buffered",

@@ -39,7 +39,8 @@ class Session:
         assert mount is not None
         if mount.socket not in self._filesystems:
             self._filesystems[mount.socket] = StateFS(
-                mount.socket, mount.write_mode, name=mount.name, timeout=self.timeout)
+                mount.socket, mount.write_mode, name=mount.name, timeout=self.timeout,
+                lazy_open=mount.open_mode == "lazy")
         return self._filesystems[mount.socket]
 
     def emit(self, data: Any) -> None:
