@@ -42,17 +42,27 @@ def s3_lww():
 
 
 def _mounted(kind: str, consistency: str):
+    """The same sidecar is mounted twice: at ``path`` as usual, and at
+    ``path-lazy`` with ``open=lazy`` (``_lazy`` maps a path between them)."""
     tmp = tempfile.mkdtemp(prefix="vfs-economy-")
     mount = CountedMount(kind, tmp, consistency)
     path = f"/vfs-economy-{uuid.uuid4().hex[:8]}"
+    socket = mount.socket_path
     try:
-        with vfs_state.installed(f"m:{path}:socket={mount.socket_path}"):
+        with vfs_state.installed(f"m:{path}:socket={socket};"
+                                 f"lazy:{path}-lazy:socket={socket},open=lazy"):
             base = f"{path}/run"
             os.mkdir(base)
             yield mount, base
     finally:
         mount.close()
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _lazy(path: str) -> str:
+    """``path`` on the ``open=lazy`` mount of the same store."""
+    root, rest = path.split("/run", 1)
+    return f"{root}-lazy/run{rest}"
 
 
 def _write(path: str, data: bytes) -> None:
@@ -187,3 +197,97 @@ def test_fsspec_ls_with_details_is_one_listing(mounted):
     assert counts.sidecar_requests == 1, counts.detail
     assert sorted((e["name"].rsplit("/", 1)[-1], e["size"]) for e in entries) == [
         (f"f{i}", i + 1) for i in range(4)]
+
+
+#: The object the ranged and sequential reads use: NATS KV values are at most 1 MiB.
+LARGE = {"nats": 768 << 10}
+
+
+def test_lazy_open_then_seek_and_read_is_one_ranged_request(mounted):
+    mount, base = mounted
+    size = LARGE.get(mount.kind, 8 << 20)
+    data = os.urandom(size)
+    _write(f"{base}/lazy-large.bin", data)
+    with mount.counting() as at_open:
+        f = open(_lazy(f"{base}/lazy-large.bin"), "rb")
+    with f, mount.counting() as counts:
+        f.seek(size * 7 // 8)
+        assert f.read(4096) == data[size * 7 // 8:][:4096]
+    assert at_open.sidecar_requests == 0, at_open.detail
+    assert counts.sidecar_requests == 1, counts.detail
+    assert counts.sidecar_bytes <= 64 * 1024 + 1024  # one block and its head
+    assert counts.backend_requests == 1, counts.detail
+
+
+def test_lazy_open_sequential_read_is_one_get(mounted):
+    """Reading on from 0 in 1 MiB reads: one streamed GET to the sidecar.
+
+    Redis serves a stream in 1 MiB transactions, one backend request each
+    (bounded sidecar memory); the other stores read it as one request.
+    """
+    mount, base = mounted
+    size = LARGE.get(mount.kind, 8 << 20)
+    data = os.urandom(size)
+    _write(f"{base}/lazy-seq.bin", data)
+    with mount.counting() as counts:
+        with open(_lazy(f"{base}/lazy-seq.bin"), "rb") as f:
+            chunks = []
+            while chunk := f.read(1 << 20):
+                chunks.append(chunk)
+    assert b"".join(chunks) == data
+    assert counts.sidecar_requests == 1, counts.detail
+    expected = -(-size // (1 << 20)) if mount.kind == "redis" else 1
+    assert counts.backend_requests == expected, counts.detail
+
+
+def test_lazy_open_small_read_is_one_request(mounted):
+    mount, base = mounted
+    _write(f"{base}/lazy-small.json", b"{}" * 512)
+    with mount.counting() as counts:
+        with open(_lazy(f"{base}/lazy-small.json"), "rb") as f:
+            assert f.read() == b"{}" * 512
+    assert counts.sidecar_requests == 1, counts.detail
+    assert counts.backend_requests == 1, counts.detail
+
+
+def test_lazy_open_reports_a_missing_file_or_a_directory_at_the_first_read(mounted):
+    mount, base = mounted
+    os.makedirs(f"{base}/lazy-dir/sub", exist_ok=True)
+    with mount.counting() as counts:
+        missing = open(_lazy(f"{base}/lazy-missing.json"))
+        directory = open(_lazy(f"{base}/lazy-dir"), "rb")
+    assert counts.sidecar_requests == 0, counts.detail
+    with missing, pytest.raises(FileNotFoundError) as raised:
+        missing.read()
+    assert raised.value.filename == _lazy(f"{base}/lazy-missing.json")
+    with directory, pytest.raises(IsADirectoryError):
+        directory.read(10)
+
+
+def test_lazy_open_observes_the_version_it_read_for_cas(mounted):
+    """The first read's version guards the next write, as a checked open's does."""
+    _, base = mounted
+    _write(f"{base}/lazy-cas.json", b"1")
+    with vfs_state.session():
+        with open(_lazy(f"{base}/lazy-cas.json"), "rb") as f:
+            assert f.read() == b"1"
+        with vfs_state.session():
+            _write(f"{base}/lazy-cas.json", b"2")  # another writer in between
+        with pytest.raises(FileExistsError):
+            _write(_lazy(f"{base}/lazy-cas.json"), b"3")
+    with open(f"{base}/lazy-cas.json", "rb") as f:
+        assert f.read() == b"2"
+
+
+def test_lazy_open_seek_from_the_end_asks_only_the_size(mounted):
+    """A footer read (parquet's pattern): a stat for the size, one ranged read."""
+    mount, base = mounted
+    size = LARGE.get(mount.kind, 2 << 20)
+    data = os.urandom(size)
+    _write(f"{base}/lazy-footer.bin", data)
+    with mount.counting() as counts:
+        with open(_lazy(f"{base}/lazy-footer.bin"), "rb") as f:
+            f.seek(-8, os.SEEK_END)
+            assert f.read() == data[-8:]
+    assert counts.sidecar_requests == 2, counts.detail
+    assert counts.sidecar_bytes <= 64 * 1024 + 2048

@@ -143,6 +143,22 @@ def test_mount_is_a_frozen_value():
         mount.path = "/elsewhere"  # type: ignore[misc]
 
 
+def test_open_option_is_parsed_checked_and_carried_to_the_mount_fs():
+    from vfs_state.mounts import format_mounts, parse_mounts
+
+    lazy, plain = parse_mounts("l:/vfs-basic-lazy:socket=/x.sock,open=lazy;"
+                               "p:/vfs-basic-plain:socket=/y.sock")
+    assert (lazy.open_mode, plain.open_mode) == ("lazy", "checked")
+    assert parse_mounts(format_mounts([lazy, plain])) == [lazy, plain]
+    assert "open" not in format_mounts([plain])  # the default string is unchanged
+    assert lazy != Mount("l", "/vfs-basic-lazy", socket="/x.sock")
+    with pytest.raises(ValueError, match="open must be one of"):
+        parse_mounts("m:/vfs-basic-x:open=eager")
+    shim.install([lazy, plain])
+    assert shim.resolve("/vfs-basic-lazy/k").fs.lazy_open is True
+    assert shim.resolve("/vfs-basic-plain/k").fs.lazy_open is False
+
+
 def test_aliases_bound_before_install_are_rebound_and_restored():
     module = types.ModuleType("vfs_alias_probe")
     module.__file__ = "<probe>"
