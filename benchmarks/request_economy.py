@@ -26,8 +26,8 @@ def _size(n: int) -> str:
     return f"{n // MiB} MiB" if n >= MiB else f"{n // KiB} KiB"
 
 
-def _operations(base: str, large: int) -> list[tuple[str, Callable[[], Any]]]:
-    """``(label, call)``; the files they use are written by ``_prepare``."""
+def _reads(base: str, large: int, label: str) -> list[tuple[str, Callable[[], Any]]]:
+    """The read operations on ``base`` (a checked or an ``open=lazy`` mount)."""
     def read_small() -> None:
         with open(f"{base}/small.json", "rb") as f:
             f.read()
@@ -41,6 +41,20 @@ def _operations(base: str, large: int) -> list[tuple[str, Callable[[], Any]]]:
         with open(f"{base}/large.bin", "rb") as f:
             while f.read(1 << 20):
                 pass
+
+    def footer() -> None:
+        with open(f"{base}/large.bin", "rb") as f:
+            f.seek(-8, os.SEEK_END)
+            f.read()
+
+    return [(f"{label}open + read 1 KiB", read_small),
+            (f"{label}open + seek + read 4 KiB of {_size(large)}", seek_read),
+            (f"{label}sequential read of {_size(large)}", sequential),
+            (f"{label}open + seek(-8, SEEK_END) + read", footer)]
+
+
+def _operations(base: str, lazy_base: str, large: int) -> list[tuple[str, Callable[[], Any]]]:
+    """``(label, call)``; the files they use are written by ``_prepare``."""
 
     def scandir_stat() -> None:
         with os.scandir(f"{base}/dir") as entries:
@@ -59,9 +73,8 @@ def _operations(base: str, large: int) -> list[tuple[str, Callable[[], Any]]]:
         with open(f"{base}/new-{uuid.uuid4().hex[:8]}.json", "wb") as f:
             f.write(b"{}" * 512)
 
-    return [("open + read 1 KiB", read_small),
-            (f"open + seek + read 4 KiB of {_size(large)}", seek_read),
-            (f"sequential read of {_size(large)}", sequential),
+    return [*_reads(base, large, ""),
+            *_reads(lazy_base, large, "open=lazy: "),
             ("os.stat", lambda: os.stat(f"{base}/small.json")),
             ("os.scandir + entry.stat(), 20 files", scandir_stat),
             ("os.walk, 20 files", walk_stat),
@@ -92,12 +105,14 @@ def measure(kind: str, large: int | None = None) -> list[dict[str, Any]]:
     mount = CountedMount(kind, tmp)
     path = f"/vfs-economy-{uuid.uuid4().hex[:8]}"
     rows = []
-    try:
-        with vfs_state.installed(f"m:{path}:socket={mount.socket_path}"):
+    socket = mount.socket_path
+    try:  # the same sidecar mounted twice: checked opens, and open=lazy
+        with vfs_state.installed(f"m:{path}:socket={socket};"
+                                 f"lazy:{path}-lazy:socket={socket},open=lazy"):
             base = f"{path}/run"
             os.mkdir(base)
             _prepare(base, large)
-            for label, call in _operations(base, large):
+            for label, call in _operations(base, f"{path}-lazy/run", large):
                 call()  # warm: script loads and first connections are not the operation's
                 with mount.counting() as counts:
                     call()
