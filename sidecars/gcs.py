@@ -75,6 +75,10 @@ def _generation(version: str) -> int:
     return int(version)
 
 
+#: what ``get_blob`` asks for: the resource without its access lists
+_NO_ACL = {"projection": "noAcl"}
+
+
 def _blob_info(blob: storage.Blob) -> ObjectInfo:
     return ObjectInfo(size=int(blob.size or 0), version=str(blob.generation),
                       modified=blob.updated.timestamp() if blob.updated else None,
@@ -205,16 +209,36 @@ class GcsBackend(Backend):
     # -- reads ----------------------------------------------------------------
 
     def stat(self, key: str) -> ObjectInfo | None:
+        """One JSON API ``GET`` of the object's resource on our session.
+
+        ``Bucket.get_blob`` sends the same request, but its wrapping (a
+        ``Blob``, the library's request builder and retry plumbing) costs
+        about 0.45 ms of CPU more per call on the benchmark machine, a fifth
+        of a stat against fake-gcs-server (docs/performance.md).
+        """
+        http = self._http()
+        url = f"{self._client().api_endpoint}/storage/v1{self._object_path(key)}"
+
+        def attempt() -> ObjectInfo | None:
+            response = http.get(url, params=_NO_ACL, timeout=self.timeout)
+            if response.status_code == 404:
+                return None
+            if response.status_code >= 400:
+                raise gexc.from_http_response(response)
+            return _resource_info(response.json())
+
         with self._errors(key):
-            blob = self._bucket().get_blob(key, timeout=self.timeout, retry=self.retry)
-        return None if blob is None else _blob_info(blob)
+            return self.retry(attempt)()
+
+    def _object_path(self, key: str) -> str:
+        """``/b/BUCKET/o/QUOTED-NAME``, as the library spells an object's path."""
+        return self._client().bucket(self.bucket_name).blob(key).path
 
     def read(self, key: str, start: int = 0, length: int | None = None,
              if_match: str | None = None) -> ObjectBody:
         want = None if if_match is None else _generation(if_match)
         client, http = self._client(), self._http()
-        path = client.bucket(self.bucket_name).blob(key).path  # /b/BUCKET/o/QUOTED-NAME
-        url = f"{client.api_endpoint}/download/storage/v1{path}"
+        url = f"{client.api_endpoint}/download/storage/v1{self._object_path(key)}"
         params = {"alt": "media"}
         if want is not None:
             params["ifGenerationMatch"] = str(want)
