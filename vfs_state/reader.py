@@ -107,7 +107,7 @@ class RangeReader(io.RawIOBase):
         self._checkClosed()
         view = memoryview(buffer).cast("B")
         if self._size < 0:
-            return self._first_read(view)
+            return self._first_read(view) if len(view) else 0
         wanted = min(len(view), self._size - self._pos)
         if wanted <= 0:
             return 0
