@@ -42,7 +42,7 @@ def mounts(meta, connector_pool) -> str:
     s3 = connector_pool.sidecar("s3-buffered-cas")
     kv = connector_pool.sidecar("redis-buffered-cas")
     return (f"meta:/state/meta:socket={meta.socket_path};"
-            f"s3:/state/s3:socket={s3.socket_path};kv:/state/kv:socket={kv.socket_path}")
+            f"s3:/state/s3:socket={s3.socket_path};kv:/state/kv:socket={kv.socket_path},open=lazy")
 
 
 @pytest.fixture
@@ -105,11 +105,12 @@ def test_bad_usage_exits_2_with_one_line(mounts, args):
     ["cat", "meta:{d}/missing"], ["stat", "meta:{d}/missing"], ["rm", "meta:{d}/missing"],
     ["ls", "meta:{d}/missing"], ["xattr", "list", "meta:{d}/missing"],
     ["cp", "meta:{d}/missing", "{tmp}/out"], ["cp", "{tmp}/missing", "meta:{d}/x"],
+    ["cat", "kv:{d}/missing"], ["cp", "kv:{d}/missing", "{tmp}/out"],  # open=lazy
 ])
 def test_missing_key_exits_1_with_one_line(mounts, d, tmp_path, args):
     args = [a.format(d=d, tmp=tmp_path) for a in args]
     err = one_line_error(vfs(mounts, *args, check=False), 1)
-    assert f"meta:{d}/missing" in err or "missing: No such file" in err
+    assert f"meta:{d}/missing" in err or f"kv:{d}/missing" in err or "missing: No such file" in err
     assert not os.path.exists(tmp_path / "out")
 
 
@@ -138,7 +139,8 @@ def test_ls_recursive_lists_the_tree_and_no_argument_lists_mounts(mounts, d, tmp
     assert vfs(mounts, "ls", "-R", f"meta:{d}").stdout.decode().split() == \
         ["x/", "x/1", "x/y/", "x/y/2", "z"]
     table = json.loads(vfs(mounts, "ls", "--json").stdout)
-    assert [m["name"] for m in table] == ["meta", "s3", "kv"]
+    assert [(m["name"], m["open"]) for m in table] == [
+        ("meta", "checked"), ("s3", "checked"), ("kv", "lazy")]
 
 
 def test_socket_option_addresses_a_sidecar_without_mounts(meta, d, tmp_path, mounts):

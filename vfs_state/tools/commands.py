@@ -92,8 +92,8 @@ def ls(args: argparse.Namespace) -> int:
 
 
 def _list_mounts(session: Session) -> int:
-    mounts = [{"name": m.name, "path": m.path, "write": m.write_mode, "socket": m.socket}
-              for m in session.resolver.mounts]
+    mounts = [{"name": m.name, "path": m.path, "write": m.write_mode, "socket": m.socket,
+               "open": m.open_mode} for m in session.resolver.mounts]
     if session.args.json:
         session.emit(mounts)
     elif not mounts:
