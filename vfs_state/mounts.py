@@ -79,6 +79,11 @@ class Mount:
         init(self, "open_mode", open_mode)
         init(self, "label", f"mount {name!r} at {path}")
 
+    @property
+    def lazy_open(self) -> bool:
+        """Whether ``open`` for reading leaves its request to the first read."""
+        return self.open_mode == "lazy"
+
     def _fields(self) -> tuple[str, str, str, str, str]:
         return (self.name, self.path, self.write_mode, self.socket, self.open_mode)
 

@@ -36,7 +36,7 @@ class VfsStateOpener(Opener):
             if mount is None:
                 raise OpenerError(f"no mount named {name!r} in VFS_STATE_MOUNTS ({fs_url})")
             statefs = StateFS(mount.socket, write or mount.write_mode, name=name,
-                              lazy_open=mount.open_mode == "lazy")
+                              lazy_open=mount.lazy_open)
         # fs.open_fs drops the "!path" part of a URL; a view of the root instead
         # would write where the caller never asked, so the opener applies it.
         sub = "/".join(p.strip("/") for p in (sub, parse_result.path or "") if p.strip("/"))

@@ -95,7 +95,7 @@ class LazyFS:
                 if self.fs is None:
                     m = self.mount
                     self.fs = StateFS(m.socket, m.write_mode, name=m.name,
-                                      lazy_open=m.open_mode == "lazy")
+                                      lazy_open=m.lazy_open)
                 fs = self.fs
         return fs
 

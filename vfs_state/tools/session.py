@@ -40,7 +40,7 @@ class Session:
         if mount.socket not in self._filesystems:
             self._filesystems[mount.socket] = StateFS(
                 mount.socket, mount.write_mode, name=mount.name, timeout=self.timeout,
-                lazy_open=mount.open_mode == "lazy")
+                lazy_open=mount.lazy_open)
         return self._filesystems[mount.socket]
 
     def emit(self, data: Any) -> None:
