@@ -11,7 +11,7 @@ from tests.connectors import ConnectorPool
 from tests.harness.sidecar import Sidecar
 
 # Hypothesis profiles: "ci" keeps the whole run short, "deep" digs for local runs.
-settings.register_profile("ci", max_examples=20, stateful_step_count=25, deadline=None,
+settings.register_profile("ci", max_examples=20, stateful_step_count=15, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow,
                                                  HealthCheck.function_scoped_fixture])
 settings.register_profile("dev", max_examples=25, stateful_step_count=30, deadline=None,

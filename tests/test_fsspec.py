@@ -7,7 +7,7 @@ URLs, CAS, ranged reads and pandas.
 The three ``*_glob_edge_cases`` tests are 32 glob patterns each; on the S3
 sidecar (moto answers in milliseconds, and one pattern costs hundreds of
 requests) they take most of this file's time. The CI profile runs one
-pattern in four there, a different quarter in each suite
+pattern in eight there, a different eighth in each suite
 (``ci_profile_keeps``); S3 keeps every other test, local and Redis keep
 every pattern, and ``VFS_STATE_DEEP=1`` runs all.
 """
@@ -43,7 +43,7 @@ _SHIFT = {"copy": 0, "get": 1, "put": 2}  # each suite samples other patterns
 def ci_profile_keeps(nodeid: str) -> bool:
     """Whether the CI profile runs this test (``tests/conftest.py`` deselects the rest)."""
     case = _S3_GLOB_CASE.search(nodeid)
-    return DEEP or case is None or (int(case.group(2)) + _SHIFT[case.group(1)]) % 4 == 0
+    return DEEP or case is None or (int(case.group(2)) + _SHIFT[case.group(1)]) % 8 == 0
 
 
 @pytest.fixture(scope="module", params=ABSTRACT_CONNECTORS)
