@@ -203,13 +203,19 @@ def test_fsspec_ls_with_details_is_one_listing(mounted):
 LARGE = {"nats": 768 << 10}
 
 
+def _large_file(mount, base: str, name: str, size: int = 8 << 20) -> tuple[str, bytes]:
+    """``(path on the lazy mount, its bytes)`` of a new random file (NATS: smaller)."""
+    data = os.urandom(LARGE.get(mount.kind, size))
+    _write(f"{base}/{name}", data)
+    return _lazy(f"{base}/{name}"), data
+
+
 def test_lazy_open_then_seek_and_read_is_one_ranged_request(mounted):
     mount, base = mounted
-    size = LARGE.get(mount.kind, 8 << 20)
-    data = os.urandom(size)
-    _write(f"{base}/lazy-large.bin", data)
+    path, data = _large_file(mount, base, "lazy-large.bin")
+    size = len(data)
     with mount.counting() as at_open:
-        f = open(_lazy(f"{base}/lazy-large.bin"), "rb")
+        f = open(path, "rb")
     with f, mount.counting() as counts:
         f.seek(size * 7 // 8)
         assert f.read(4096) == data[size * 7 // 8:][:4096]
@@ -226,11 +232,10 @@ def test_lazy_open_sequential_read_is_one_get(mounted):
     (bounded sidecar memory); the other stores read it as one request.
     """
     mount, base = mounted
-    size = LARGE.get(mount.kind, 8 << 20)
-    data = os.urandom(size)
-    _write(f"{base}/lazy-seq.bin", data)
+    path, data = _large_file(mount, base, "lazy-seq.bin")
+    size = len(data)
     with mount.counting() as counts:
-        with open(_lazy(f"{base}/lazy-seq.bin"), "rb") as f:
+        with open(path, "rb") as f:
             chunks = []
             while chunk := f.read(1 << 20):
                 chunks.append(chunk)
@@ -282,11 +287,9 @@ def test_lazy_open_observes_the_version_it_read_for_cas(mounted):
 def test_lazy_open_seek_from_the_end_asks_only_the_size(mounted):
     """A footer read (parquet's pattern): a stat for the size, one ranged read."""
     mount, base = mounted
-    size = LARGE.get(mount.kind, 2 << 20)
-    data = os.urandom(size)
-    _write(f"{base}/lazy-footer.bin", data)
+    path, data = _large_file(mount, base, "lazy-footer.bin", 2 << 20)
     with mount.counting() as counts:
-        with open(_lazy(f"{base}/lazy-footer.bin"), "rb") as f:
+        with open(path, "rb") as f:
             f.seek(-8, os.SEEK_END)
             assert f.read() == data[-8:]
     assert counts.sidecar_requests == 2, counts.detail
