@@ -121,6 +121,23 @@ def pyarrow_parquet_file_row_groups(base):
 
 
 @scenario
+def pyarrow_parquet_writer_row_groups(base):
+    table = pa.table(DATA)
+    with pq.ParquetWriter(f"{base}/w.parquet", table.schema) as writer:
+        writer.write_table(table)
+        writer.write_table(table)
+    path = f"{base}/w.parquet"
+    return pq.ParquetFile(path).num_row_groups, pq.read_table(path).num_rows
+
+
+@scenario
+def pyarrow_parquet_dataset_class(base):
+    pq.write_to_dataset(pa.table(DATA), f"{base}/ds", partition_cols=["b"])
+    dataset = pq.ParquetDataset(f"{base}/ds")
+    return sorted(dataset.read().column("a").to_pylist()), len(dataset.files)
+
+
+@scenario
 def pyarrow_parquet_read_missing(base):
     pq.read_table(f"{base}/nope.parquet")
 
@@ -201,6 +218,43 @@ def polars_scan_csv(base):
 @scenario
 def polars_write_missing_parent(base):
     pl.DataFrame(DATA).write_parquet(f"{base}/missing/f.parquet")
+
+
+@scenario
+def polars_json_ndjson_avro_roundtrip(base):
+    frame = pl.DataFrame(DATA)
+    frame.write_json(f"{base}/f.json")
+    frame.write_ndjson(f"{base}/f.ndjson")
+    frame.write_avro(f"{base}/f.avro")
+    return (pl.read_json(f"{base}/f.json").to_dict(as_series=False),
+            pl.read_ndjson(f"{base}/f.ndjson").to_dict(as_series=False),
+            pl.scan_ndjson(f"{base}/f.ndjson").select("a").collect().to_dict(as_series=False),
+            pl.read_avro(f"{base}/f.avro").to_dict(as_series=False))
+
+
+@scenario
+def polars_lazy_sinks(base):
+    lazy = pl.LazyFrame(DATA).filter(pl.col("a") > 1)
+    lazy.sink_parquet(f"{base}/s.parquet")
+    lazy.sink_csv(f"{base}/s.csv")
+    lazy.sink_ipc(path=f"{base}/s.arrow")
+    lazy.sink_ndjson(f"{base}/made/s.ndjson", mkdir=True)
+    return (sorted(os.listdir(base)), pl.read_parquet(f"{base}/s.parquet").height,
+            pl.read_csv(f"{base}/s.csv").height, pl.read_ipc(f"{base}/s.arrow").height,
+            pl.read_ndjson(f"{base}/made/s.ndjson").height)
+
+
+@scenario
+def polars_sink_and_ndjson_missing_parent(base):
+    outcomes = []
+    for write in (lambda: pl.LazyFrame(DATA).sink_parquet(f"{base}/missing/s.parquet"),
+                  lambda: pl.DataFrame(DATA).write_ndjson(f"{base}/missing/f.ndjson"),
+                  lambda: pl.read_ndjson(f"{base}/nope.ndjson")):
+        try:
+            write()
+        except FileNotFoundError as exc:
+            outcomes.append(type(exc).__name__)
+    return outcomes, os.listdir(base)
 
 
 @scenario

@@ -5,6 +5,7 @@ to route would fail (or write locally, which the last check looks for).
 """
 from __future__ import annotations
 
+import errno
 import os
 import subprocess
 import sys
@@ -79,6 +80,30 @@ def test_polars(base):
     frame.write_parquet(f"{base}/pb", partition_by="b")
     back = pl.read_parquet(f"{base}/pb")
     assert sorted(back["a"].to_list()) == FRAME["a"]
+
+
+def test_polars_deferred_sink_is_refused_and_writes_nothing(base):
+    with pytest.raises(OSError) as caught:
+        pl.LazyFrame(FRAME).sink_parquet(f"{base}/later.parquet", lazy=True)
+    assert caught.value.errno == errno.ENOTSUP
+    assert "lazy=True" in str(caught.value) and "mount" in str(caught.value)
+    assert os.listdir(base) == []
+
+
+def test_pyarrow_and_polars_writers_are_wrapped_and_restored(base):
+    def ours(function) -> bool:
+        return "vfs_state" in function.__code__.co_filename
+
+    wrapped = (lambda: pq.ParquetWriter.__init__, lambda: pq.ParquetDataset.__init__,
+               lambda: pl.LazyFrame.sink_parquet, lambda: pl.DataFrame.write_ndjson,
+               lambda: pl.read_ndjson)
+    assert all(ours(get()) for get in wrapped)
+    mount = vfs_state.shim.active_mounts()[0].path
+    vfs_state.uninstall()
+    try:
+        assert not any(ours(get()) for get in wrapped)
+    finally:
+        vfs_state.install(f"meta:{mount}:socket=/nonexistent.sock")
 
 
 def test_numpy_imported_before_install(base):

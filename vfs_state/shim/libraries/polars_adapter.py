@@ -2,26 +2,35 @@
 
 polars' readers and writers are native (Rust) and would open the path on the
 local disk. Readers get the object's bytes read through the shim's ``open``
-(a directory of parquet files is read as a pyarrow dataset); writers get a
-file opened through the shim, so missing parents fail as they would locally,
-``mkdir=True`` makes them, and ``partition_by=`` writes a hive-partitioned
-dataset through pyarrow.
+(a directory of parquet files is read as a pyarrow dataset); writers and
+``LazyFrame`` sinks get a file opened through the shim, so missing parents
+fail as they would locally, ``mkdir=True`` makes them, and ``partition_by=``
+writes a hive-partitioned dataset through pyarrow. A deferred sink
+(``lazy=True``) would write after the file is closed, so it is refused.
 """
 from __future__ import annotations
 
 import builtins
+import errno
 import functools
+import io
 import os
 import posixpath
 from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
+from vfs_state.shim.errors import refused
 from vfs_state.shim.router import MountTable
 
 Saved = list[tuple[object, str, object]]
-READERS = ("read_parquet", "read_csv", "read_ipc", "scan_parquet", "scan_csv", "scan_ipc")
-WRITERS = ("write_parquet", "write_csv", "write_ipc")
+READERS = ("read_parquet", "read_csv", "read_ipc", "read_json", "read_ndjson", "read_avro",
+           "scan_parquet", "scan_csv", "scan_ipc", "scan_ndjson")
+NEEDS_FILE = frozenset({"read_avro"})  # takes a file object, not bytes, whatever its hints say
+#: method -> name of its destination parameter
+WRITERS = {"write_parquet": "file", "write_csv": "file", "write_ipc": "file",
+           "write_json": "file", "write_ndjson": "file", "write_avro": "file"}
+SINKS = {"sink_parquet": "path", "sink_csv": "path", "sink_ipc": "path", "sink_ndjson": "path"}
 
 
 def _target(table: MountTable, path: object) -> Any:
@@ -44,7 +53,7 @@ def _reader(table: MountTable, real: Callable, name: str) -> Callable:
                 data = file.read()
         except FileNotFoundError:  # as polars words it (no errno)
             raise FileNotFoundError(f"No such file or directory (os error 2): {path}") from None
-        return real(data, *args, **kwargs)
+        return real(io.BytesIO(data) if name in NEEDS_FILE else data, *args, **kwargs)
     return routed
 
 
@@ -59,13 +68,18 @@ def _read_dataset(target: Any, name: str, kwargs: dict) -> Any:
     return frame.lazy() if name.startswith("scan") else frame  # type: ignore[union-attr]
 
 
-def _writer(table: MountTable, real: Callable) -> Callable:
+def _writer(table: MountTable, real: Callable, parameter: str) -> Callable:
     @functools.wraps(real)
-    def routed(self: Any, file: Any = None, *args: Any, **kwargs: Any) -> Any:
+    def routed(self: Any, *args: Any, **kwargs: Any) -> Any:
+        file = args[0] if args else kwargs.get(parameter)
         target = _target(table, file)
         if target is None:
-            return real(self, file, *args, **kwargs)
-        path = os.fspath(file)
+            return real(self, *args, **kwargs)
+        args, path = args[1:], os.fspath(file)  # type: ignore[arg-type]
+        kwargs.pop(parameter, None)
+        if kwargs.get("lazy"):
+            raise refused(target, f"{real.__name__}(lazy=True)", errno.ENOTSUP,
+                          "the sink would run after the file is closed; use lazy=False")
         parent = posixpath.dirname(path)
         if kwargs.pop("mkdir", False):
             os.makedirs(parent, exist_ok=True)
@@ -95,12 +109,13 @@ def _patch(module: ModuleType, table: MountTable) -> Saved:
         if real is not None:
             saved.append((module, name, real))
             setattr(module, name, _reader(table, real, name))
-    frame_class = getattr(module, "DataFrame", None)
-    for name in WRITERS if frame_class is not None else ():
-        real = vars(frame_class).get(name)
-        if real is not None:
-            saved.append((frame_class, name, real))
-            setattr(frame_class, name, _writer(table, real))
+    for class_name, methods in (("DataFrame", WRITERS), ("LazyFrame", SINKS)):
+        owner = getattr(module, class_name, None)
+        for name, parameter in methods.items() if owner is not None else ():
+            real = vars(owner).get(name)
+            if real is not None:
+                saved.append((owner, name, real))
+                setattr(owner, name, _writer(table, real, parameter))
     return saved
 
 

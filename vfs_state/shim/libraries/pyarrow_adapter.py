@@ -96,6 +96,8 @@ MODULES = {
         "read_metadata": ("fs", 0, "where"),
         "read_schema": ("fs", 0, "where"),
         "ParquetFile": ("class", 0, "source"),
+        "ParquetWriter": ("class", 0, "where"),
+        "ParquetDataset": ("class", 0, "path_or_paths"),
     }),
     "pyarrow.dataset": _patcher({
         "dataset": ("fs", 0, "source"),
