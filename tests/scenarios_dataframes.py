@@ -7,6 +7,7 @@ does not promise an order (partitioned datasets).
 """
 from __future__ import annotations
 
+import errno
 import os
 
 import numpy as np
@@ -18,7 +19,7 @@ import pyarrow.dataset as ds
 import pyarrow.feather as feather
 import pyarrow.parquet as pq
 
-from tests.differential import scenario
+from tests.differential import differs, ok, raises, scenario
 
 DATA = {"a": [3, 1, 2, 4], "b": ["x", "y", "x", "z"], "c": [0.5, 1.5, 2.5, 3.5]}
 
@@ -135,6 +136,44 @@ def pyarrow_parquet_dataset_class(base):
     pq.write_to_dataset(pa.table(DATA), f"{base}/ds", partition_cols=["b"])
     dataset = pq.ParquetDataset(f"{base}/ds")
     return sorted(dataset.read().column("a").to_pylist()), len(dataset.files)
+
+
+@scenario
+def pyarrow_input_output_streams(base):
+    with pa.output_stream(f"{base}/s.bin") as sink:
+        sink.write(b"plain")
+    with pa.output_stream(f"{base}/s.gz") as sink:  # gzip, detected from the extension
+        sink.write(b"zipped" * 100)
+    with pa.input_stream(f"{base}/s.bin") as source:
+        plain = source.read()
+    with pa.input_stream(f"{base}/s.gz") as source:
+        unzipped = source.read()
+    with open(f"{base}/s.gz", "rb") as raw:
+        magic = raw.read(2)
+    return plain, len(unzipped), magic
+
+
+@scenario
+def pyarrow_ipc_file_and_stream_through_sinks(base):
+    table = pa.table(DATA)
+    with pa.output_stream(f"{base}/f.arrow") as sink, pa.ipc.new_file(sink, table.schema) as w:
+        w.write_table(table)
+    with pa.output_stream(f"{base}/s.arrows") as sink, pa.ipc.new_stream(sink, table.schema) as w:
+        w.write_table(table)
+    return (pa.ipc.open_file(f"{base}/f.arrow").read_all().to_pydict(),
+            pa.ipc.open_stream(f"{base}/s.arrows").read_all().num_rows)
+
+
+@differs("native pyarrow calls that would own a mount path are refused, naming a way",
+         real=ok(["f.arrow", "m.map"]), mount=raises(OSError, errno.ENOTSUP))
+def pyarrow_ipc_writer_and_memory_map_on_a_path(base):
+    table = pa.table(DATA)
+    with pa.ipc.new_file(f"{base}/f.arrow", table.schema) as writer:
+        writer.write_table(table)
+    pa.create_memory_map(f"{base}/m.map", 16).close()
+    with pa.memory_map(f"{base}/m.map") as mapped:
+        mapped.read()
+    return sorted(os.listdir(base))
 
 
 @scenario

@@ -90,11 +90,28 @@ def test_polars_deferred_sink_is_refused_and_writes_nothing(base):
     assert os.listdir(base) == []
 
 
+@pytest.mark.parametrize("call", [
+    lambda path: pa.memory_map(path),
+    lambda path: pa.create_memory_map(path, 16),
+    lambda path: pa.ipc.new_file(path, pa.schema([("a", pa.int64())])),
+    lambda path: pa.ipc.new_stream(path, pa.schema([("a", pa.int64())])),
+], ids=["memory_map", "create_memory_map", "ipc.new_file", "ipc.new_stream"])
+def test_pyarrow_calls_owning_a_native_file_are_refused_with_a_way(base, call):
+    with pytest.raises(OSError) as caught:
+        call(f"{base}/x.arrow")
+    assert caught.value.errno == errno.ENOTSUP
+    message = str(caught.value)
+    assert "pyarrow" in message and "mount" in message
+    assert "output_stream" in message or "input_stream" in message
+    assert os.listdir(base) == []
+
+
 def test_pyarrow_and_polars_writers_are_wrapped_and_restored(base):
     def ours(function) -> bool:
         return "vfs_state" in function.__code__.co_filename
 
     wrapped = (lambda: pq.ParquetWriter.__init__, lambda: pq.ParquetDataset.__init__,
+               lambda: pa.input_stream, lambda: pa.memory_map, lambda: pa.ipc.open_file,
                lambda: pl.LazyFrame.sink_parquet, lambda: pl.DataFrame.write_ndjson,
                lambda: pl.read_ndjson)
     assert all(ours(get()) for get in wrapped)

@@ -2,16 +2,21 @@
 
 Functions with a ``filesystem=`` parameter get the key (mount-relative) and
 that filesystem; feather and csv, which take file objects, get a stream
-opened on it. Either way native code never sees the mount path, so nothing
-lands on the local disk. pandas' parquet/feather calls reach these too.
+opened on it; ``input_stream``/``output_stream`` and the IPC readers return
+such a stream for the caller to close. Either way native code never sees
+the mount path, so nothing lands on the local disk. Calls that would open
+and own a native file (memory maps, IPC writers on a path) are refused with
+a way round. pandas' parquet/feather calls reach these too.
 """
 from __future__ import annotations
 
+import errno
 import functools
 from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
+from vfs_state.shim.errors import refused
 from vfs_state.shim.router import MountTable, Target
 
 Saved = list[tuple[object, str, object]]
@@ -60,6 +65,47 @@ def _with_stream(table: MountTable, real: Callable, position: int, writing: bool
     return routed
 
 
+def _with_opened(table: MountTable, real: Callable, writing: bool) -> Callable:
+    """``input_stream``/``output_stream``/``ipc.open_*`` on a path: the same call on a
+    stream of the mount's filesystem. The caller closes what it gets, as it would
+    a local file; compression is still chosen from the path's extension."""
+    @functools.wraps(real)
+    def routed(source: Any, *args: Any, **kwargs: Any) -> Any:
+        target = _resolve(table, source)
+        if target is None:
+            return real(source, *args, **kwargs)
+        fs = arrow_fs(target)
+        if real.__name__ in ("input_stream", "output_stream"):
+            if kwargs.get("compression", args[0] if args else "detect") == "detect":
+                args, kwargs = args[1:], {**kwargs, "compression": _codec(target.key)}
+            stream = fs.open_output_stream(target.key) if writing else fs.open_input_stream(
+                target.key)
+        else:
+            stream = fs.open_input_file(target.key)
+        return real(stream, *args, **kwargs)
+    return routed
+
+
+def _codec(key: str) -> str | None:
+    """The compression pyarrow would detect from a local path's extension."""
+    import pyarrow as pa  # type: ignore[import-untyped]
+    try:
+        return pa.Codec.detect(key).name
+    except (TypeError, ValueError):  # no codec for this extension
+        return None
+
+
+def _refused(table: MountTable, real: Callable, position: int, way: str) -> Callable:
+    """Calls that would open the path in native code and own what they open."""
+    @functools.wraps(real)
+    def routed(*args: Any, **kwargs: Any) -> Any:
+        target = _resolve(table, args[position]) if len(args) > position else None
+        if target is not None:
+            raise refused(target, f"pyarrow {real.__name__}()", errno.ENOTSUP, way)
+        return real(*args, **kwargs)
+    return routed
+
+
 def _resolve(table: MountTable, path: object) -> Target | None:
     if not isinstance(path, str) and not hasattr(path, "__fspath__"):
         return None
@@ -80,6 +126,10 @@ def _patcher(plan: dict[str, tuple[str, int, Any]]) -> Callable[[ModuleType, Mou
                                                             "__module__": real.__module__})
             elif kind == "fs":
                 replacement = _with_filesystem(table, real, position, extra)
+            elif kind == "opened":
+                replacement = _with_opened(table, real, extra)
+            elif kind == "refused":
+                replacement = _refused(table, real, position, extra)
             else:
                 replacement = _with_stream(table, real, position, extra)
             saved.append((module, attribute, real))
@@ -87,6 +137,12 @@ def _patcher(plan: dict[str, tuple[str, int, Any]]) -> Callable[[ModuleType, Mou
         return saved
     return patch
 
+
+_NOT_MAPPED = ("a mount has no local file to map; read it with pyarrow.input_stream(path), "
+               "or map a copy: `with vfs_state.local_copy(path) as real: ...`")
+_WRITER_WAY = ("the writer would open and own a local file; give it a stream: "
+               "`with pyarrow.output_stream(path) as sink, pyarrow.ipc.new_file(sink, "
+               "schema) as writer: ...`")
 
 MODULES = {
     "pyarrow.parquet": _patcher({
@@ -107,6 +163,18 @@ MODULES = {
         "read_table": ("stream", 0, False),
         "read_feather": ("stream", 0, False),
         "write_feather": ("stream", 1, True),
+    }),
+    "pyarrow": _patcher({
+        "input_stream": ("opened", 0, False),
+        "output_stream": ("opened", 0, True),
+        "memory_map": ("refused", 0, _NOT_MAPPED),
+        "create_memory_map": ("refused", 0, _NOT_MAPPED),
+    }),
+    "pyarrow.ipc": _patcher({
+        "open_file": ("opened", 0, False),
+        "open_stream": ("opened", 0, False),
+        "new_file": ("refused", 0, _WRITER_WAY),
+        "new_stream": ("refused", 0, _WRITER_WAY),
     }),
     "pyarrow.csv": _patcher({
         "read_csv": ("stream", 0, False),
