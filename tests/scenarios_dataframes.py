@@ -177,6 +177,19 @@ def pyarrow_ipc_writer_and_memory_map_on_a_path(base):
 
 
 @scenario
+def pyarrow_orc_json_and_parquet_metadata(base):
+    import pyarrow.json as pajson
+    import pyarrow.orc as orc
+    orc.write_table(pa.table(DATA), f"{base}/t.orc")
+    with open(f"{base}/t.jsonl", "w") as lines:
+        lines.write('{"a": 1}\n{"a": 2}\n')
+    pq.write_metadata(pa.table(DATA).schema, f"{base}/_common_metadata")
+    return (orc.read_table(f"{base}/t.orc", columns=["a"]).to_pydict(),
+            pajson.read_json(f"{base}/t.jsonl").num_rows,
+            pq.read_schema(f"{base}/_common_metadata").names)
+
+
+@scenario
 def pyarrow_parquet_read_missing(base):
     pq.read_table(f"{base}/nope.parquet")
 

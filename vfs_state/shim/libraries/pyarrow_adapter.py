@@ -154,6 +154,14 @@ MODULES = {
         "ParquetFile": ("class", 0, "source"),
         "ParquetWriter": ("class", 0, "where"),
         "ParquetDataset": ("class", 0, "path_or_paths"),
+        "write_metadata": ("fs", 1, "where"),
+    }),
+    "pyarrow.orc": _patcher({
+        "read_table": ("fs", 0, "source"),
+        "write_table": ("stream", 1, True),
+    }),
+    "pyarrow.json": _patcher({
+        "read_json": ("stream", 0, False),
     }),
     "pyarrow.dataset": _patcher({
         "dataset": ("fs", 0, "source"),
