@@ -310,6 +310,44 @@ def polars_sink_and_ndjson_missing_parent(base):
 
 
 @scenario
+def polars_ipc_stream_schemas_and_metadata(base):
+    frame = pl.DataFrame(DATA)
+    frame.write_ipc_stream(f"{base}/s.arrows")
+    frame.write_parquet(f"{base}/f.parquet")
+    frame.write_ipc(f"{base}/f.arrow")
+    return (pl.read_ipc_stream(f"{base}/s.arrows").to_dict(as_series=False),
+            list(pl.read_parquet_schema(f"{base}/f.parquet")),
+            list(pl.read_ipc_schema(f"{base}/f.arrow")),
+            sorted(pl.read_parquet_metadata(f"{base}/f.parquet")))
+
+
+@scenario
+def polars_lists_and_globs_of_files(base):
+    frame = pl.DataFrame(DATA)
+    for part in ("1", "2"):
+        frame.write_parquet(f"{base}/p{part}.parquet")
+        frame.write_csv(f"{base}/c{part}.csv")
+        frame.write_ipc(f"{base}/i{part}.arrow")
+    listed = pl.read_parquet([f"{base}/p1.parquet", f"{base}/p2.parquet"], columns=["a"])
+    limited = pl.scan_csv(f"{base}/c*.csv", n_rows=5, row_index_name="n", row_index_offset=10)
+    return (listed["a"].to_list(), pl.read_parquet(f"{base}/p?.parquet").height,
+            limited.collect().to_dict(as_series=False), pl.read_ipc(f"{base}/i*.arrow").height,
+            pl.scan_parquet(f"{base}/[p]*.parquet").select(pl.len()).collect().item())
+
+
+@scenario
+def polars_glob_matching_nothing(base):
+    outcomes = []
+    for read in (lambda: pl.read_parquet(f"{base}/none*.parquet"),
+                 lambda: pl.scan_csv(f"{base}/none*.csv").collect()):
+        try:
+            read()
+        except pl.exceptions.ComputeError as exc:
+            outcomes.append("expanded paths were empty" in str(exc))
+    return outcomes, os.listdir(base)
+
+
+@scenario
 def polars_read_missing(base):
     pl.read_csv(f"{base}/nope.csv")
 

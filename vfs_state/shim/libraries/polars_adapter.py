@@ -2,7 +2,8 @@
 
 polars' readers and writers are native (Rust) and would open the path on the
 local disk. Readers get the object's bytes read through the shim's ``open``
-(a directory of parquet files is read as a pyarrow dataset); writers and
+(a directory of parquet files is read as a pyarrow dataset; a list of paths
+or a glob, file by file, then concatenated); writers and
 ``LazyFrame`` sinks get a file opened through the shim, so missing parents
 fail as they would locally, ``mkdir=True`` makes them, and ``partition_by=``
 writes a hive-partitioned dataset through pyarrow. A deferred sink
@@ -13,9 +14,11 @@ from __future__ import annotations
 import builtins
 import errno
 import functools
+import glob
 import io
 import os
 import posixpath
+import re
 from collections.abc import Callable
 from types import ModuleType
 from typing import Any
@@ -24,12 +27,19 @@ from vfs_state.shim.errors import refused
 from vfs_state.shim.router import MountTable
 
 Saved = list[tuple[object, str, object]]
-READERS = ("read_parquet", "read_csv", "read_ipc", "read_json", "read_ndjson", "read_avro",
-           "scan_parquet", "scan_csv", "scan_ipc", "scan_ndjson")
-NEEDS_FILE = frozenset({"read_avro"})  # takes a file object, not bytes, whatever its hints say
+READERS = ("read_parquet", "read_csv", "read_ipc", "read_ipc_stream", "read_json",
+           "read_ndjson", "read_avro", "read_parquet_schema", "read_parquet_metadata",
+           "read_ipc_schema", "scan_parquet", "scan_csv", "scan_ipc", "scan_ndjson")
+#: these take a file object, not bytes, whatever their hints say
+NEEDS_FILE = frozenset({"read_avro", "read_ipc_schema"})
+#: these also take a list of paths or a glob, read here file by file and concatenated
+MANY = frozenset({"read_parquet", "read_ipc", "read_ndjson",
+                  "scan_parquet", "scan_csv", "scan_ipc", "scan_ndjson"})
+_GLOB = re.compile(r"[*?[]")
 #: method -> name of its destination parameter
 WRITERS = {"write_parquet": "file", "write_csv": "file", "write_ipc": "file",
-           "write_json": "file", "write_ndjson": "file", "write_avro": "file"}
+           "write_ipc_stream": "file", "write_json": "file", "write_ndjson": "file",
+           "write_avro": "file"}
 SINKS = {"sink_parquet": "path", "sink_csv": "path", "sink_ipc": "path", "sink_ndjson": "path"}
 
 
@@ -42,6 +52,13 @@ def _target(table: MountTable, path: object) -> Any:
 def _reader(table: MountTable, real: Callable, name: str) -> Callable:
     @functools.wraps(real)
     def routed(source: Any, *args: Any, **kwargs: Any) -> Any:
+        many = _many(table, source, kwargs) if name in MANY else None
+        if many is not None:
+            if many:
+                return _read_many(routed, many, args, kwargs)
+            # A glob matching nothing: polars finds nothing on the local disk either
+            # and fails its own way (at collect, for scans).
+            return real(source, *args, **kwargs)
         target = _target(table, source)
         if target is None:
             return real(source, *args, **kwargs)
@@ -55,6 +72,32 @@ def _reader(table: MountTable, real: Callable, name: str) -> Callable:
             raise FileNotFoundError(f"No such file or directory (os error 2): {path}") from None
         return real(io.BytesIO(data) if name in NEEDS_FILE else data, *args, **kwargs)
     return routed
+
+
+def _many(table: MountTable, source: Any, kwargs: dict) -> list[Any] | None:
+    """The files a list of paths or a glob on a mount names (None: neither)."""
+    if isinstance(source, (list, tuple)):
+        if source and any(_target(table, path) is not None for path in source):
+            return list(source)
+        return None
+    if _target(table, source) is None or not kwargs.get("glob", True):
+        return None
+    pattern = os.fspath(source)
+    if not _GLOB.search(pattern):
+        return None
+    return sorted(glob.glob(pattern))  # the shim's scandir, as polars' own expansion
+
+
+def _read_many(read_one: Callable, paths: list[Any], args: tuple, kwargs: dict) -> Any:
+    """Each file read on its own, then one frame; a row limit and a row index apply
+    to the whole, as polars applies them."""
+    import polars
+    limit = kwargs.pop("n_rows", None)
+    index, offset = kwargs.pop("row_index_name", None), kwargs.pop("row_index_offset", 0)
+    frame = polars.concat([read_one(path, *args, **kwargs) for path in paths], how="vertical")
+    if limit is not None:
+        frame = frame.head(limit)
+    return frame if index is None else frame.with_row_index(index, offset)
 
 
 def _read_dataset(target: Any, name: str, kwargs: dict) -> Any:
