@@ -156,3 +156,15 @@ def test_install_imports_no_library():
                          check=True).stdout.split("\n")
     assert "polars" not in out[0] and "pandas" not in out[0]
     assert out[1] == "True"  # pyarrow imported after install() was patched on import
+
+
+def test_libraries_imported_after_install_are_adapted_on_import():
+    code = ("import vfs_state; vfs_state.install('m:/vfs-late-x:socket=/x.sock');"
+            "import pyarrow as pa, pyarrow.ipc, pyarrow.orc, pyarrow.json, polars as pl;"
+            "print([hasattr(f, '__wrapped__') for f in (pa.input_stream, pa.memory_map,"
+            " pa.ipc.open_file, pa.ipc.new_file, pyarrow.orc.read_table,"
+            " pyarrow.json.read_json, pl.read_ipc_stream, pl.LazyFrame.sink_csv,"
+            " pl.DataFrame.write_ndjson)])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == str([True] * 9)
