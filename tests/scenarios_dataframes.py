@@ -190,6 +190,20 @@ def pyarrow_orc_json_and_parquet_metadata(base):
 
 
 @scenario
+def pyarrow_lists_of_paths_and_orc_file(base):
+    import pyarrow.orc as orc
+    for part in ("1", "2"):
+        pq.write_table(pa.table(DATA), f"{base}/p{part}.parquet")
+    paths = [f"{base}/p1.parquet", f"{base}/p2.parquet"]
+    orc.write_table(pa.table(DATA), f"{base}/t.orc")
+    orc_file = orc.ORCFile(f"{base}/t.orc")
+    return (pq.read_table(paths).num_rows, pq.ParquetDataset(paths).read().num_rows,
+            ds.dataset(paths, format="parquet").count_rows(),
+            orc_file.nrows, orc_file.read(columns=["a"]).to_pydict(),
+            isinstance(orc_file, orc.ORCFile))
+
+
+@scenario
 def pyarrow_parquet_read_missing(base):
     pq.read_table(f"{base}/nope.parquet")
 

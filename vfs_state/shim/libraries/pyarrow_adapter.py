@@ -38,16 +38,29 @@ def _with_filesystem(table: MountTable, real: Callable, position: int, name: str
         call = list(args)
         inline = len(call) > position
         path = call[position] if inline else kwargs.get(name)
-        target = None if kwargs.get("filesystem") is not None else _resolve(table, path)
-        if target is None:
+        routed_to = None if kwargs.get("filesystem") is not None else _keys(table, path)
+        if routed_to is None:
             return real(*call, **kwargs)
+        target, keys = routed_to
         if inline:
-            call[position] = target.key
+            call[position] = keys
         else:
-            kwargs[name] = target.key
+            kwargs[name] = keys
         kwargs["filesystem"] = arrow_fs(target)
         return real(*call, **kwargs)
     return routed
+
+
+def _keys(table: MountTable, path: object) -> tuple[Target, Any] | None:
+    """A path's mount and key, or a list of paths' (all on one mount) and their keys."""
+    if not isinstance(path, (list, tuple)):
+        target = _resolve(table, path)
+        return None if target is None else (target, target.key)
+    targets = [_resolve(table, item) for item in path]
+    first = targets[0] if targets else None
+    if first is None or any(t is None or t.mount is not first.mount for t in targets):
+        return None  # empty, local, or across mounts: pyarrow's own error
+    return first, [t.key for t in targets if t is not None]
 
 
 def _with_stream(table: MountTable, real: Callable, position: int, writing: bool) -> Callable:
@@ -65,24 +78,26 @@ def _with_stream(table: MountTable, real: Callable, position: int, writing: bool
     return routed
 
 
-def _with_opened(table: MountTable, real: Callable, writing: bool) -> Callable:
-    """``input_stream``/``output_stream``/``ipc.open_*`` on a path: the same call on a
-    stream of the mount's filesystem. The caller closes what it gets, as it would
-    a local file; compression is still chosen from the path's extension."""
+def _with_opened(table: MountTable, real: Callable, position: int, writing: bool) -> Callable:
+    """``input_stream``/``output_stream``/``ipc.open_*``/``ORCFile`` on a path: the same
+    call on a stream of the mount's filesystem. What it returns owns the stream, and
+    the caller closes that, as it would a local file; compression is still chosen
+    from the path's extension."""
     @functools.wraps(real)
-    def routed(source: Any, *args: Any, **kwargs: Any) -> Any:
-        target = _resolve(table, source)
+    def routed(*args: Any, **kwargs: Any) -> Any:
+        target = _resolve(table, args[position]) if len(args) > position else None
         if target is None:
-            return real(source, *args, **kwargs)
+            return real(*args, **kwargs)
+        before, after = args[:position], args[position + 1:]
         fs = arrow_fs(target)
         if real.__name__ in ("input_stream", "output_stream"):
-            if kwargs.get("compression", args[0] if args else "detect") == "detect":
-                args, kwargs = args[1:], {**kwargs, "compression": _codec(target.key)}
+            if kwargs.get("compression", after[0] if after else "detect") == "detect":
+                after, kwargs = after[1:], {**kwargs, "compression": _codec(target.key)}
             stream = fs.open_output_stream(target.key) if writing else fs.open_input_stream(
                 target.key)
         else:
             stream = fs.open_input_file(target.key)
-        return real(stream, *args, **kwargs)
+        return real(*before, stream, *after, **kwargs)
     return routed
 
 
@@ -120,14 +135,16 @@ def _patcher(plan: dict[str, tuple[str, int, Any]]) -> Callable[[ModuleType, Mou
             if real is None:
                 continue
             replacement: Any
-            if kind == "class":  # a subclass keeps isinstance() and subclassing working
-                init = _with_filesystem(table, real.__init__, position + 1, extra)
+            if kind in ("class", "class-file"):  # a subclass keeps isinstance() working
+                init = (_with_filesystem(table, real.__init__, position + 1, extra)
+                        if kind == "class" else
+                        _with_opened(table, real.__init__, position + 1, writing=False))
                 replacement = type(real.__name__, (real,), {"__init__": init,
                                                             "__module__": real.__module__})
             elif kind == "fs":
                 replacement = _with_filesystem(table, real, position, extra)
             elif kind == "opened":
-                replacement = _with_opened(table, real, extra)
+                replacement = _with_opened(table, real, position, extra)
             elif kind == "refused":
                 replacement = _refused(table, real, position, extra)
             else:
@@ -159,6 +176,7 @@ MODULES = {
     "pyarrow.orc": _patcher({
         "read_table": ("fs", 0, "source"),
         "write_table": ("stream", 1, True),
+        "ORCFile": ("class-file", 0, None),
     }),
     "pyarrow.json": _patcher({
         "read_json": ("stream", 0, False),
