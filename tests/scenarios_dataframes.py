@@ -344,9 +344,10 @@ def polars_lists_and_globs_of_files(base):
         frame.write_ipc(f"{base}/i{part}.arrow")
     listed = pl.read_parquet([f"{base}/p1.parquet", f"{base}/p2.parquet"], columns=["a"])
     limited = pl.scan_csv(f"{base}/c*.csv", n_rows=5, row_index_name="n", row_index_offset=10)
+    csvs = pl.read_csv(f"{base}/c*.csv").height, pl.read_csv([f"{base}/c1.csv"]).height
     return (listed["a"].to_list(), pl.read_parquet(f"{base}/p?.parquet").height,
             limited.collect().to_dict(as_series=False), pl.read_ipc(f"{base}/i*.arrow").height,
-            pl.scan_parquet(f"{base}/[p]*.parquet").select(pl.len()).collect().item())
+            pl.scan_parquet(f"{base}/[p]*.parquet").select(pl.len()).collect().item(), csvs)
 
 
 @scenario

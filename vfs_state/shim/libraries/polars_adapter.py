@@ -33,7 +33,7 @@ READERS = ("read_parquet", "read_csv", "read_ipc", "read_ipc_stream", "read_json
 #: these take a file object, not bytes, whatever their hints say
 NEEDS_FILE = frozenset({"read_avro", "read_ipc_schema"})
 #: these also take a list of paths or a glob, read here file by file and concatenated
-MANY = frozenset({"read_parquet", "read_ipc", "read_ndjson",
+MANY = frozenset({"read_parquet", "read_csv", "read_ipc", "read_ndjson",
                   "scan_parquet", "scan_csv", "scan_ipc", "scan_ndjson"})
 _GLOB = re.compile(r"[*?[]")
 #: method -> name of its destination parameter
