@@ -63,7 +63,11 @@ def _keys(table: MountTable, path: object) -> tuple[Target, Any] | None:
     return first, [t.key for t in targets if t is not None]
 
 
-def _with_stream(table: MountTable, real: Callable, position: int, writing: bool) -> Callable:
+def _with_stream(table: MountTable, real: Callable, position: int, writing: bool,
+                 keep_open: bool = False) -> Callable:
+    """The call on a stream of the mount's filesystem instead of the path: closed when
+    the call returns, or (``keep_open``) left to what the call returns, which reads
+    from it later (``ipc.open_file``, ``ORCFile``) and is closed by the caller."""
     @functools.wraps(real)
     def routed(*args: Any, **kwargs: Any) -> Any:
         target = _resolve(table, args[position]) if len(args) > position else None
@@ -71,33 +75,30 @@ def _with_stream(table: MountTable, real: Callable, position: int, writing: bool
             return real(*args, **kwargs)
         fs = arrow_fs(target)
         stream = fs.open_output_stream(target.key) if writing else fs.open_input_file(target.key)
+        call = list(args)
+        call[position] = stream
+        if keep_open:
+            return real(*call, **kwargs)
         with stream:
-            call = list(args)
-            call[position] = stream
             return real(*call, **kwargs)
     return routed
 
 
-def _with_opened(table: MountTable, real: Callable, position: int, writing: bool) -> Callable:
-    """``input_stream``/``output_stream``/``ipc.open_*``/``ORCFile`` on a path: the same
-    call on a stream of the mount's filesystem. What it returns owns the stream, and
-    the caller closes that, as it would a local file; compression is still chosen
-    from the path's extension."""
+def _with_io_stream(table: MountTable, real: Callable, writing: bool) -> Callable:
+    """``input_stream``/``output_stream`` on a path: a sequential stream of the mount's
+    filesystem, returned for the caller to close as a local one; the compression
+    ``"detect"`` would have chosen from the path's extension still applies."""
     @functools.wraps(real)
-    def routed(*args: Any, **kwargs: Any) -> Any:
-        target = _resolve(table, args[position]) if len(args) > position else None
+    def routed(source: Any, *args: Any, **kwargs: Any) -> Any:
+        target = _resolve(table, source)
         if target is None:
-            return real(*args, **kwargs)
-        before, after = args[:position], args[position + 1:]
+            return real(source, *args, **kwargs)
+        if kwargs.get("compression", args[0] if args else "detect") == "detect":
+            args, kwargs = args[1:], {**kwargs, "compression": _codec(target.key)}
         fs = arrow_fs(target)
-        if real.__name__ in ("input_stream", "output_stream"):
-            if kwargs.get("compression", after[0] if after else "detect") == "detect":
-                after, kwargs = after[1:], {**kwargs, "compression": _codec(target.key)}
-            stream = fs.open_output_stream(target.key) if writing else fs.open_input_stream(
-                target.key)
-        else:
-            stream = fs.open_input_file(target.key)
-        return real(*before, stream, *after, **kwargs)
+        stream = fs.open_output_stream(target.key) if writing else fs.open_input_stream(
+            target.key)
+        return real(stream, *args, **kwargs)
     return routed
 
 
@@ -138,13 +139,15 @@ def _patcher(plan: dict[str, tuple[str, int, Any]]) -> Callable[[ModuleType, Mou
             if kind in ("class", "class-file"):  # a subclass keeps isinstance() working
                 init = (_with_filesystem(table, real.__init__, position + 1, extra)
                         if kind == "class" else
-                        _with_opened(table, real.__init__, position + 1, writing=False))
+                        _with_stream(table, real.__init__, position + 1, False, keep_open=True))
                 replacement = type(real.__name__, (real,), {"__init__": init,
                                                             "__module__": real.__module__})
             elif kind == "fs":
                 replacement = _with_filesystem(table, real, position, extra)
-            elif kind == "opened":
-                replacement = _with_opened(table, real, position, extra)
+            elif kind == "opened":  # read later through what the call returns
+                replacement = _with_stream(table, real, position, False, keep_open=True)
+            elif kind == "io-stream":
+                replacement = _with_io_stream(table, real, extra)
             elif kind == "refused":
                 replacement = _refused(table, real, position, extra)
             else:
@@ -191,14 +194,14 @@ MODULES = {
         "write_feather": ("stream", 1, True),
     }),
     "pyarrow": _patcher({
-        "input_stream": ("opened", 0, False),
-        "output_stream": ("opened", 0, True),
+        "input_stream": ("io-stream", 0, False),
+        "output_stream": ("io-stream", 0, True),
         "memory_map": ("refused", 0, _NOT_MAPPED),
         "create_memory_map": ("refused", 0, _NOT_MAPPED),
     }),
     "pyarrow.ipc": _patcher({
-        "open_file": ("opened", 0, False),
-        "open_stream": ("opened", 0, False),
+        "open_file": ("opened", 0, None),
+        "open_stream": ("opened", 0, None),
         "new_file": ("refused", 0, _WRITER_WAY),
         "new_stream": ("refused", 0, _WRITER_WAY),
     }),
