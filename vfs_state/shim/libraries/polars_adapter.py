@@ -52,14 +52,14 @@ def _target(table: MountTable, path: object) -> Any:
 def _reader(table: MountTable, real: Callable, name: str) -> Callable:
     @functools.wraps(real)
     def routed(source: Any, *args: Any, **kwargs: Any) -> Any:
-        many = _many(table, source, kwargs) if name in MANY else None
+        target = _target(table, source)
+        many = _many(table, source, target, kwargs) if name in MANY else None
         if many is not None:
             if many:
                 return _read_many(routed, many, args, kwargs)
             # A glob matching nothing: polars finds nothing on the local disk either
             # and fails its own way (at collect, for scans).
             return real(source, *args, **kwargs)
-        target = _target(table, source)
         if target is None:
             return real(source, *args, **kwargs)
         path = os.fspath(source)
@@ -74,13 +74,14 @@ def _reader(table: MountTable, real: Callable, name: str) -> Callable:
     return routed
 
 
-def _many(table: MountTable, source: Any, kwargs: dict) -> list[Any] | None:
-    """The files a list of paths or a glob on a mount names (None: neither)."""
+def _many(table: MountTable, source: Any, target: Any, kwargs: dict) -> list[Any] | None:
+    """The files a list of paths or a glob on a mount (``target``) names: None for
+    neither, ``[]`` for a glob matching nothing."""
     if isinstance(source, (list, tuple)):
         if source and any(_target(table, path) is not None for path in source):
             return list(source)
         return None
-    if _target(table, source) is None or not kwargs.get("glob", True):
+    if target is None or not kwargs.get("glob", True):
         return None
     pattern = os.fspath(source)
     if not _GLOB.search(pattern):
