@@ -62,6 +62,9 @@ class _Handler(BaseHTTPRequestHandler):
             headers["Content-Length"] = str(len(body))
         try:
             upstream.request(self.command, self.path, body=body or None, headers=headers)
+        except OSError:
+            pass  # the server may have answered early and closed: relay that answer
+        try:
             reply = upstream.getresponse()
         except (OSError, http.client.HTTPException):
             upstream.close()
