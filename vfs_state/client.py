@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 from urllib.parse import urlencode
 
 from vfs_state._types import Readable
-from vfs_state.transport import BodyStream, Reply, Transport, key_path
+from vfs_state.transport import BodyStream, Reply, Transport, etag_of, key_path
 from vfs_state.versions import ABSENT, current_store
 
 LIST_PAGE = 10000  # the sidecar's largest page: one request for most directories
@@ -32,8 +32,13 @@ class Stat(NamedTuple):
     content_type: str | None = None
 
 
-def _modified(reply: Reply) -> float | None:
-    raw = reply.headers.get("last-modified")
+def _file_stat(headers: dict[str, str], size: int) -> Stat:
+    """A file's ``Stat`` from the headers of a reply about it (HEAD, GET or a stream)."""
+    return Stat(True, size, etag_of(headers), _modified(headers), headers.get("content-type"))
+
+
+def _modified(headers: dict[str, str]) -> float | None:
+    raw = headers.get("last-modified")
     if not raw:
         return None
     date = _DATES.get(raw, raw)  # the parsed date, else the string itself
@@ -179,8 +184,7 @@ class SidecarClient:
         headers = reply.headers
         if headers.get("x-is-file", "true").lower() == "false":
             return Stat(False)
-        stat = Stat(True, int(headers.get("content-length", 0)), reply.etag(), _modified(reply),
-                    headers.get("content-type"))
+        stat = _file_stat(headers, int(headers.get("content-length", 0)))
         if observe:
             current_store().observe(self.store_id, key, stat.version)
         return stat
@@ -197,8 +201,7 @@ class SidecarClient:
             if observe:
                 self.observe(key, ABSENT)
             raise
-        stat = Stat(True, _total_size(reply), reply.etag(), _modified(reply),
-                    reply.headers.get("content-type"))
+        stat = _file_stat(reply.headers, _total_size(reply))
         if observe:
             current_store().observe(self.store_id, key, stat.version)
         return stat, reply.body
@@ -220,7 +223,7 @@ class SidecarClient:
             raise
         if reply.status == 416:
             return None
-        return self._observed(key, reply, _total_size(reply)), reply.body
+        return self._observed(key, reply.headers, _total_size(reply)), reply.body
 
     def stream_whole(self, key: str) -> tuple[Stat, BodyStream]:
         """A lazy reader's first request when it reads on from 0: the whole object
@@ -230,10 +233,10 @@ class SidecarClient:
         except FileNotFoundError:
             self.observe(key, ABSENT)
             raise
-        return self._observed(key, Reply(200, stream.headers, b""), stream.remaining), stream
+        return self._observed(key, stream.headers, stream.remaining), stream
 
-    def _observed(self, key: str, reply: Reply, size: int) -> Stat:
-        stat = Stat(True, size, reply.etag(), _modified(reply), reply.headers.get("content-type"))
+    def _observed(self, key: str, headers: dict[str, str], size: int) -> Stat:
+        stat = _file_stat(headers, size)
         current_store().observe(self.store_id, key, stat.version)
         return stat
 

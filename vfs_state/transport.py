@@ -120,11 +120,16 @@ class Reply:
         self.body = body
 
     def etag(self) -> str | None:
-        raw = self.headers.get("etag")
-        if raw is None:
-            return None
-        raw = raw[2:] if raw.startswith("W/") else raw
-        return raw.strip('"')
+        return etag_of(self.headers)
+
+
+def etag_of(headers: Mapping[str, str]) -> str | None:
+    """The version an ``ETag`` header carries (quotes and a weak ``W/`` dropped)."""
+    raw = headers.get("etag")
+    if raw is None:
+        return None
+    raw = raw[2:] if raw.startswith("W/") else raw
+    return raw.strip('"')
 
 
 def _request_head(method: str, path: str, headers: Mapping[str, str] | None,
