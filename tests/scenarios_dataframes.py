@@ -164,12 +164,41 @@ def pyarrow_ipc_file_and_stream_through_sinks(base):
             pa.ipc.open_stream(f"{base}/s.arrows").read_all().num_rows)
 
 
-@differs("native pyarrow calls that would own a mount path are refused, naming a way",
-         real=ok(["f.arrow", "m.map"]), mount=raises(OSError, errno.ENOTSUP))
-def pyarrow_ipc_writer_and_memory_map_on_a_path(base):
+@scenario
+def pyarrow_writer_classes_on_paths(base):
+    import pyarrow.orc as orc
     table = pa.table(DATA)
     with pa.ipc.new_file(f"{base}/f.arrow", table.schema) as writer:
         writer.write_table(table)
+    with pa.ipc.new_stream(f"{base}/s.arrows", table.schema) as writer:
+        writer.write_table(table)
+    with pacsv.CSVWriter(f"{base}/w.csv", table.schema) as writer:
+        writer.write_table(table)
+    writer = orc.ORCWriter(where=f"{base}/w.orc")
+    writer.write(table)
+    writer.close()
+    return (sorted(os.listdir(base)), pa.ipc.open_file(f"{base}/f.arrow").read_all().num_rows,
+            pa.ipc.open_stream(f"{base}/s.arrows").read_all().to_pydict(),
+            pacsv.open_csv(f"{base}/w.csv").read_all().to_pydict(),
+            orc.read_table(f"{base}/w.orc").num_rows)
+
+
+@scenario
+def pyarrow_stream_readers_on_paths(base):
+    import pyarrow.json as pajson
+    with open(f"{base}/t.jsonl", "w") as lines:
+        lines.write('{"a": 1}\n{"a": 2}\n')
+    pacsv.write_csv(pa.table(DATA), f"{base}/t.csv")
+    missing = _caught(FileNotFoundError, lambda: pacsv.open_csv(f"{base}/nope.csv"),
+                      lambda: pajson.open_json(f"{base}/nope.jsonl"))
+    return (pacsv.open_csv(f"{base}/t.csv").read_all().to_pydict(),
+            pajson.open_json(f"{base}/t.jsonl").read_all().to_pydict(),
+            [type(exc).__name__ for exc in missing])
+
+
+@differs("a memory map needs a local file: refused on a mount, naming a way",
+         real=ok(["m.map"]), mount=raises(OSError, errno.ENOTSUP))
+def pyarrow_memory_map_on_a_path(base):
     pa.create_memory_map(f"{base}/m.map", 16).close()
     with pa.memory_map(f"{base}/m.map") as mapped:
         mapped.read()

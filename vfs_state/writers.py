@@ -182,6 +182,11 @@ class SpooledFile(_Finalizable):
             self._spool.flush()
         return size
 
+    def abort(self) -> None:
+        """Drop what was written without committing; the stored file is unchanged."""
+        self._dirty = False
+        self.close()
+
     def close(self) -> None:
         if self.closed:
             return

@@ -2,14 +2,17 @@
 
 Functions with a ``filesystem=`` parameter get the key (mount-relative) and
 that filesystem; feather and csv, which take file objects, get a stream
-opened on it; ``input_stream``/``output_stream`` and the IPC readers return
-such a stream for the caller to close. Either way native code never sees
-the mount path, so nothing lands on the local disk. Calls that would open
-and own a native file (memory maps, IPC writers on a path) are refused with
-a way round. pandas' parquet/feather calls reach these too.
+opened on it; ``input_stream``/``output_stream`` and the IPC, CSV and JSON
+stream readers return such a stream for the caller to close. Writer classes
+(CSV, ORC, IPC file and stream) given a path write to a file opened on the
+mount and close it, storing the file, when they are closed. Either way
+native code never sees the mount path, so nothing lands on the local disk.
+Memory maps, which would need a local file, are refused with a way round.
+pandas' parquet/feather calls reach these too.
 """
 from __future__ import annotations
 
+import builtins
 import errno
 import functools
 from collections.abc import Callable
@@ -102,6 +105,49 @@ def _with_io_stream(table: MountTable, real: Callable, writing: bool) -> Callabl
     return routed
 
 
+def _writer_class(table: MountTable, real: type, name: str) -> type:
+    """``real`` (a writer class) whose sink, first argument or ``name``, may be a mount path.
+
+    The writer gets a file opened on the mount as the shim's ``open`` would
+    (a missing parent or a directory fails as on a local disk) and, when
+    closed, closes that file: the one request that stores it. A writer that
+    fails to start drops the file unstored.
+    """
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        call = list(args)
+        inline = bool(call)
+        target = _resolve(table, call[0] if inline else kwargs.get(name))
+        self._vfs_state_file = None
+        if target is None:
+            real.__init__(self, *args, **kwargs)  # type: ignore[misc]
+            return
+        import pyarrow as pa  # type: ignore[import-untyped]
+        file: Any = builtins.open(target.filename, "wb")  # its raw file can abort()
+        if inline:
+            call[0] = pa.PythonFile(file, mode="w")
+        else:
+            kwargs[name] = pa.PythonFile(file, mode="w")
+        try:
+            real.__init__(self, *call, **kwargs)  # type: ignore[misc]
+        except BaseException:
+            file.raw.abort()
+            raise
+        self._vfs_state_file = file
+
+    def close(self: Any) -> None:
+        try:
+            real.close(self)  # type: ignore[attr-defined]
+        finally:
+            file, self._vfs_state_file = self._vfs_state_file, None
+            if file is not None:
+                file.close()
+
+    __init__.__wrapped__ = real.__init__  # type: ignore[attr-defined,misc]
+    return type(real.__name__, (real,), {"__init__": __init__, "close": close,
+                                         "__module__": real.__module__,
+                                         "__qualname__": real.__qualname__})
+
+
 def _codec(key: str) -> str | None:
     """The compression pyarrow would detect from a local path's extension."""
     import pyarrow as pa  # type: ignore[import-untyped]
@@ -142,6 +188,8 @@ def _patcher(plan: dict[str, tuple[str, int, Any]]) -> Callable[[ModuleType, Mou
                         _with_stream(table, real.__init__, position + 1, False, keep_open=True))
                 replacement = type(real.__name__, (real,), {"__init__": init,
                                                             "__module__": real.__module__})
+            elif kind == "writer-class":
+                replacement = _writer_class(table, real, extra)
             elif kind == "fs":
                 replacement = _with_filesystem(table, real, position, extra)
             elif kind == "opened":  # read later through what the call returns
@@ -160,9 +208,6 @@ def _patcher(plan: dict[str, tuple[str, int, Any]]) -> Callable[[ModuleType, Mou
 
 _NOT_MAPPED = ("a mount has no local file to map; read it with pyarrow.input_stream(path), "
                "or map a copy: `with vfs_state.local_copy(path) as real: ...`")
-_WRITER_WAY = ("the writer would open and own a local file; give it a stream: "
-               "`with pyarrow.output_stream(path) as sink, pyarrow.ipc.new_file(sink, "
-               "schema) as writer: ...`")
 
 MODULES = {
     "pyarrow.parquet": _patcher({
@@ -180,9 +225,11 @@ MODULES = {
         "read_table": ("fs", 0, "source"),
         "write_table": ("stream", 1, True),
         "ORCFile": ("class-file", 0, None),
+        "ORCWriter": ("writer-class", 0, "where"),
     }),
     "pyarrow.json": _patcher({
         "read_json": ("stream", 0, False),
+        "open_json": ("opened", 0, None),
     }),
     "pyarrow.dataset": _patcher({
         "dataset": ("fs", 0, "source"),
@@ -202,11 +249,13 @@ MODULES = {
     "pyarrow.ipc": _patcher({
         "open_file": ("opened", 0, None),
         "open_stream": ("opened", 0, None),
-        "new_file": ("refused", 0, _WRITER_WAY),
-        "new_stream": ("refused", 0, _WRITER_WAY),
+        "RecordBatchFileWriter": ("writer-class", 0, "sink"),
+        "RecordBatchStreamWriter": ("writer-class", 0, "sink"),
     }),
     "pyarrow.csv": _patcher({
         "read_csv": ("stream", 0, False),
         "write_csv": ("stream", 1, True),
+        "open_csv": ("opened", 0, None),
+        "CSVWriter": ("writer-class", 0, "sink"),
     }),
 }
