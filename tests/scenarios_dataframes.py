@@ -122,6 +122,16 @@ def pyarrow_parquet_file_row_groups(base):
 
 
 @scenario
+def pyarrow_parquet_read_pandas_and_core_functions(base):
+    from pyarrow.parquet import core
+    pq.write_table(pa.table(DATA), f"{base}/t.parquet")
+    core.write_table(pa.table(DATA), f"{base}/c.parquet")
+    return (pq.read_pandas(f"{base}/t.parquet", columns=["a"]).to_pydict(),
+            core.read_table(f"{base}/c.parquet").num_rows,
+            isinstance(core.ParquetFile(f"{base}/c.parquet"), pq.ParquetFile))
+
+
+@scenario
 def pyarrow_parquet_writer_row_groups(base):
     table = pa.table(DATA)
     with pq.ParquetWriter(f"{base}/w.parquet", table.schema) as writer:

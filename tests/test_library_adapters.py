@@ -146,7 +146,9 @@ def test_pyarrow_and_polars_writers_are_wrapped_and_restored(base):
         code = getattr(function, "__code__", None)
         return code is not None and "vfs_state" in code.co_filename
 
+    from pyarrow.parquet import core
     wrapped = (lambda: pq.ParquetWriter.__init__, lambda: pq.ParquetDataset.__init__,
+               lambda: core.read_table, lambda: core.ParquetDataset.__init__,
                lambda: pa.input_stream, lambda: pa.memory_map, lambda: pa.ipc.open_file,
                lambda: pacsv.CSVWriter.__init__, lambda: pa.ipc.RecordBatchStreamWriter.__init__,
                lambda: pl.LazyFrame.sink_parquet, lambda: pl.DataFrame.write_ndjson,

@@ -174,11 +174,16 @@ def _resolve(table: MountTable, path: object) -> Target | None:
     return table.resolve(path)
 
 
-def _patcher(plan: dict[str, tuple[str, int, Any]]) -> Callable[[ModuleType, MountTable], Saved]:
+def _patcher(plan: dict[str, tuple[str, int, Any]],
+             defined_in: str | None = None) -> Callable[[ModuleType, MountTable], Saved]:
+    """Patch ``plan``'s names in the module; with ``defined_in``, in that submodule too,
+    where the functions call each other (``pyarrow.parquet.read_pandas`` calls the
+    ``read_table`` of ``pyarrow.parquet.core``), with the same replacement objects."""
     def patch(module: ModuleType, table: MountTable) -> Saved:
         saved: Saved = []
+        home = getattr(module, defined_in, module) if defined_in else module
         for attribute, (kind, position, extra) in plan.items():
-            real = getattr(module, attribute, None)
+            real = getattr(home, attribute, None)
             if real is None:
                 continue
             replacement: Any
@@ -200,8 +205,10 @@ def _patcher(plan: dict[str, tuple[str, int, Any]]) -> Callable[[ModuleType, Mou
                 replacement = _refused(table, real, position, extra)
             else:
                 replacement = _with_stream(table, real, position, extra)
-            saved.append((module, attribute, real))
-            setattr(module, attribute, replacement)
+            for owner in dict.fromkeys((home, module)):
+                if getattr(owner, attribute, None) is real:
+                    saved.append((owner, attribute, real))
+                    setattr(owner, attribute, replacement)
         return saved
     return patch
 
@@ -220,7 +227,8 @@ MODULES = {
         "ParquetWriter": ("class", 0, "where"),
         "ParquetDataset": ("class", 0, "path_or_paths"),
         "write_metadata": ("fs", 1, "where"),
-    }),
+        "read_pandas": ("fs", 0, "source"),
+    }, defined_in="core"),
     "pyarrow.orc": _patcher({
         "read_table": ("fs", 0, "source"),
         "write_table": ("stream", 1, True),
