@@ -108,10 +108,10 @@ def _with_io_stream(table: MountTable, real: Callable, writing: bool) -> Callabl
 def _writer_class(table: MountTable, real: type, name: str) -> type:
     """``real`` (a writer class) whose sink, first argument or ``name``, may be a mount path.
 
-    The writer gets a file opened on the mount as the shim's ``open`` would
-    (a missing parent or a directory fails as on a local disk) and, when
-    closed, closes that file: the one request that stores it. A writer that
-    fails to start drops the file unstored.
+    The writer gets the file the shim's ``open(path, "wb")`` opens (so, as
+    there, missing parents are made and a directory in the way fails when
+    the file is stored) and, when closed, closes that file: the one request
+    that stores it. A writer that fails to start drops the file unstored.
     """
     def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
         call = list(args)
