@@ -9,6 +9,12 @@ from hypothesis import HealthCheck, settings
 
 from tests.connectors import ConnectorPool
 from tests.harness.sidecar import Sidecar
+from tests.profiles import DEEP
+
+#: pytest-timeout's limit per test in the deep profile. The 300 s of pyproject.toml
+#: is the CI profile's; a deep stateful run (300 examples of 60 steps) takes about
+#: 110 s alone on the GCS connector and passed 300 s next to the deep soak.
+DEEP_TIMEOUT = 1800
 
 # Hypothesis profiles: "ci" keeps the whole run short, "deep" digs for local runs.
 settings.register_profile("ci", max_examples=20, stateful_step_count=15, deadline=None,
@@ -24,7 +30,9 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Drop the tests a module's ``ci_profile_keeps(nodeid)`` leaves out of the CI profile."""
+    """Drop the tests a module's ``ci_profile_keeps(nodeid)`` leaves out of the CI profile;
+    in the deep profile, give each test ``DEEP_TIMEOUT`` unless ``--timeout`` or its own
+    marker says otherwise."""
     kept, dropped = [], []
     for item in items:
         keeps = getattr(getattr(item, "module", None), "ci_profile_keeps", None)
@@ -32,6 +40,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = kept
+    if DEEP and config.getoption("timeout", None) is None:
+        for item in items:
+            if item.get_closest_marker("timeout") is None:
+                item.add_marker(pytest.mark.timeout(DEEP_TIMEOUT))
 
 
 @pytest.fixture(scope="session")
