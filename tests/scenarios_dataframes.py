@@ -248,6 +248,18 @@ def pyarrow_parquet_read_missing(base):
 
 
 @scenario
+def pyarrow_and_pandas_missing_files_name_the_path(base):
+    import pyarrow.orc as orc
+    missing = f"{base}/nope"
+    caught = _caught(FileNotFoundError, lambda: pq.read_table(missing),
+                     lambda: pq.ParquetFile(missing), lambda: pq.read_metadata(missing),
+                     lambda: ds.dataset(missing), lambda: pd.read_parquet(missing),
+                     lambda: feather.read_table(missing), lambda: pacsv.read_csv(missing),
+                     lambda: pa.input_stream(missing), lambda: orc.ORCFile(missing))
+    return [missing in str(exc) for exc in caught]
+
+
+@scenario
 def pyarrow_feather_roundtrip(base):
     feather.write_feather(pa.table(DATA), f"{base}/t.feather")
     return feather.read_table(f"{base}/t.feather").to_pydict()

@@ -103,6 +103,18 @@ def test_pyarrow_memory_maps_are_refused_with_a_way(base, call):
     assert os.listdir(base) == []
 
 
+@pytest.mark.parametrize("call", [
+    lambda path: pq.read_table(path),
+    lambda path: pq.ParquetFile(path),
+    lambda path: pd.read_parquet(path),
+    lambda path: pa.input_stream(path),
+], ids=["read_table", "ParquetFile", "pandas", "input_stream"])
+def test_pyarrow_missing_file_error_names_the_mount_path(base, call):
+    with pytest.raises(FileNotFoundError) as caught:
+        call(f"{base}/nope.parquet")
+    assert str(caught.value).endswith(f"{base}/nope.parquet")
+
+
 def test_pyarrow_writer_that_fails_to_start_stores_nothing(base):
     import pyarrow.orc as orc
     with open(f"{base}/kept.csv", "w") as f:

@@ -4,7 +4,9 @@
 and hands read paths to pyarrow; both would touch the local disk. For a
 mount path, ``_get_path_or_handle`` now answers the key and a pyarrow
 filesystem for the mount instead (parent directory checked first, as pandas
-does locally). csv/json/pickle/feather already go through the shim's ``open``.
+does locally), and an error of ``PyArrowImpl.read`` that names the key names
+the caller's path. csv/json/pickle/feather already go through the shim's
+``open``.
 """
 from __future__ import annotations
 
@@ -38,7 +40,25 @@ def _patch(module: ModuleType, table: MountTable) -> Saved:
         return target.key, None, arrow_fs(target)
 
     setattr(module, "_get_path_or_handle", routed)  # noqa: B010 (mypy: not in the stubs)
-    return [(module, "_get_path_or_handle", real)]
+    saved: Saved = [(module, "_get_path_or_handle", real)]
+    impl = getattr(module, "PyArrowImpl", None)
+    if impl is not None:
+        saved.append((impl, "read", impl.read))
+        impl.read = _naming_errors(table, impl.read)
+    return saved
+
+
+def _naming_errors(table: MountTable, real: Any) -> Any:
+    @functools.wraps(real)
+    def read(self: Any, path: Any, *args: Any, **kwargs: Any) -> Any:
+        target = None
+        if isinstance(path, str) or hasattr(path, "__fspath__"):
+            target = table.resolve(path)
+        if target is None:
+            return real(self, path, *args, **kwargs)
+        from vfs_state.shim.libraries.pyarrow_adapter import naming
+        return naming({target.key: target.filename}, real, self, path, *args, **kwargs)
+    return read
 
 
 MODULES = {"pandas.io.parquet": _patch}

@@ -15,6 +15,7 @@ from __future__ import annotations
 import builtins
 import errno
 import functools
+import os
 from collections.abc import Callable
 from types import ModuleType
 from typing import Any
@@ -44,26 +45,52 @@ def _with_filesystem(table: MountTable, real: Callable, position: int, name: str
         routed_to = None if kwargs.get("filesystem") is not None else _keys(table, path)
         if routed_to is None:
             return real(*call, **kwargs)
-        target, keys = routed_to
+        target, keys, names = routed_to
         if inline:
             call[position] = keys
         else:
             kwargs[name] = keys
         kwargs["filesystem"] = arrow_fs(target)
-        return real(*call, **kwargs)
+        return naming(names, real, *call, **kwargs)
     return routed
 
 
-def _keys(table: MountTable, path: object) -> tuple[Target, Any] | None:
-    """A path's mount and key, or a list of paths' (all on one mount) and their keys."""
+def _keys(table: MountTable, path: object) -> tuple[Target, Any, dict[str, Any]] | None:
+    """A path's mount and key, or a list of paths' (all on one mount) and their keys;
+    and each key's path as the caller gave it."""
     if not isinstance(path, (list, tuple)):
         target = _resolve(table, path)
-        return None if target is None else (target, target.key)
+        return None if target is None else (target, target.key, {target.key: target.filename})
     targets = [_resolve(table, item) for item in path]
     first = targets[0] if targets else None
     if first is None or any(t is None or t.mount is not first.mount for t in targets):
         return None  # empty, local, or across mounts: pyarrow's own error
-    return first, [t.key for t in targets if t is not None]
+    found = [t for t in targets if t is not None]
+    return first, [t.key for t in found], {t.key: t.filename for t in found}
+
+
+_ERRNOS = {FileNotFoundError: errno.ENOENT, IsADirectoryError: errno.EISDIR,
+           NotADirectoryError: errno.ENOTDIR, FileExistsError: errno.EEXIST,
+           PermissionError: errno.EACCES}
+
+
+def naming(names: dict[str, Any], call: Callable, *args: Any, **kwargs: Any) -> Any:
+    """``call(*args, **kwargs)``; an error naming a key (pyarrow names the path it was
+    given, and it was given the key) names the caller's path instead, in the same
+    form: ``FileNotFoundError(path)`` as pyarrow raises it for a local path, or with
+    the errno and message it came with."""
+    try:
+        return call(*args, **kwargs)
+    except OSError as exc:
+        alone = len(exc.args) == 1 and exc.filename is None
+        named = exc.args[0] if alone else exc.filename
+        code = _ERRNOS.get(type(exc))
+        if code is None or not isinstance(named, str) or named.lstrip("/") not in names:
+            raise
+        path = names[named.lstrip("/")]
+        if alone:
+            raise type(exc)(path) from exc
+        raise type(exc)(exc.errno or code, exc.strerror or os.strerror(code), path) from exc
 
 
 def _with_stream(table: MountTable, real: Callable, position: int, writing: bool,
@@ -77,13 +104,15 @@ def _with_stream(table: MountTable, real: Callable, position: int, writing: bool
         if target is None:
             return real(*args, **kwargs)
         fs = arrow_fs(target)
-        stream = fs.open_output_stream(target.key) if writing else fs.open_input_file(target.key)
+        names = {target.key: target.filename}
+        stream = naming(names, fs.open_output_stream if writing else fs.open_input_file,
+                         target.key)
         call = list(args)
         call[position] = stream
         if keep_open:
-            return real(*call, **kwargs)
+            return naming(names, real, *call, **kwargs)
         with stream:
-            return real(*call, **kwargs)
+            return naming(names, real, *call, **kwargs)
     return routed
 
 
@@ -99,8 +128,8 @@ def _with_io_stream(table: MountTable, real: Callable, writing: bool) -> Callabl
         if kwargs.get("compression", args[0] if args else "detect") == "detect":
             args, kwargs = args[1:], {**kwargs, "compression": _codec(target.key)}
         fs = arrow_fs(target)
-        stream = fs.open_output_stream(target.key) if writing else fs.open_input_stream(
-            target.key)
+        stream = naming({target.key: target.filename},
+                         fs.open_output_stream if writing else fs.open_input_stream, target.key)
         return real(stream, *args, **kwargs)
     return routed
 
