@@ -260,6 +260,21 @@ def pyarrow_and_pandas_missing_files_name_the_path(base):
 
 
 @scenario
+def pyarrow_directory_opened_as_a_file(base):
+    import pyarrow.orc as orc
+    directory = f"{base}/sub"
+    os.makedirs(directory)
+    with open(f"{directory}/x", "w") as f:
+        f.write("x")
+    caught = _caught(OSError, lambda: pq.ParquetFile(directory),
+                     lambda: pq.read_metadata(directory), lambda: feather.read_table(directory),
+                     lambda: pacsv.read_csv(directory), lambda: pa.input_stream(directory),
+                     lambda: orc.ORCFile(directory), lambda: pa.ipc.open_file(directory))
+    return [(type(exc).__name__, "is a directory" in str(exc), directory in str(exc))
+            for exc in caught]
+
+
+@scenario
 def pyarrow_feather_roundtrip(base):
     feather.write_feather(pa.table(DATA), f"{base}/t.feather")
     return feather.read_table(f"{base}/t.feather").to_pydict()

@@ -57,7 +57,7 @@ def _naming_errors(table: MountTable, real: Any) -> Any:
         if target is None:
             return real(self, path, *args, **kwargs)
         from vfs_state.shim.libraries.pyarrow_adapter import naming
-        return naming({target.key: target.filename}, real, self, path, *args, **kwargs)
+        return naming({target.key: target}, real, self, path, *args, **kwargs)
     return read
 
 

@@ -55,18 +55,18 @@ def _with_filesystem(table: MountTable, real: Callable, position: int, name: str
     return routed
 
 
-def _keys(table: MountTable, path: object) -> tuple[Target, Any, dict[str, Any]] | None:
+def _keys(table: MountTable, path: object) -> tuple[Target, Any, dict[str, Target]] | None:
     """A path's mount and key, or a list of paths' (all on one mount) and their keys;
-    and each key's path as the caller gave it."""
+    and each key's target."""
     if not isinstance(path, (list, tuple)):
         target = _resolve(table, path)
-        return None if target is None else (target, target.key, {target.key: target.filename})
+        return None if target is None else (target, target.key, {target.key: target})
     targets = [_resolve(table, item) for item in path]
     first = targets[0] if targets else None
     if first is None or any(t is None or t.mount is not first.mount for t in targets):
         return None  # empty, local, or across mounts: pyarrow's own error
     found = [t for t in targets if t is not None]
-    return first, [t.key for t in found], {t.key: t.filename for t in found}
+    return first, [t.key for t in found], {t.key: t for t in found}
 
 
 _ERRNOS = {FileNotFoundError: errno.ENOENT, IsADirectoryError: errno.EISDIR,
@@ -74,20 +74,24 @@ _ERRNOS = {FileNotFoundError: errno.ENOENT, IsADirectoryError: errno.EISDIR,
            PermissionError: errno.EACCES}
 
 
-def naming(names: dict[str, Any], call: Callable, *args: Any, **kwargs: Any) -> Any:
+def naming(targets: dict[str, Target], call: Callable, *args: Any, **kwargs: Any) -> Any:
     """``call(*args, **kwargs)``; an error naming a key (pyarrow names the path it was
     given, and it was given the key) names the caller's path instead, in the same
     form: ``FileNotFoundError(path)`` as pyarrow raises it for a local path, or with
-    the errno and message it came with."""
+    the errno and message it came with. pyarrow's fsspec bridge says "not found" for
+    a directory opened as a file: that becomes the ``OSError`` a local path gets."""
     try:
         return call(*args, **kwargs)
     except OSError as exc:
         alone = len(exc.args) == 1 and exc.filename is None
         named = exc.args[0] if alone else exc.filename
         code = _ERRNOS.get(type(exc))
-        if code is None or not isinstance(named, str) or named.lstrip("/") not in names:
+        if code is None or not isinstance(named, str) or named.lstrip("/") not in targets:
             raise
-        path = names[named.lstrip("/")]
+        target = targets[named.lstrip("/")]
+        path = target.filename
+        if code == errno.ENOENT and target.key and target.fs.isdir(target.fs_path):
+            raise OSError(f"Expected file path, but {path!s} is a directory") from exc
         if alone:
             raise type(exc)(path) from exc
         raise type(exc)(exc.errno or code, exc.strerror or os.strerror(code), path) from exc
@@ -104,7 +108,7 @@ def _with_stream(table: MountTable, real: Callable, position: int, writing: bool
         if target is None:
             return real(*args, **kwargs)
         fs = arrow_fs(target)
-        names = {target.key: target.filename}
+        names = {target.key: target}
         stream = naming(names, fs.open_output_stream if writing else fs.open_input_file,
                          target.key)
         call = list(args)
@@ -128,7 +132,7 @@ def _with_io_stream(table: MountTable, real: Callable, writing: bool) -> Callabl
         if kwargs.get("compression", args[0] if args else "detect") == "detect":
             args, kwargs = args[1:], {**kwargs, "compression": _codec(target.key)}
         fs = arrow_fs(target)
-        stream = naming({target.key: target.filename},
+        stream = naming({target.key: target},
                          fs.open_output_stream if writing else fs.open_input_stream, target.key)
         return real(stream, *args, **kwargs)
     return routed
