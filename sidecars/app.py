@@ -131,8 +131,10 @@ class KeyConverter(PathConverter):
 
 
 def _error(status: int, code: str, message: str) -> Response:
+    """The JSON error body, and its code in ``X-Error`` too: a HEAD reply has no body."""
     response = jsonify(error=code, message=message)
     response.status_code = status
+    response.headers["X-Error"] = code
     return response
 
 

@@ -1,8 +1,10 @@
 """What a key may be, checked once at the edge so backends can trust keys.
 
 Keys are ``/``-separated UTF-8 paths relative to the mount. Empty, ``.`` and
-``..`` segments are refused (they would alias or escape); a trailing ``/``
-names a directory marker. Names beginning ``.vfs-state`` are reserved for the
+``..`` segments are refused (they would alias or escape), and a key longer
+than ``MAX_KEY_BYTES`` with its own code (``name_too_long``, which clients
+raise as ``ENAMETOOLONG``, as a file system refuses a long name); a trailing
+``/`` names a directory marker. Names beginning ``.vfs-state`` are reserved for the
 local backend's bookkeeping.
 """
 from __future__ import annotations
@@ -19,7 +21,7 @@ def validate_key(key: str) -> str:
     if not key:
         raise BadRequest("empty key", code="bad_key")
     if len(key.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES:
-        raise BadRequest(f"key longer than {MAX_KEY_BYTES} bytes", code="bad_key")
+        raise BadRequest(f"key longer than {MAX_KEY_BYTES} bytes", code="name_too_long")
     body = key[:-1] if key.endswith("/") else key
     for segment in body.split("/"):
         _check_segment(segment, key)

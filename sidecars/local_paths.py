@@ -37,12 +37,14 @@ def segments(key: str) -> list[str]:
     """The path segments of a store key (a trailing ``/`` dropped).
 
     Keys were validated by the app core; only the per-segment length limit
-    of the file system is checked here, so it is a 400 and not ENAMETOOLONG.
+    of the file system is checked here, so it is a 400 ``name_too_long``
+    (the client's ``ENAMETOOLONG``) and not a 500.
     """
     parts = key.rstrip("/").split("/")
     for part in parts:
         if len(part.encode("utf-8", "surrogatepass")) > NAME_MAX:
-            raise BadRequest(f"a key segment is longer than {NAME_MAX} bytes", code="bad_key")
+            raise BadRequest(f"a key segment is longer than {NAME_MAX} bytes",
+                             code="name_too_long")
     return parts
 
 
@@ -54,7 +56,7 @@ def os_error(exc: OSError, what: str) -> SidecarError:
     if code in (errno.EACCES, errno.EPERM, errno.EROFS):
         return Forbidden(f"{what}: permission denied")
     if code == errno.ENAMETOOLONG:
-        return BadRequest(f"{what}: name too long", code="bad_key")
+        return BadRequest(f"{what}: name too long", code="name_too_long")
     if code in (errno.ENOENT, errno.ENOTDIR):
         return NotFound(f"{what}: not found")
     if code == errno.EISDIR:

@@ -406,3 +406,18 @@ def flush_is_not_visible_before_close(base):
 def write_creates_missing_parents(base):
     _write(f"{base}/no/such/dir/f.bin", b"deep")
     return _read(f"{base}/no/such/dir/f.bin")
+
+
+@scenario
+def long_names_are_refused_as_the_file_system_does(base):
+    long = f"{base}/{'n' * 1100}"  # past a local name's 255 bytes and a key's 1024
+    calls = (lambda: _write(long, b"x"), lambda: _read(long), lambda: os.stat(long),
+             lambda: os.mkdir(long), lambda: os.makedirs(f"{long}/sub"),
+             lambda: os.remove(long), lambda: os.listdir(long), lambda: os.path.exists(long))
+    outcomes = []
+    for call in calls:
+        try:
+            outcomes.append(("returned", call()))
+        except OSError as exc:  # not ValueError: handlers catch OSError for bad paths
+            outcomes.append((type(exc).__name__, exc.errno))
+    return outcomes, os.listdir(base)

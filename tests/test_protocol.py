@@ -177,6 +177,17 @@ def test_bad_keys_are_400(sock, path):
     assert request(sock, "GET", "/keys/" + path)[0] in (400, 404)
 
 
+@pytest.mark.parametrize("key", ["k" * 1025, "d/" + "s" * 256],
+                         ids=["key-over-1024-bytes", "local-segment-over-255-bytes"])
+def test_long_keys_are_name_too_long_and_head_says_so_in_a_header(sock, key):
+    for method, body in (("PUT", b"x"), ("GET", None), ("DELETE", None)):
+        status, headers, reply = request(sock, method, key_url(key), body)
+        assert (status, error_code(reply), headers["x-error"]) == (400, "name_too_long",
+                                                                   "name_too_long")
+    status, headers, reply = request(sock, "HEAD", key_url(key))
+    assert (status, reply, headers["x-error"]) == (400, b"", "name_too_long")
+
+
 @pytest.mark.parametrize("headers, status", [
     ({"If-Match": 'no"quotes'}, 412),  # a malformed tag never matches
     ({"If-None-Match": '"v1"'}, 400),

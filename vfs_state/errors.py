@@ -43,14 +43,21 @@ _CODES: dict[str, tuple[type[OSError], int]] = {
     "conflict": (PathConflict, errno.EEXIST),
     "directory_not_empty": (OSError, errno.ENOTEMPTY),
     "is_a_directory": (IsADirectoryError, errno.EISDIR),
+    "name_too_long": (OSError, errno.ENAMETOOLONG),
     "no_such_attr": (OSError, errno.ENODATA),
     "unsupported_attr": (OSError, errno.ENOTSUP),
 }
 
 
-def error_for_status(status: int, body: bytes, key: str, where: str) -> Exception:
-    """The exception for a failed reply; ``where`` names the mount in messages."""
+def error_for_status(status: int, body: bytes, key: str, where: str,
+                     header_code: str = "") -> Exception:
+    """The exception for a failed reply; ``where`` names the mount in messages.
+
+    The error code is the JSON body's, else the ``X-Error`` header's
+    (``header_code``), which is all a reply to HEAD carries.
+    """
     code, message = _parse_error(body)
+    code = code or header_code
     cls: type[Exception]
     if code in _CODES:
         cls, number = _CODES[code]

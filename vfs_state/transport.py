@@ -252,7 +252,7 @@ class Transport:
             self._release(conn)
         self.bytes_received += len(data)
         if status >= 400 and status not in ok:
-            raise error_for_status(status, data, key, self.where)
+            raise error_for_status(status, data, key, self.where, fields.get("x-error", ""))
         return Reply(status, fields, data)
 
     def stream(self, path: str, headers: Mapping[str, str], key: str = "") -> BodyStream:
@@ -270,7 +270,7 @@ class Transport:
             finally:
                 conn.close()
             if status >= 400:
-                raise error_for_status(status, body, key, self.where)
+                raise error_for_status(status, body, key, self.where, fields.get("x-error", ""))
             raise ProtocolError("a streamed reply needs a Content-Length")
         return BodyStream(self, conn, int(length), must_close, fields)
 
