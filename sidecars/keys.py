@@ -1,10 +1,10 @@
 """What a key may be, checked once at the edge so backends can trust keys.
 
 Keys are ``/``-separated UTF-8 paths relative to the mount. Empty, ``.`` and
-``..`` segments are refused (they would alias or escape), and a key longer
-than ``MAX_KEY_BYTES`` with its own code (``name_too_long``, which clients
-raise as ``ENAMETOOLONG``, as a file system refuses a long name); a trailing
-``/`` names a directory marker. Names beginning ``.vfs-state`` are reserved for the
+``..`` segments are refused (they would alias or escape); so is a key longer
+than ``MAX_KEY_BYTES``, with its own code (``name_too_long``: clients raise
+``ENAMETOOLONG``, as a file system does for a long name). A trailing ``/``
+names a directory marker. Names beginning ``.vfs-state`` are reserved for the
 local backend's bookkeeping.
 """
 from __future__ import annotations
