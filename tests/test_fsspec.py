@@ -151,6 +151,22 @@ def test_pandas_through_url(named):
     assert pd.read_parquet(f"{named}/f.parquet").to_dict() == frame.to_dict()
 
 
+def test_pyarrow_and_polars_as_docs_fsspec_shows(named):
+    """pyarrow takes the filesystem, polars file objects (docs/fsspec.md)."""
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    pl = pytest.importorskip("polars")
+    fs, path = fsspec.core.url_to_fs(named)
+    pq.write_table(pa.table({"a": [1, 2]}), f"{path}/t.parquet", filesystem=fs)
+    assert pq.read_table(f"{path}/t.parquet", filesystem=fs).to_pydict() == {"a": [1, 2]}
+    with fsspec.open(f"{named}/p.parquet", "wb") as f:
+        pl.DataFrame({"b": [3]}).write_parquet(f)
+    with fsspec.open(f"{named}/p.parquet", "rb") as f:
+        assert pl.read_parquet(f).to_dict(as_series=False) == {"b": [3]}
+    with fsspec.open(f"{named}/t.parquet", "rb") as f:
+        assert pl.read_parquet(f)["a"].to_list() == [1, 2]
+
+
 def test_duckdb_through_url(named):
     """duckdb asks ``modified()`` before reading; before, NotImplementedException."""
     duckdb = pytest.importorskip("duckdb")
