@@ -424,6 +424,23 @@ def polars_lists_and_globs_of_files(base):
 
 
 @scenario
+def polars_directory_of_files(base):
+    for sub in ("d/sub", "d/.hidden", "empty", "mixed"):
+        os.makedirs(f"{base}/{sub}")
+    for i, name in enumerate(("d/1.csv", "d/sub/2.csv", "d/.h.csv", "d/.hidden/4.csv")):
+        pl.DataFrame({"a": [i]}).write_csv(f"{base}/{name}")
+    pl.DataFrame({"a": [1]}).write_csv(f"{base}/mixed/x.csv")
+    with open(f"{base}/mixed/y", "w") as f:
+        f.write("a\n2\n")
+    refused = _caught(pl.exceptions.PolarsError, lambda: pl.read_csv(f"{base}/empty"),
+                      lambda: pl.read_csv(f"{base}/mixed"))
+    return (pl.read_csv(f"{base}/d")["a"].to_list(),
+            pl.scan_csv(f"{base}/d").collect()["a"].to_list(),
+            pl.read_csv(f"{base}/d", n_rows=3)["a"].to_list(),
+            [type(exc).__name__ for exc in refused])
+
+
+@scenario
 def polars_glob_matching_nothing(base):
     caught = _caught(pl.exceptions.ComputeError,
                      lambda: pl.read_parquet(f"{base}/none*.parquet"),

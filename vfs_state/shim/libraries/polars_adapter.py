@@ -2,8 +2,8 @@
 
 polars' readers and writers are native (Rust) and would open the path on the
 local disk. Readers get the object's bytes read through the shim's ``open``
-(a directory of parquet files is read as a pyarrow dataset; a list of paths
-or a glob, file by file, then concatenated); writers and
+(a directory of parquet files is read as a pyarrow dataset; a list of paths,
+a glob or another directory, file by file, then concatenated); writers and
 ``LazyFrame`` sinks get a file opened through the shim, so missing parents
 fail as they would locally, ``mkdir=True`` makes them, and ``partition_by=``
 writes a hive-partitioned dataset through pyarrow. A deferred sink
@@ -70,8 +70,29 @@ def _reader(table: MountTable, real: Callable, name: str) -> Callable:
                 data = file.read()
         except FileNotFoundError:  # as polars words it (no errno)
             raise FileNotFoundError(f"No such file or directory (os error 2): {path}") from None
+        except IsADirectoryError:  # found by trying: a file costs no extra request
+            if name not in MANY:
+                raise
+            return _read_many(routed, _directory_files(path), args, kwargs)
         return real(io.BytesIO(data) if name in NEEDS_FILE else data, *args, **kwargs)
     return routed
+
+
+def _directory_files(path: str) -> list[str]:
+    """Every file under a directory, in polars' order (sorted paths, hidden ones too);
+    refused as polars refuses it when the files' extensions differ or there are none."""
+    import polars
+    files = sorted(os.path.join(root, name) for root, _, names in os.walk(path)
+                   for name in names)
+    if not files:
+        raise polars.exceptions.ComputeError(
+            f"failed to retrieve file schemas: expanded paths were empty: {path}")
+    extensions = {posixpath.splitext(file)[1] for file in files}
+    if len(extensions) > 1:
+        raise polars.exceptions.InvalidOperationError(
+            f"directory contained paths with different file extensions: {path}; "
+            "use a glob pattern to say which files to read (e.g. 'dir/**/*.csv')")
+    return files
 
 
 def _many(table: MountTable, source: Any, target: Any, kwargs: dict) -> list[Any] | None:
