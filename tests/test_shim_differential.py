@@ -74,8 +74,8 @@ def real_library_scenarios() -> list[str]:
 
 
 def test_enough_scenarios():
-    assert len(SCENARIOS) >= 230
-    assert len(real_library_scenarios()) >= 80  # docs/testing.md states the count
+    assert len(SCENARIOS) >= 240
+    assert len(real_library_scenarios()) >= 90  # docs/testing.md states the count
 
 
 @pytest.mark.parametrize("name", sorted(SCENARIOS))
