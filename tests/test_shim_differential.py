@@ -28,17 +28,14 @@ from tests import (  # noqa: F401 (registers)
 from tests.differential import SCENARIOS, outcome
 from tests.shim_fixtures import fresh_mount_path, mount_spec
 
-CONNECTORS = ("local-buffered-cas", "s3-buffered-cas")
+#: every backend, each once (the write modes are the conformance suite's concern)
+CONNECTORS = ("local-buffered-cas", "s3-buffered-cas", "gcs-buffered-cas",
+              "redis-buffered-cas", "nats-kv-buffered-cas")
 
 
 def _sidecar(request, connector: str):
     if connector.startswith("local"):
         return request.getfixturevalue("local_sidecar")
-    try:
-        import sidecars.s3  # noqa: F401
-        import tests.harness.moto_s3  # noqa: F401
-    except ImportError as exc:
-        pytest.skip(f"S3 harness not available yet: {exc}")
     return request.getfixturevalue("connector_pool").sidecar(connector)
 
 
