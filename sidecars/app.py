@@ -153,12 +153,15 @@ def _etag(version: str) -> str:
     return f'"{version}"'
 
 
-def _info_headers(info: ObjectInfo, length: int) -> list[tuple[str, str]]:
-    """A file's reply headers, in the order clients have always seen them."""
+def _info_headers(info: ObjectInfo, length: int, exact: bool) -> list[tuple[str, str]]:
+    """A file's reply headers, in the order clients have always seen them;
+    ``X-Mtime`` (the time to the backend's precision) when it is ``exact``."""
     headers = [("ETag", f'"{info.version}"'), ("X-Is-File", "true"),
                ("Accept-Ranges", "bytes")]
     if info.modified is not None:
         headers.append(("Last-Modified", _http_date(int(info.modified))))
+        if exact:
+            headers.append(("X-Mtime", repr(info.modified)))
     headers.append(("Content-Type", info.content_type or "application/octet-stream"))
     headers.append(("Content-Length", str(length)))
     return headers
@@ -216,7 +219,8 @@ class _Core:
     def _head(self, store_key: str) -> Response:
         info = None if store_key.endswith("/") else self.backend.stat(store_key)
         if info is not None:
-            return SidecarResponse.of(200, _info_headers(info, info.size))
+            return SidecarResponse.of(200, _info_headers(info, info.size,
+                                                         self.backend.exact_mtime))
         if store_key.rstrip("/") + "/" != self.prefix and not self.backend.is_dir(store_key):
             raise NotFound(f"no such key: {self._user_key(store_key)}")
         return SidecarResponse.of(200, [("X-Is-File", "false"),
@@ -248,7 +252,7 @@ class _Core:
             start, length = max(0, size + start), None
         body = self.backend.read(store_key, start, length, if_match=if_match)
         info = body.info
-        headers = _info_headers(info, body.length)
+        headers = _info_headers(info, body.length, self.backend.exact_mtime)
         status = 200
         if ranged is not None and info.size > 0:
             status = 206
@@ -328,7 +332,8 @@ class _Core:
         if last is not None:
             result["next"] = last[cut:]
         if details:
-            result["details"] = {name[cut:]: _listed(page.infos[name]) for name in keys
+            exact = self.backend.exact_mtime
+            result["details"] = {name[cut:]: _listed(page.infos[name], exact) for name in keys
                                  if name in page.infos}
         return jsonify(result)
 
@@ -344,7 +349,8 @@ class _Core:
         if page.next is not None:
             result["next"] = page.next[len(self.prefix):]
         if details:
-            result["details"] = {name: _listed(info) for name, info in page.infos.items()}
+            exact = self.backend.exact_mtime
+            result["details"] = {name: _listed(info, exact) for name, info in page.infos.items()}
         return SidecarResponse.of(200, [("Content-Type", "application/json")],
                                   [json.dumps(result).encode()])
 
@@ -387,14 +393,20 @@ class _Core:
         return store_key[len(self.prefix):]
 
 
-def _listed(info: ObjectInfo) -> dict[str, object]:
+def _listed(info: ObjectInfo, exact: bool) -> dict[str, object]:
     """A key's details in a listing reply: what a HEAD would say.
 
-    The time is cut to whole seconds like ``Last-Modified``, so that a
+    ``modified`` is cut to whole seconds like ``Last-Modified``, and ``mtime``
+    (when the backend's times are ``exact``) is ``X-Mtime``'s value, so that a
     stat from a listing and one from a HEAD agree.
     """
-    modified = None if info.modified is None else float(int(info.modified))
-    return {"size": info.size, "version": info.version, "modified": modified}
+    if info.modified is None:
+        return {"size": info.size, "version": info.version, "modified": None}
+    details = {"size": info.size, "version": info.version,
+               "modified": float(int(info.modified))}
+    if exact:
+        details["mtime"] = info.modified
+    return details
 
 
 def _attr_value() -> str:

@@ -190,6 +190,11 @@ class Backend(abc.ABC):
                         dirs=[p[cut:-1] for p in prefixes], next=cursor,
                         infos={key[cut:]: page.infos[key] for key in keys if key in page.infos})
 
+    #: True when every path to a key's time (read, stat, listing) reports the same
+    #: sub-second value: the core then sends it (``X-Mtime``, a listing's ``mtime``)
+    #: besides the whole seconds of ``Last-Modified``.
+    exact_mtime: bool = False
+
     #: True when ``write`` itself refuses, atomically, a key that is also a
     #: directory (``Conflict`` with code ``is_a_directory``), so the core
     #: skips its own pre-check (one listing per write on flat stores).

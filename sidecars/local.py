@@ -103,6 +103,7 @@ class LocalBackend(Backend):
             os.close(fd)
 
     refuses_dir_clash = True  # the write finds the directory in its place itself
+    exact_mtime = True  # the file's st_mtime on every path
 
     def is_dir(self, key: str) -> bool:
         try:

@@ -117,6 +117,7 @@ class TimedBackend(Backend):
         self.inner = inner
         self.max_object_size = inner.max_object_size
         self.refuses_dir_clash = inner.refuses_dir_clash
+        self.exact_mtime = inner.exact_mtime
 
     def _timed(self, operation: str, call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         _calls.count = getattr(_calls, "count", 0) + 1

@@ -380,6 +380,7 @@ class RedisBackend(Backend):
         return ObjectInfo(size, version, float(mtime) if mtime else None)
 
     refuses_dir_clash = True  # the write script checks, atomically
+    exact_mtime = True  # the one stored time (TIME, in µs) on every path
 
     def is_dir(self, key: str) -> bool:
         return bool(self._run("is_dir", [], [key.rstrip("/") + "/"]))

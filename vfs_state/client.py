@@ -38,6 +38,13 @@ def _file_stat(headers: dict[str, str], size: int) -> Stat:
 
 
 def _modified(headers: dict[str, str]) -> float | None:
+    """``X-Mtime`` (a backend's precise time) if sent, else ``Last-Modified``'s seconds."""
+    precise = headers.get("x-mtime")
+    if precise is not None:
+        try:
+            return float(precise)
+        except ValueError:
+            pass
     raw = headers.get("last-modified")
     if not raw:
         return None
@@ -116,7 +123,7 @@ def _listed(details: object) -> dict[str, Stat]:
         return stats
     for key, fields in details.items():
         try:
-            modified = fields.get("modified")
+            modified = fields.get("mtime", fields.get("modified"))
             stats[key] = Stat(is_file=True, size=int(fields["size"]),
                               version=str(fields["version"]),
                               modified=None if modified is None else float(modified))
