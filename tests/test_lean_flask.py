@@ -324,7 +324,8 @@ def sidecar_replies(root: str, hooks: bool) -> list[Reply]:
                                       environ(method, path, body, **headers))
             # what differs between two stores: times and versions, so lengths
             timed = data.startswith(b"{") and b"vfs." in data or b"version" in data
-            kept = [(k, v) for k, v in head if k not in ("X-Hooked", "Last-Modified", "ETag")
+            kept = [(k, v) for k, v in head
+                    if k not in ("X-Hooked", "Last-Modified", "X-Mtime", "ETag")
                     and not (timed and k == "Content-Length")]
             out.append((status, kept, b"" if timed else data))
     finally:
