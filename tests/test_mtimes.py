@@ -34,9 +34,10 @@ def test_stat_and_listing_agree_on_the_time(request, connector):
         assert stat.st_mtime == int(stat.st_mtime)
 
 
-@pytest.mark.parametrize("connector", EXACT)
-def test_shallow_compare_tells_same_size_files_apart(request, connector):
-    with _mounted(request, connector) as place:
+def test_redis_times_tell_same_size_files_apart_for_filecmp(request):
+    """Redis stores the time of each write to the microsecond: two writes one
+    after the other differ, so the shallow compare reads the contents."""
+    with _mounted(request, "redis-buffered-cas") as place:
         base = place.base
         write_bytes(f"{base}/a", b"one")
         write_bytes(f"{base}/b", b"two")  # same size, well within the same second
@@ -45,3 +46,13 @@ def test_shallow_compare_tells_same_size_files_apart(request, connector):
         key = base[len(place.mount_path) + 1:] + "/a"
         read, _ = StateFS(place.socket_path).client.read_head(key, 64)  # a GET's time
         assert read.modified == os.stat(f"{base}/a").st_mtime
+
+
+def test_local_times_are_the_file_systems_own(request, local_sidecar):
+    """The local connector reports its file's st_mtime as it is (two writes within
+    one clock tick of that file system share it, as on a local disk)."""
+    with _mounted(request, "local-buffered-cas") as place:
+        write_bytes(f"{place.base}/a", b"one")
+        key = place.base[len(place.mount_path) + 1:] + "/a"
+        on_disk = os.stat(os.path.join(local_sidecar.root, key)).st_mtime
+        assert os.stat(f"{place.base}/a").st_mtime == on_disk != int(on_disk)
