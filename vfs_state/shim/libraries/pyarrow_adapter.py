@@ -156,10 +156,11 @@ def _writer_class(table: MountTable, real: type, name: str) -> type:
             return
         import pyarrow as pa  # type: ignore[import-untyped]
         file: Any = builtins.open(target.filename, "wb")  # its raw file can abort()
+        sink = pa.PythonFile(file, mode="w")
         if inline:
-            call[0] = pa.PythonFile(file, mode="w")
+            call[0] = sink
         else:
-            kwargs[name] = pa.PythonFile(file, mode="w")
+            kwargs[name] = sink
         try:
             real.__init__(self, *call, **kwargs)  # type: ignore[misc]
         except BaseException:
