@@ -130,6 +130,30 @@ def test_pyarrow_writer_that_fails_to_start_stores_nothing(base):
         assert f.read() == "a\n1\n"
 
 
+def test_pyarrow_writer_whose_own_close_fails_stores_nothing(base, monkeypatch):
+    """A writer that could not finish its file (say, the footer) leaves the stored
+    file as it was, and says why."""
+    import pyarrow.orc as orc
+    with open(f"{base}/kept.orc", "wb") as f:
+        f.write(b"old")
+    writer = orc.ORCWriter(f"{base}/kept.orc")
+    writer.write(pa.table({"a": [1]}))
+
+    pyarrows = type(writer).__mro__[1]
+    closes = pyarrows.close
+
+    def broken(self):  # pyarrow's own close, failing once it is done
+        closes(self)
+        raise OSError(errno.EIO, "footer not written")
+    monkeypatch.setattr(pyarrows, "close", broken)
+    with pytest.raises(OSError, match="footer not written"):
+        writer.close()
+    monkeypatch.undo()  # before the writer's __del__ closes it again
+    del writer
+    with open(f"{base}/kept.orc", "rb") as f:
+        assert f.read() == b"old"
+
+
 def test_pyarrow_writer_closed_onto_a_directory_fails_loudly(base):
     os.mkdir(f"{base}/d")
     writer = pacsv.CSVWriter(f"{base}/d", pa.schema([("a", pa.int64())]))

@@ -144,7 +144,8 @@ def _writer_class(table: MountTable, real: type, name: str) -> type:
     The writer gets the file the shim's ``open(path, "wb")`` opens (so, as
     there, missing parents are made and a directory in the way fails when
     the file is stored) and, when closed, closes that file: the one request
-    that stores it. A writer that fails to start drops the file unstored.
+    that stores it. A writer that fails to start, or to finish its file,
+    drops the file unstored.
     """
     def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
         call = list(args)
@@ -169,12 +170,15 @@ def _writer_class(table: MountTable, real: type, name: str) -> type:
         self._vfs_state_file = file
 
     def close(self: Any) -> None:
+        file, self._vfs_state_file = self._vfs_state_file, None
         try:
             real.close(self)  # type: ignore[attr-defined]
-        finally:
-            file, self._vfs_state_file = self._vfs_state_file, None
-            if file is not None:
-                file.close()
+        except BaseException:
+            if file is not None:  # an unfinished file must not replace the stored one
+                file.raw.abort()
+            raise
+        if file is not None:
+            file.close()
 
     __init__.__wrapped__ = real.__init__  # type: ignore[attr-defined,misc]
     return type(real.__name__, (real,), {"__init__": __init__, "close": close,
